@@ -1,0 +1,1 @@
+"""aelab: autoencoders as pure JAX/Flax functions."""

@@ -1,0 +1,133 @@
+"""The base experiment config, the ``arg`` that picks a dataset, and validation of every field.
+
+``configs/*.py`` start from :func:`base` and change what their experiment needs; ``aelab.main``
+calls :func:`validate` before any data is loaded, so a bad value fails in seconds with a message.
+"""
+import math
+
+import ml_collections
+from ml_collections import config_dict
+
+from aelab import corruption, models, nets
+from aelab.models import common
+
+BINARIZE = ('none', 'static', 'dynamic')
+OPTIMIZERS = ('adam', 'adamw', 'sgd', 'adadelta')
+SCHEDULES = ('constant', 'cosine', 'warmup_cosine')
+FILE_SOURCES = ('idx', 'npz', 'csv')
+
+
+class ConfigError(ValueError):
+  """A config value is unknown or out of range; the message names the field and the valid choices."""
+
+
+def base() -> ml_collections.ConfigDict:
+  """Every field a run reads, with defaults: a small MSE autoencoder on scikit-learn ``digits``."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.data = dict(name='digits', path=config_dict.placeholder(str), test_path=config_dict.placeholder(str),
+                test_fraction=0.2, split_seed=0, binarize='none', binarize_threshold=0.5, standardize=True,
+                tfds_data_dir=config_dict.placeholder(str), max_train_examples=0, max_test_examples=0)
+  c.model = dict(name='ae', hidden=(256,), latent_dim=32, activation='relu', code_activation='identity',
+                 likelihood='mse', output_activation='sigmoid', likelihood_std=1.0, tied=False, kl_weight=1.0)
+  c.corruption = dict(name='none', std=0.5, rate=0.25, clip=True)
+  c.penalty = dict(name='none', weight=0.0, target=0.05)
+  c.optimizer = dict(name='adam', learning_rate=1e-3, schedule='constant', warmup_steps=0, momentum=0.9,
+                     weight_decay=1e-4)
+  c.train = dict(num_epochs=30, batch_size=64, eval_batch_size=1000, figures_every=1, num_figure_images=8,
+                 keep_checkpoints=2)
+  return ml_collections.ConfigDict(c)
+
+
+def set_data(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
+  """Applies a config ``arg`` that picks the dataset and returns ``config``.
+
+  ``None`` or ``'digits'``: scikit-learn digits. ``'idx=DIR'``, ``'npz=FILE'``, ``'csv=FILE'``: files.
+  Any other name (``'mnist'``, ``'fashion_mnist'``, ...) is a tensorflow-datasets name.
+  """
+  arg = arg or 'digits'
+  name, _, path = arg.partition('=')
+  if name in FILE_SOURCES and not path:
+    raise ConfigError(f'Config arg {arg!r} needs a path, e.g. "{name}=path/to/data".')
+  if path and name not in FILE_SOURCES:
+    raise ConfigError(f'Config arg {arg!r}: only {FILE_SOURCES} take "=PATH".')
+  config.data.name = name
+  if path:
+    config.data.path = path
+  return config
+
+
+def _choice(value, choices, field: str):
+  if value not in choices:
+    raise ConfigError(f'{field}={value!r} is not valid; choose one of {tuple(choices)}.')
+
+
+def _check(ok: bool, message: str):
+  if not ok:
+    raise ConfigError(message)
+
+
+def _in_unit_interval(value, field: str, closed: bool = True):
+  ok = 0.0 <= value <= 1.0 if closed else 0.0 < value < 1.0
+  _check(ok and math.isfinite(value), f'{field}={value} must lie in {"[0, 1]" if closed else "(0, 1)"}.')
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks every field's name and range. Raises ConfigError naming the field and what is allowed."""
+  _validate_data(config.data)
+  _validate_model(config)
+  _choice(config.corruption.name, corruption.NAMES, 'corruption.name')
+  _check(config.corruption.std >= 0, f'corruption.std={config.corruption.std} must be >= 0.')
+  _in_unit_interval(config.corruption.rate, 'corruption.rate')
+  _choice(config.penalty.name, common.PENALTIES, 'penalty.name')
+  _check(config.penalty.weight >= 0, f'penalty.weight={config.penalty.weight} must be >= 0.')
+  _in_unit_interval(config.penalty.target, 'penalty.target (sparsity_target rho)', closed=False)
+  if config.penalty.name == 'kl_sparsity':
+    _check(config.model.name == 'ae' and config.model.code_activation == 'sigmoid',
+           'penalty.name=kl_sparsity needs a code in (0, 1): set model.name=ae and model.code_activation=sigmoid.')
+  _validate_optimizer(config.optimizer)
+  _validate_train(config.train)
+
+
+def _validate_data(d):
+  name = d.name
+  _check(isinstance(name, str) and name != '', 'data.name must be a dataset name, e.g. digits or mnist.')
+  if name in FILE_SOURCES:
+    _check(bool(d.path), f'data.name={name} needs data.path (the {name} file or directory).')
+  _in_unit_interval(d.test_fraction, 'data.test_fraction', closed=False)
+  _choice(d.binarize, BINARIZE, 'data.binarize')
+  _in_unit_interval(d.binarize_threshold, 'data.binarize_threshold')
+  _check(d.max_train_examples >= 0 and d.max_test_examples >= 0, 'data.max_*_examples must be >= 0.')
+
+
+def _validate_model(config):
+  m = config.model
+  _choice(m.name, models.available(), 'model.name')
+  _check(m.latent_dim >= 1, f'model.latent_dim={m.latent_dim} must be a positive integer.')
+  _check(all(isinstance(w, int) and w >= 1 for w in m.hidden),
+         f'model.hidden={m.hidden} must be a tuple of positive integers, e.g. "(512, 128)" or "()".')
+  for field in ('activation', 'code_activation', 'output_activation'):
+    _choice(m[field], nets.ACTIVATIONS, f'model.{field}')
+  _choice(m.likelihood, common.LIKELIHOODS, 'model.likelihood')
+  if m.name == 'vae':
+    _choice(m.likelihood, ('bernoulli', 'gaussian'), 'model.likelihood (a VAE needs a normalized likelihood)')
+  _check(m.likelihood_std > 0, f'model.likelihood_std={m.likelihood_std} must be > 0.')
+  _check(m.kl_weight >= 0, f'model.kl_weight={m.kl_weight} must be >= 0.')
+
+
+def _validate_optimizer(o):
+  _choice(o.name, OPTIMIZERS, 'optimizer.name')
+  _choice(o.schedule, SCHEDULES, 'optimizer.schedule')
+  _check(o.learning_rate > 0 and math.isfinite(o.learning_rate),
+         f'optimizer.learning_rate={o.learning_rate} must be a positive number.')
+  _check(o.warmup_steps >= 0, f'optimizer.warmup_steps={o.warmup_steps} must be >= 0.')
+  _in_unit_interval(o.momentum, 'optimizer.momentum')
+  _check(o.weight_decay >= 0, f'optimizer.weight_decay={o.weight_decay} must be >= 0.')
+
+
+def _validate_train(t):
+  _check(t.num_epochs >= 1, f'train.num_epochs={t.num_epochs} must be >= 1.')
+  _check(t.batch_size >= 1, f'train.batch_size={t.batch_size} must be >= 1.')
+  _check(t.eval_batch_size >= 1, f'train.eval_batch_size={t.eval_batch_size} must be >= 1.')
+  _check(t.figures_every >= 0, f'train.figures_every={t.figures_every} must be >= 0 (0: no figures).')
+  _check(t.keep_checkpoints >= 1, f'train.keep_checkpoints={t.keep_checkpoints} must be >= 1.')

@@ -1,0 +1,472 @@
+"""Datasets as host arrays, ready to be put on the device once.
+
+`load(config.data)` returns a `Dataset`: flattened float32 train and test examples, optional int32
+labels, the shape of one example and its kind ('image' or 'tabular'). Sources (`data.name`):
+
+- 'digits': scikit-learn's bundled 8x8 handwritten digits (1,797 images), the offline default.
+- 'idx': a directory of MNIST-format IDX files (train-* and t10k-*, gzip-compressed or not).
+- 'npz': a file with array `x` (N x D, or N x H x W [x C]) and optional labels `y`.
+- 'csv': a numeric table with an optional header row and an optional label column `label` or `y`.
+- any tensorflow-datasets image dataset ('mnist', 'fashion_mnist', 'cifar10', ...), read through
+  `tfds.data_source` (no TensorFlow needed; tfds is imported only when such a name is used).
+
+Images are scaled to [0, 1] and optionally binarized; tabular features are standardized with the
+train statistics. A source with a single split is split with
+`jax.random.permutation(jax.random.key(data.split_seed), n)`: the first n - round(n * test_fraction)
+permuted examples train, the rest test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gzip
+import math
+import pathlib
+import re
+import urllib.error
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+_LOCAL_SOURCES = ('digits', 'idx', 'npz', 'csv')
+_BINARIZE = ('none', 'static', 'dynamic')
+_IDX_IMAGES = re.compile(r'images[-.]idx3-ubyte(\.gz)?$')
+_IDX_IMAGES_MAGIC, _IDX_LABELS_MAGIC = 2051, 2049  # 0x0803: uint8, 3 dims; 0x0801: uint8, 1 dim.
+# tfds retries a failed download 10 times with exponential backoff: about 200 s before an offline
+# machine gives up. Three tries fail in about a second and still ride out a transient error.
+_TFDS_DOWNLOAD_RETRIES = 3
+
+
+class DataError(ValueError):
+  """The data or the data config is invalid; the message says what was wrong and what to do."""
+
+
+class DatasetUnavailableError(RuntimeError):
+  """A named dataset could not be downloaded (e.g. no network); the message lists alternatives."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """Train and test arrays of one dataset, on the host (numpy).
+
+  Attributes:
+    x_train: float32 [N, D], flattened examples. Images lie in [0, 1] ({0, 1} when binarized
+      statically); tabular features are standardized with the train mean and std.
+    y_train: int32 [N] labels, or None when the source has none.
+    x_test: float32 [M, D], transformed like x_train (binarized once when data.binarize='dynamic').
+    y_test: int32 [M] labels, or None.
+    shape: shape of one example before flattening: (H, W, C) for images, (D,) for tabular.
+    kind: 'image' or 'tabular'.
+    name: data.name of the source.
+  """
+  x_train: np.ndarray
+  y_train: np.ndarray | None
+  x_test: np.ndarray
+  y_test: np.ndarray | None
+  shape: tuple[int, ...]
+  kind: str
+  name: str
+
+
+class _Split(NamedTuple):
+  """One split: x float32 [N, ...] (images N x H x W x C in [0, 1]), y int32 [N] or None."""
+  x: np.ndarray
+  y: np.ndarray | None
+  where: str  # Which file or split, for error messages.
+
+
+@dataclasses.dataclass(frozen=True)
+class _Options:
+  """The fields of config.data that load reads, and their defaults (for fields absent or None)."""
+  name: str = 'digits'
+  path: str | None = None  # None or '': absent, here and for test_path and tfds_data_dir.
+  test_path: str | None = None
+  test_fraction: float = 0.2
+  split_seed: int = 0
+  binarize: str = 'none'
+  binarize_threshold: float = 0.5
+  standardize: bool = True
+  tfds_data_dir: str | None = None
+  max_train_examples: int | None = None  # None or 0: all.
+  max_test_examples: int | None = None
+
+
+def load(data_config: ml_collections.ConfigDict) -> Dataset:
+  """Loads, splits and transforms the dataset that `config.data` names.
+
+  Fields read (defaults in brackets): name ['digits'], path, test_path, test_fraction [0.2],
+  split_seed [0], binarize ['none'], binarize_threshold [0.5], standardize [True],
+  tfds_data_dir, max_train_examples, max_test_examples [None or 0: all].
+
+  Raises:
+    DataError: invalid config field, unknown name, or bad data (NaN/inf, empty, mismatched shapes
+      or labels, float images outside [0, 1], malformed IDX/npz/csv).
+    FileNotFoundError: data.path or data.test_path does not exist.
+    DatasetUnavailableError: a tfds dataset could not be downloaded (e.g. no network).
+  """
+  opts = _options(data_config)
+  train, test, kind = _LOADERS.get(opts.name, _load_tfds)(opts)
+  if test is None:
+    train, test = _holdout(train, opts.test_fraction, opts.split_seed)
+  _check_pair(train, test)
+  train, test = _head(train, opts.max_train_examples), _head(test, opts.max_test_examples)
+  x_train, x_test = _transform(train.x, test.x, kind, opts)
+  return Dataset(x_train, train.y, x_test, test.y, train.x.shape[1:], kind, opts.name)
+
+
+def dynamic_binarize(key: jax.Array, x: jax.Array) -> jax.Array:
+  """Samples Bernoulli(x) elementwise: float32 {0, 1}, same shape as x (values in [0, 1]). Jittable."""
+  return jax.random.bernoulli(key, x).astype(jnp.float32)
+
+
+# ---- config ----
+
+def _options(config: ml_collections.ConfigDict) -> _Options:
+  """Reads config.data with defaults; raises DataError naming the bad field and its allowed values."""
+  given = {f.name: config.get(f.name) for f in dataclasses.fields(_Options)}
+  opts = _Options(**{k: v for k, v in given.items() if v is not None})
+  if not isinstance(opts.name, str) or not opts.name:
+    raise DataError(f'data.name={opts.name!r}: give one of {_LOCAL_SOURCES} or a tfds dataset name.')
+  if opts.binarize not in _BINARIZE:
+    raise DataError(f'data.binarize={opts.binarize!r} is not one of {_BINARIZE}.')
+  if not isinstance(opts.test_fraction, (int, float)) or not 0 < opts.test_fraction < 1:
+    raise DataError(f'data.test_fraction={opts.test_fraction!r} must lie in (0, 1), e.g. 0.2.')
+  if not isinstance(opts.binarize_threshold, (int, float)) or not 0 <= opts.binarize_threshold <= 1:
+    raise DataError(f'data.binarize_threshold={opts.binarize_threshold} must lie in [0, 1].')
+  if not isinstance(opts.split_seed, int) or isinstance(opts.split_seed, bool):
+    raise DataError(f'data.split_seed={opts.split_seed!r} must be an int.')
+  for count in (opts.max_train_examples, opts.max_test_examples):
+    if count is not None and (not isinstance(count, int) or count < 0):
+      raise DataError(f'data.max_*_examples={count!r} must be an int >= 0 (0 or None: all).')
+  return opts
+
+
+def _required_path(opts: _Options, expected: str) -> pathlib.Path:
+  """data.path as an existing path; raises DataError if unset, FileNotFoundError if missing."""
+  if not opts.path:
+    raise DataError(f'data.name={opts.name!r} needs data.path: {expected}.')
+  return _existing(opts.path, expected)
+
+
+def _existing(path: str, expected: str) -> pathlib.Path:
+  """Returns the path; raises FileNotFoundError naming it and the expected contents if missing."""
+  p = pathlib.Path(path).expanduser()
+  if not p.exists():
+    raise FileNotFoundError(f'{p} does not exist; expected {expected}.')
+  return p
+
+
+# ---- validation and transforms ----
+
+def _split(x: np.ndarray, y: Any, where: str) -> _Split:
+  """Pairs examples with labels; raises DataError unless y is None or N integer labels."""
+  if y is None:
+    return _Split(x, None, where)
+  y = np.asarray(y)
+  if y.shape != (len(x),):
+    raise DataError(f'{where}: labels of shape {y.shape} for {len(x)} examples; '
+                    f'give one label per example (shape ({len(x)},)).')
+  integral = np.issubdtype(y.dtype, np.integer) or (
+      np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0))
+  if not integral:
+    raise DataError(f'{where}: labels must be integers (class ids); found non-integer values.')
+  return _Split(x, y.astype(np.int32), where)
+
+
+def _check_nonempty(x: np.ndarray, where: str) -> None:
+  """Raises DataError if x has no examples (rows)."""
+  if len(x) == 0:
+    raise DataError(f'{where} has 0 examples; check the file or path points at the data.')
+
+
+def _check_finite(x: np.ndarray, where: str) -> None:
+  """Raises DataError with the number of NaN and infinite values in x."""
+  bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+  if bad:
+    nan = int(np.count_nonzero(np.isnan(x)))
+    raise DataError(f'{where} contains {nan} NaN and {bad - nan} infinite values (of {x.size}); '
+                    'remove or impute them before loading.')
+
+
+def _images(x: np.ndarray, where: str) -> np.ndarray:
+  """N x H x W [x C] uint8 (0..255), bool or float in [0, 1] -> float32 N x H x W x C in [0, 1]."""
+  _check_nonempty(x, where)
+  if x.ndim == 3:
+    x = x[..., None]
+  if x.ndim != 4:
+    raise DataError(f'{where}: images must be N x H x W or N x H x W x C, got shape {x.shape}.')
+  if x.dtype == np.uint8:
+    return x.astype(np.float32) / 255
+  if x.dtype != bool and not np.issubdtype(x.dtype, np.floating):
+    raise DataError(f'{where}: images of dtype {x.dtype}; store uint8 (0..255) or floats in [0, 1].')
+  _check_finite(x, where)
+  if x.min() < 0 or x.max() > 1:
+    raise DataError(f'{where}: float images must lie in [0, 1], found [{x.min():g}, {x.max():g}]; '
+                    'rescale them (e.g. x / 255) or store uint8.')
+  return x.astype(np.float32)
+
+
+def _features(x: np.ndarray, where: str) -> np.ndarray:
+  """Numeric N x D table -> float32 N x D; raises DataError if empty, not 2-D or not finite."""
+  _check_nonempty(x, where)
+  if x.ndim != 2 or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+    raise DataError(f'{where}: tabular data must be a numeric N x D array, got {x.dtype} {x.shape}.')
+  _check_finite(x, where)
+  return x.astype(np.float32)
+
+
+def _holdout(split: _Split, fraction: float, seed: int) -> tuple[_Split, _Split]:
+  """Seeded split: the first n - round(n * fraction) permuted examples train, the rest test."""
+  n = len(split.x)
+  n_test = round(n * fraction)
+  if not 0 < n_test < n:
+    raise DataError(f'{split.where}: test_fraction={fraction} of {n} examples leaves {n_test} test '
+                    f'and {n - n_test} train examples; change data.test_fraction or give more data.')
+  perm = np.asarray(jax.random.permutation(jax.random.key(seed), n))
+  take = lambda idx, part: _Split(
+      split.x[idx], None if split.y is None else split.y[idx], f'{split.where} ({part})')
+  return take(perm[:n - n_test], 'train part'), take(perm[n - n_test:], 'test part')
+
+
+def _head(split: _Split, count: int | None) -> _Split:
+  """The first count examples of split (all of them if count is None or 0)."""
+  count = count or None
+  return split._replace(x=split.x[:count], y=None if split.y is None else split.y[:count])
+
+
+def _check_pair(train: _Split, test: _Split) -> None:
+  """Raises DataError if test examples differ in shape from train, or only one split has labels."""
+  if train.x.shape[1:] != test.x.shape[1:]:
+    raise DataError(f'{test.where}: examples of shape {test.x.shape[1:]} but {train.where} has '
+                    f'{train.x.shape[1:]}; the test data must have the same features / image size.')
+  if (train.y is None) != (test.y is None):
+    with_y = train.where if test.y is None else test.where
+    raise DataError(f'only {with_y} has labels; give labels for both splits or for neither.')
+
+
+def _transform(x_train: np.ndarray, x_test: np.ndarray, kind: str,
+               opts: _Options) -> tuple[np.ndarray, np.ndarray]:
+  """Flattens to [N, D] and binarizes (images) or standardizes (tabular) both splits."""
+  x_train, x_test = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
+  if kind == 'tabular' and opts.binarize != 'none':
+    raise DataError(f'data.binarize={opts.binarize!r} applies to images only; {opts.name!r} is '
+                    "tabular: set data.binarize='none'.")
+  if opts.binarize == 'static':
+    return tuple((x > opts.binarize_threshold).astype(np.float32) for x in (x_train, x_test))
+  if opts.binarize == 'dynamic':  # Test binarized once, with a fixed key: comparable across runs.
+    return x_train, np.asarray(dynamic_binarize(jax.random.key(0), x_test))
+  if kind == 'tabular' and opts.standardize:
+    mean, std = x_train.mean(0, dtype=np.float64), x_train.std(0, dtype=np.float64)
+    std = np.where(std > 0, std, 1.0)
+    return tuple(((x - mean) / std).astype(np.float32) for x in (x_train, x_test))
+  return x_train, x_test
+
+
+# ---- sources: each returns (train, test or None for a seeded split, kind) ----
+
+_Loaded = tuple[_Split, _Split | None, str]
+
+
+def _load_digits(opts: _Options) -> _Loaded:
+  """scikit-learn's 8x8 digits, values 0..16 scaled to [0, 1]; 1,797 examples, labels 0..9."""
+  from sklearn import datasets  # pylint: disable=g-import-not-at-top
+  digits = datasets.load_digits()
+  where = 'sklearn digits'
+  return _split(_images(digits.images / 16.0, where), digits.target, where), None, 'image'
+
+
+def _load_idx(opts: _Options) -> _Loaded:
+  """A directory of IDX files: train-* and t10k-* as the two splits, or one images file to split."""
+  expected = 'a directory of MNIST-format IDX files, e.g. t10k-images-idx3-ubyte.gz (+ labels-idx1)'
+  directory = _required_path(opts, expected)
+  if not directory.is_dir():
+    raise DataError(f'data.path={directory} is not a directory; expected {expected}.')
+  found = sorted(p for p in directory.iterdir() if _IDX_IMAGES.search(p.name))
+  images = list({p.name.removesuffix('.gz'): p for p in found}.values())  # x.gz or x: one of them.
+  roles = {_idx_role(p.name): p for p in images}
+  if 'train' in roles and 'test' in roles:
+    return _idx_split(roles['train']), _idx_split(roles['test']), 'image'
+  if len(images) == 1:
+    return _idx_split(images[0]), None, 'image'
+  if not images:
+    raise FileNotFoundError(f'no *images-idx3-ubyte[.gz] file in {directory}; expected {expected}.')
+  raise DataError(f'{directory} holds several IDX image files {[p.name for p in images]} without a '
+                  'train-*/t10k-* pair; keep one dataset per directory.')
+
+
+def _idx_role(name: str) -> str | None:
+  """'train' / 'test' from an IDX file name's prefix (train-, t10k-, test-), else None."""
+  prefix = name[:name.index('images')]
+  return 'train' if 'train' in prefix else 'test' if 't10k' in prefix or 'test' in prefix else None
+
+
+def _idx_split(images_path: pathlib.Path) -> _Split:
+  """Reads an images file and, if present beside it, its labels file (same name, labels-idx1)."""
+  where = f'IDX file {images_path}'
+  base = re.sub(r'images([-.])idx3', r'labels\1idx1', images_path.name.removesuffix('.gz'))
+  labels = [p for p in (images_path.with_name(base), images_path.with_name(base + '.gz')) if p.exists()]
+  y = _read_idx(labels[0], _IDX_LABELS_MAGIC) if labels else None
+  return _split(_images(_read_idx(images_path, _IDX_IMAGES_MAGIC), where), y, where)
+
+
+def _read_idx(path: pathlib.Path, magic: int) -> np.ndarray:
+  """Parses a uint8 IDX file (big-endian header: magic, then one uint32 per dim) with numpy."""
+  with (gzip.open if path.name.endswith('.gz') else open)(path, 'rb') as f:
+    data = f.read()
+  ndim = magic - 0x0800
+  found = int.from_bytes(data[:4], 'big')
+  if len(data) < 4 + 4 * ndim or found != magic:
+    raise DataError(f'{path}: IDX magic number {found}, expected {magic} (uint8, {ndim} dims); '
+                    'is it an MNIST-format file, and images/labels named right?')
+  dims = tuple(int(d) for d in np.frombuffer(data, '>u4', ndim, 4))
+  values = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
+  if values.size != math.prod(dims):
+    raise DataError(f'{path}: header says {dims} but the file holds {values.size} values; '
+                    'the file is truncated or corrupt, download it again.')
+  return values.reshape(dims)
+
+
+_NPZ_EXPECTED = "an .npz file with array 'x' (N x D, or N x H x W [x C]) and optional 'y' (N labels)"
+
+
+def _load_npz(opts: _Options) -> _Loaded:
+  """npz with x (N x D tabular, N x H x W [x C] images) and optional y; data.test_path likewise."""
+  train = _npz_split(_required_path(opts, _NPZ_EXPECTED), 'train')
+  test = _npz_split(_existing(opts.test_path, _NPZ_EXPECTED), 'test') if opts.test_path else None
+  return train, test, 'image' if train.x.ndim > 2 else 'tabular'
+
+
+def _npz_split(path: pathlib.Path, role: str) -> _Split:
+  """Reads x and optional y from one npz; raises DataError if it is no npz or has no x."""
+  where = f'npz {role} file {path}'
+  arrays = np.load(path, allow_pickle=False)
+  if not isinstance(arrays, np.lib.npyio.NpzFile):
+    raise DataError(f"{where} is not an .npz archive; save it as np.savez(path, x=features, y=labels).")
+  with arrays:
+    if 'x' not in arrays.files:
+      raise DataError(f"{where} has no array 'x' (it has: {arrays.files}); save the examples as "
+                      'x, e.g. np.savez(path, x=features, y=labels).')
+    x, y = arrays['x'], arrays['y'] if 'y' in arrays.files else None
+  return _split(_images(x, where) if x.ndim > 2 else _features(x, where), y, where)
+
+
+def _load_csv(opts: _Options) -> _Loaded:
+  """Numeric CSV (comma-separated); data.test_path likewise, with the same feature columns."""
+  expected = 'a numeric .csv file, optional header row, optional label column named label or y'
+  train = _csv_split(_required_path(opts, expected), 'train')
+  test = _csv_split(_existing(opts.test_path, expected), 'test') if opts.test_path else None
+  return train, test, 'tabular'
+
+
+def _csv_split(path: pathlib.Path, role: str) -> _Split:
+  """Reads one CSV; a first row that is not all numbers is a header naming the columns."""
+  where = f'csv {role} file {path}'
+  header = _csv_header(path)
+  with warnings.catch_warnings():  # loadtxt warns on an empty file; _features raises instead.
+    warnings.simplefilter('ignore', UserWarning)
+    try:
+      table = np.loadtxt(path, delimiter=',', skiprows=int(header is not None), ndmin=2, quotechar='"')
+    except ValueError as e:
+      raise DataError(f'{where}: {e} Every value must be a number (comma-separated).') from e
+  if header is not None and table.size and len(header) != table.shape[1]:
+    raise DataError(f'{where}: the header names {len(header)} columns, the rows have {table.shape[1]}.')
+  label = next((i for i, n in enumerate(header or []) if n.lower() in ('label', 'y')), None)
+  if label is None:
+    return _split(_features(table, where), None, where)
+  return _split(_features(np.delete(table, label, axis=1), where), table[:, label], where)
+
+
+def _csv_header(path: pathlib.Path) -> list[str] | None:
+  """The column names if the first row is not all numeric, else None."""
+  with open(path) as f:
+    names = [s.strip().strip('"\'') for s in f.readline().split(',')]
+  try:
+    [float(n) for n in names]  # pylint: disable=expression-not-assigned
+  except ValueError:
+    return names
+  return None
+
+
+def _load_tfds(opts: _Options) -> _Loaded:
+  """A tfds image dataset: its 'train' and 'test' splits, or 'train' alone (then seeded split)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  # Heavy; only here.
+  train = _tfds_source(tfds, opts, 'train')
+  features = train.dataset_info.features
+  if 'image' not in features.keys() or None in features['image'].shape:
+    raise DataError(f'tfds dataset {opts.name!r} has no fixed-size "image" feature ({features}); '
+                    'aelab reads fixed-size image datasets from tfds; use npz / csv for others.')
+  has_test = 'test' in train.dataset_info.splits
+  test = _tfds_split(_tfds_source(tfds, opts, 'test'), opts.name, 'test') if has_test else None
+  return _tfds_split(train, opts.name, 'train'), test, 'image'
+
+
+def _tfds_source(tfds: Any, opts: _Options, split: str) -> Any:
+  """tfds.data_source for one split, downloading and preparing it if needed.
+
+  Raises:
+    DataError: the name is not a tfds dataset.
+    DatasetUnavailableError: the download failed (no network?), with offline alternatives.
+  """
+  import requests  # pylint: disable=g-import-not-at-top  # tfds downloads with requests.
+  download_errors = (requests.exceptions.RequestException, ConnectionError, TimeoutError,
+                     urllib.error.URLError, tfds.download.DownloadError)
+  try:
+    with _few_download_retries():
+      return tfds.data_source(opts.name, split=split, data_dir=opts.tfds_data_dir or None,
+                              download=True)
+  except tfds.core.registered.DatasetNotFoundError:
+    raise DataError(f'data.name={opts.name!r} is neither one of {_LOCAL_SOURCES} nor a known '
+                    'tensorflow-datasets dataset (see tfds.list_builders()); check the spelling.'
+                    ) from None
+  except download_errors as e:
+    raise DatasetUnavailableError(_unavailable_message(opts)) from e
+
+
+def _unavailable_message(opts: _Options) -> str:
+  """What failed and the offline alternatives, as command-line flags."""
+  data_dir = opts.tfds_data_dir or 'the tfds default, ~/tensorflow_datasets'
+  return (f'tensorflow-datasets could not download {opts.name!r} (no network?). Offline, use '
+          '--config.data.name=digits (bundled with scikit-learn); '
+          '--config.data.name=idx --config.data.path=DIR (a directory of MNIST IDX files, e.g. '
+          't10k-images-idx3-ubyte.gz); --config.data.name=npz or csv with --config.data.path=FILE; '
+          f'or prepare {opts.name!r} with tfds on a machine with network and copy it into '
+          f'--config.data.tfds_data_dir (now: {data_dir}).')
+
+
+@contextlib.contextmanager
+def _few_download_retries() -> Iterator[None]:
+  """Lowers tfds's download retries (10, about 200 s of backoff offline) for the duration."""
+  from tensorflow_datasets.core.download import downloader  # pylint: disable=g-import-not-at-top
+  retries = getattr(downloader, 'MAX_RETRIES', _TFDS_DOWNLOAD_RETRIES)
+  downloader.MAX_RETRIES = min(retries, _TFDS_DOWNLOAD_RETRIES)
+  try:
+    yield
+  finally:
+    downloader.MAX_RETRIES = retries
+
+
+def _tfds_split(source: Any, name: str, split: str) -> _Split:
+  """Reads all records ({'image': H x W x C uint8, 'label'}) of a data source into arrays."""
+  where = f'tfds {name!r} split {split!r}'
+  n = len(source)
+  if n == 0:
+    raise DataError(f'{where} has 0 examples; delete its folder in data.tfds_data_dir to re-prepare.')
+  first = source[0]
+  x = np.empty((n, *first['image'].shape), np.uint8)
+  y = np.empty(n, np.int64) if 'label' in first else None
+  for i in range(n):  # One record at a time: tfds's mock data sources lack a working __getitems__.
+    record = source[i]
+    x[i] = record['image']
+    if y is not None:
+      y[i] = record['label']
+  return _split(_images(x, where), y, where)
+
+
+_LOADERS: dict[str, Callable[[_Options], _Loaded]] = {
+    'digits': _load_digits, 'idx': _load_idx, 'npz': _load_npz, 'csv': _load_csv}

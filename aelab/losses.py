@@ -1,0 +1,70 @@
+"""Per-example reconstruction losses, code penalties and KL terms, as pure functions.
+
+Every loss returns one value per example (shape ``B``); the caller reduces. Log-probabilities are in
+nats. Inputs are flattened: ``x_BxD`` holds ``B`` examples of ``D`` features (pixels).
+"""
+import jax
+import jax.numpy as jnp
+
+_LOG_2PI = jnp.log(2.0 * jnp.pi)
+
+
+def mse(x_hat_BxD: jax.Array, x_BxD: jax.Array) -> jax.Array:
+  """Mean squared error per example, averaged over features: shape ``B``, units per pixel."""
+  return jnp.mean(jnp.square(x_hat_BxD - x_BxD), axis=-1)
+
+
+def sum_squared_error(x_hat_BxD: jax.Array, x_BxD: jax.Array) -> jax.Array:
+  """Squared error summed over features: shape ``B``, units per example."""
+  return jnp.sum(jnp.square(x_hat_BxD - x_BxD), axis=-1)
+
+
+def bce_with_logits(logits_BxD: jax.Array, x_BxD: jax.Array) -> jax.Array:
+  """Binary cross-entropy ``-log p(x|z)`` of a Bernoulli likelihood, summed over features.
+
+  Args:
+    logits_BxD: decoder logits (any real values).
+    x_BxD: targets in [0, 1] (binary, or grey levels as soft targets).
+  Returns:
+    Shape ``B``, nats per example. Uses the stable form ``max(l, 0) - l x + log(1 + exp(-|l|))``.
+  """
+  per_pixel = jnp.maximum(logits_BxD, 0) - logits_BxD * x_BxD + jnp.log1p(jnp.exp(-jnp.abs(logits_BxD)))
+  return jnp.sum(per_pixel, axis=-1)
+
+
+def gaussian_nll(mean_BxD: jax.Array, x_BxD: jax.Array, log_var: jax.Array | float = 0.0) -> jax.Array:
+  """``-log N(x; mean, exp(log_var))`` summed over features: shape ``B``, nats per example."""
+  per_feature = 0.5 * (_LOG_2PI + log_var + jnp.square(x_BxD - mean_BxD) * jnp.exp(-log_var))
+  return jnp.sum(per_feature, axis=-1)
+
+
+def kl_standard_normal(mean_BxZ: jax.Array, log_var_BxZ: jax.Array) -> jax.Array:
+  """Closed-form ``KL(N(mean, diag exp(log_var)) || N(0, I))`` summed over latent dimensions.
+
+  Kingma & Welling (2014), Auto-Encoding Variational Bayes, Appendix B:
+  ``-1/2 sum(1 + log_var - mean^2 - exp(log_var))``. Returns shape ``B``, nats per example.
+  """
+  return -0.5 * jnp.sum(1.0 + log_var_BxZ - jnp.square(mean_BxZ) - jnp.exp(log_var_BxZ), axis=-1)
+
+
+def l1_activity(z_BxZ: jax.Array) -> jax.Array:
+  """L1 activity penalty ``sum_j |z_j|`` per example (shape ``B``); multiply by the weight lambda."""
+  return jnp.sum(jnp.abs(z_BxZ), axis=-1)
+
+
+def kl_sparsity(z_BxZ: jax.Array, sparsity_target: jax.Array | float, eps: float = 1e-6) -> jax.Array:
+  """Sparsity penalty ``sum_j KL(rho || rho_hat_j)`` of Bernoulli means (Ng, CS294A notes, 2011).
+
+  ``rho_hat_j`` is the mean activation of code unit ``j`` over the batch, so unlike the other losses
+  this is one value per batch (a scalar), not per example.
+
+  Args:
+    z_BxZ: code activations in (0, 1) (a sigmoid code).
+    sparsity_target: rho, the target mean activation in (0, 1).
+  Returns:
+    Scalar, nats per batch.
+  """
+  rho = sparsity_target
+  rho_hat = jnp.clip(jnp.mean(z_BxZ, axis=0), eps, 1.0 - eps)
+  kl = rho * jnp.log(rho / rho_hat) + (1.0 - rho) * jnp.log((1.0 - rho) / (1.0 - rho_hat))
+  return jnp.sum(kl)

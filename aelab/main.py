@@ -1,0 +1,30 @@
+"""Trains one experiment: ``python -m aelab.main --config=configs/dae.py --workdir=/tmp/dae``.
+
+Flags: ``--config`` (a ``configs/*.py`` file, optionally ``:arg``; fields overridden with
+``--config.train.num_epochs=20``) and ``--workdir`` (outputs; a rerun resumes from its checkpoint).
+"""
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from aelab import config as config_lib
+from aelab import data, train
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file, e.g. configs/dae.py:mnist.',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics, figures and summary.json.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  try:
+    summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except (config_lib.ConfigError, data.DataError, data.DatasetUnavailableError, FloatingPointError) as e:
+    raise SystemExit(f'error: {e}') from None
+  logging.info('Done. Summary in %s/summary.json: %s', _WORKDIR.value,
+               {k: round(v, 4) for k, v in summary.items() if k.startswith('test/')})
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,114 @@
+"""Deterministic autoencoders: undercomplete, deep, linear, tied, sparse and denoising.
+
+One objective covers them all (``config.model.name = 'ae'``): an encoder ``z = f(x_tilde)``, a decoder
+``g(z)``, a reconstruction loss of ``g(z)`` against the clean ``x``, and an optional code penalty.
+Denoising: ``x_tilde`` is a corruption of ``x`` (Vincent et al. 2008). Sparse: an L1 activity or a
+KL(rho || rho_hat) penalty on ``z`` (Ng 2011).
+"""
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from aelab import nets
+from aelab.models import common
+
+
+class Model(nn.Module):
+  """Encoder and decoder; ``__call__(x_BxD) -> (z_BxZ, out_BxD)``."""
+  hidden: tuple[int, ...]
+  latent_dim: int
+  data_dim: int
+  activation: str = 'relu'
+  code_activation: str = 'identity'
+  output_activation: str = 'identity'
+  tied: bool = False
+
+  def setup(self):
+    self.encoder = nets.Encoder(self.hidden, self.latent_dim, self.activation, self.code_activation)
+    if self.tied:
+      self.decoder = nets.TiedDecoder(self.activation, self.output_activation)
+    else:
+      self.decoder = nets.Decoder(self.hidden[::-1], self.data_dim, self.activation, self.output_activation)
+
+  def encode(self, x_BxD: jax.Array) -> jax.Array:
+    return self.encoder(x_BxD)
+
+  def decode(self, z_BxZ: jax.Array) -> jax.Array:
+    if not self.tied:
+      return self.decoder(z_BxZ)
+    mlp = self.encoder.variables['params']['mlp']
+    kernels = [mlp[f'dense_{i}']['kernel'] for i in range(len(self.hidden) + 1)]
+    return self.decoder(z_BxZ, kernels)
+
+  def __call__(self, x_BxD: jax.Array) -> tuple[jax.Array, jax.Array]:
+    z = self.encode(x_BxD)
+    return z, self.decode(z)
+
+
+def build(config: ml_collections.ConfigDict, data_dim: int) -> Model:
+  m = config.model
+  return Model(tuple(m.hidden), m.latent_dim, data_dim, m.activation, m.code_activation,
+               common.output_activation(m), m.tied)
+
+
+def init(model: Model, key: jax.Array, x_BxD: jax.Array):
+  """Initial parameters for inputs shaped like ``x_BxD``."""
+  return model.init(key, x_BxD)
+
+
+def make_objective(model: Model, config: ml_collections.ConfigDict) -> Callable:
+  """``objective(params, x_BxD, key, hp) -> (loss, metrics)``; the loss is the batch-mean
+  reconstruction loss (units of ``model.likelihood``) plus ``hp['penalty_weight']`` times the penalty."""
+  recon_loss = common.reconstruction_loss(config.model)
+  penalty = common.penalty(config.penalty.name)
+  corrupt = common.corrupt_fn(config)
+
+  def objective(params, x_BxD, key, hp):
+    x_tilde = corrupt(key, x_BxD, hp)
+    z, out = model.apply(params, x_tilde)
+    recon = jnp.mean(recon_loss(out, x_BxD))
+    pen = penalty(z, hp)
+    loss = recon + hp['penalty_weight'] * pen
+    return loss, {'loss': loss, 'recon': recon, 'penalty': pen}
+
+  return objective
+
+
+def make_reconstruct(model: Model, config: ml_collections.ConfigDict) -> Callable:
+  """``reconstruct(params, x_BxD, key, hp) -> (x_tilde, x_hat)``: the corrupted input (``x`` itself
+  without corruption) and the reconstruction mean ``E[x|z]``."""
+  corrupt = common.corrupt_fn(config)
+
+  def reconstruct(params, x_BxD, key, hp):
+    x_tilde = corrupt(key, x_BxD, hp)
+    _, out = model.apply(params, x_tilde)
+    return x_tilde, common.mean_of(config.model, out)
+
+  return reconstruct
+
+
+def make_eval(model: Model, config: ml_collections.ConfigDict) -> Callable:
+  """``eval_fn(params, x_BxD, key, hp) -> dict of per-example metrics`` (each shape ``B``).
+
+  ``recon``: the objective's reconstruction term (units of ``model.likelihood``); ``recon_mse``: per
+  pixel, the reconstruction of the corrupted input against the clean ``x``; ``recon_mse_clean_input``
+  (with corruption): the same from the uncorrupted input; ``recon_bce``: nats per example (Bernoulli).
+  """
+  recon_loss = common.reconstruction_loss(config.model)
+  corrupt = common.corrupt_fn(config)
+
+  def eval_fn(params, x_BxD, key, hp):
+    z, out = model.apply(params, corrupt(key, x_BxD, hp))
+    metrics = {'recon': recon_loss(out, x_BxD), 'recon_mse': common.recon_mse(config.model, out, x_BxD),
+               **common.code_stats(z)}
+    if config.model.likelihood == 'bernoulli':
+      metrics['recon_bce'] = metrics['recon']
+    if config.corruption.name != 'none':
+      out_clean = model.apply(params, x_BxD)[1]
+      metrics['recon_mse_clean_input'] = common.recon_mse(config.model, out_clean, x_BxD)
+    return metrics
+
+  return eval_fn

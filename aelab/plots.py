@@ -1,0 +1,57 @@
+"""Figures (matplotlib, Agg backend): reconstructions, denoising triplets, samples, learning curves."""
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+import numpy as np  # noqa: E402
+
+
+def _as_images(x_NxD: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+  images = np.asarray(x_NxD, np.float32).reshape(len(x_NxD), *shape)
+  return images[..., 0] if images.shape[-1] == 1 else np.clip(images, 0.0, 1.0)
+
+
+def image_rows(rows: dict[str, np.ndarray], shape: Sequence[int], path: str, title: str = '') -> None:
+  """Saves a grid with one labelled row per entry of ``rows`` (each ``N x D``, values in [0, 1])."""
+  num_cols = max(len(r) for r in rows.values())
+  fig, axes = plt.subplots(len(rows), num_cols, figsize=(1.1 * num_cols, 1.2 * len(rows) + 0.4),
+                           squeeze=False)
+  for r, (label, x) in enumerate(rows.items()):
+    for c, image in enumerate(_as_images(x, shape)):
+      axes[r, c].imshow(image, cmap='gray', vmin=0.0, vmax=1.0)
+    axes[r, 0].set_ylabel(label, rotation=0, ha='right', va='center')
+  for ax in axes.flat:
+    ax.set_xticks([])
+    ax.set_yticks([])
+  fig.suptitle(title)
+  fig.savefig(path, dpi=80, bbox_inches='tight')
+  plt.close(fig)
+
+
+def image_grid(x_NxD: np.ndarray, shape: Sequence[int], path: str, num_cols: int = 8, title: str = '') -> None:
+  """Saves ``N`` images as a grid with ``num_cols`` columns (e.g. samples from the prior)."""
+  rows = {' ' * (i + 1): x_NxD[i * num_cols:(i + 1) * num_cols] for i in range(-(-len(x_NxD) // num_cols))}
+  image_rows(rows, shape, path, title)
+
+
+def learning_curves(history: list[dict], path: str) -> None:
+  """Plots every ``train/*`` and ``test/*`` scalar of ``metrics.jsonl`` records against the epoch."""
+  names = sorted({k.split('/', 1)[1] for r in history for k in r if '/' in k})
+  num_cols = min(4, len(names))
+  num_rows = -(-len(names) // num_cols)
+  fig, axes = plt.subplots(num_rows, num_cols, figsize=(3.2 * num_cols, 2.6 * num_rows), squeeze=False)
+  for ax in axes.flat[len(names):]:
+    ax.axis('off')
+  for ax, name in zip(axes.flat, names):
+    for split in ('train', 'test'):
+      points = [(r['epoch'], r[f'{split}/{name}']) for r in history if f'{split}/{name}' in r]
+      if points:
+        ax.plot(*zip(*points), label=split, marker='.')
+    ax.set_title(name)
+    ax.set_xlabel('epoch')
+    ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=80)
+  plt.close(fig)

@@ -1,0 +1,204 @@
+"""Training: one jitted pure train step, an epoch that is one jitted ``lax.scan``, evaluation, outputs.
+
+``train_and_evaluate(config, workdir)`` is the whole run. Keys (DESIGN.md): ``init_key, train_key =
+split(key(seed))``; epoch ``e`` uses ``fold_in(train_key, e)``, split into a permutation key and a step
+key; step ``s`` (global) uses ``fold_in(step_key, s)``, split once into a binarization key and an
+objective key (which the objective splits for corruption and reparameterized sampling).
+"""
+import time
+from typing import Any, Callable
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from aelab import config as config_lib
+from aelab import data, evaluate, models, plots
+from aelab.workdir import Workdir
+
+State = dict[str, Any]  # {'step': int32 scalar, 'params': pytree, 'opt_state': pytree}
+
+
+def make_optimizer(opt: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+  """The optax optimizer of ``config.optimizer`` with its learning-rate schedule over ``total_steps``."""
+  lr = opt.learning_rate
+  schedules = {
+      'constant': lambda: lr,
+      'cosine': lambda: optax.cosine_decay_schedule(lr, max(total_steps, 1)),
+      'warmup_cosine': lambda: optax.warmup_cosine_decay_schedule(
+          0.0, lr, opt.warmup_steps, max(total_steps, opt.warmup_steps + 1)),
+  }
+  schedule = schedules[opt.schedule]()
+  optimizers = {
+      'adam': lambda: optax.adam(schedule),
+      'adamw': lambda: optax.adamw(schedule, weight_decay=opt.weight_decay),
+      'sgd': lambda: optax.sgd(schedule, momentum=opt.momentum or None),
+      'adadelta': lambda: optax.adadelta(schedule),
+  }
+  return optimizers[opt.name]()
+
+
+def make_train_step(objective: Callable, tx: optax.GradientTransformation) -> Callable:
+  """``train_step(state, x_BxD, key, hp) -> (state, metrics)``: one gradient step, a pure function."""
+
+  def train_step(state: State, x_BxD, key, hp):
+    grads, metrics = jax.grad(objective, has_aux=True)(state['params'], x_BxD, key, hp)
+    updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
+    params = optax.apply_updates(state['params'], updates)
+    return {'step': state['step'] + 1, 'params': params, 'opt_state': opt_state}, metrics
+
+  return train_step
+
+
+def make_train_epoch(train_step: Callable, batch_size: int, dynamic_binarize: bool) -> Callable:
+  """Jitted ``train_epoch(state, x_NxD, epoch_key, hp) -> (state, metrics of every step)``.
+
+  One ``lax.scan`` over ``N // batch_size`` batches of a fresh permutation (the remainder is dropped);
+  the data stays on the device and no Python runs per step.
+  """
+
+  @jax.jit
+  def train_epoch(state, x_NxD, epoch_key, hp):
+    perm_key, step_key = jax.random.split(epoch_key)
+    num_batches = x_NxD.shape[0] // batch_size
+    perm = jax.random.permutation(perm_key, x_NxD.shape[0])[:num_batches * batch_size]
+
+    def body(state, batch_idx):
+      binarize_key, objective_key = jax.random.split(jax.random.fold_in(step_key, state['step']))
+      x = x_NxD[batch_idx]
+      x = data.dynamic_binarize(binarize_key, x) if dynamic_binarize else x
+      return train_step(state, x, objective_key, hp)
+
+    return jax.lax.scan(body, state, perm.reshape(num_batches, batch_size))
+
+  return train_epoch
+
+
+def check_compatible(config: ml_collections.ConfigDict, dataset: data.Dataset) -> None:
+  """Checks config choices against the data. Raises ConfigError saying which field to change."""
+  tabular = dataset.kind != 'image'
+  if tabular and config.model.likelihood == 'bernoulli':
+    raise config_lib.ConfigError('model.likelihood=bernoulli needs data in [0, 1]; for tabular data use '
+                                 '--config.model.likelihood=mse (or gaussian for a VAE).')
+  if tabular and config.corruption.name == 'gaussian' and config.corruption.clip:
+    raise config_lib.ConfigError('Gaussian corruption clips to [0, 1], which is wrong for standardized '
+                                 'tabular data: set --config.corruption.clip=False.')
+  if config.train.batch_size > len(dataset.x_train):
+    raise config_lib.ConfigError(f'train.batch_size={config.train.batch_size} is larger than the '
+                                 f'{len(dataset.x_train)} training examples; lower it.')
+
+
+class Run:
+  """Everything a run builds from its config and data: model, pure functions, jitted epoch and eval."""
+
+  def __init__(self, config: ml_collections.ConfigDict, dataset: data.Dataset):
+    self.config, self.dataset = config, dataset
+    self.family = models.get(config.model.name)
+    self.model = self.family.build(config, dataset.x_train.shape[1])
+    self.hp = {k: jnp.asarray(v, jnp.float32) for k, v in models.hyperparams(config).items()}
+    self.steps_per_epoch = len(dataset.x_train) // config.train.batch_size
+    self.tx = make_optimizer(config.optimizer, self.steps_per_epoch * config.train.num_epochs)
+    step = make_train_step(self.family.make_objective(self.model, config), self.tx)
+    self.train_epoch = make_train_epoch(step, config.train.batch_size, config.data.binarize == 'dynamic')
+    self.evaluate = evaluate.make_evaluate(self.family.make_eval(self.model, config),
+                                           config.train.eval_batch_size)
+    self.reconstruct = jax.jit(self.family.make_reconstruct(self.model, config))
+    self.init_key, self.train_key = jax.random.split(jax.random.key(config.seed))
+
+  def init_state(self) -> State:
+    params = self.family.init(self.model, self.init_key, jnp.zeros((1, self.dataset.x_train.shape[1])))
+    return {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': self.tx.init(params)}
+
+
+def _check_finite(losses: np.ndarray, epoch: int, steps_per_epoch: int, workdir: Workdir) -> None:
+  bad = np.flatnonzero(~np.isfinite(losses))
+  if bad.size:
+    last = workdir.checkpoints.latest_step()
+    kept = f'the last good checkpoint (epoch {last}) is kept in {workdir.path}' if last else 'no checkpoint yet'
+    raise FloatingPointError(
+        f'The training loss became {losses[bad[0]]} at epoch {epoch}, step {bad[0] + 1} of {steps_per_epoch}; '
+        f'stopped without saving this epoch ({kept}). Lower optimizer.learning_rate, check the data, '
+        'or pick another likelihood; rerunning resumes from the last good checkpoint.')
+
+
+def _figures(run: Run, params, workdir: Workdir, epoch: int) -> None:
+  cfg = run.config.train
+  if run.dataset.kind != 'image' or not cfg.figures_every or epoch % cfg.figures_every:
+    return
+  x = jnp.asarray(run.dataset.x_test[:cfg.num_figure_images])
+  x_tilde, x_hat = run.reconstruct(params, x, jax.random.key(evaluate.EVAL_SEED), run.hp)
+  rows = {'input': x, 'corrupted': x_tilde, 'reconstruction': x_hat}
+  if run.config.corruption.name == 'none':
+    del rows['corrupted']
+  plots.image_rows({k: np.asarray(v) for k, v in rows.items()}, run.dataset.shape,
+                   workdir.figure_path(f'reconstructions_epoch{epoch:03d}.png'), f'epoch {epoch}')
+
+
+def _final_figures(run: Run, params, workdir: Workdir) -> None:
+  plots.learning_curves(workdir.read_metrics(), workdir.figure_path('learning_curves.png'))
+  if hasattr(run.family, 'make_sample') and run.dataset.kind == 'image':
+    samples = run.family.make_sample(run.model, run.config)(params, jax.random.key(evaluate.EVAL_SEED), 32)
+    plots.image_grid(np.asarray(samples), run.dataset.shape, workdir.figure_path('samples.png'),
+                     title='samples from the prior')
+
+
+def _progress(epoch: int, num_epochs: int, record: dict, started: float, epochs_done: int) -> str:
+  elapsed = time.time() - started
+  eta = elapsed / max(epochs_done, 1) * (num_epochs - epoch)
+  shown = ' '.join(f'{k}={v:.4g}' for k, v in record.items() if k.startswith(('train/loss', 'test/')))
+  return (f'epoch {epoch}/{num_epochs} {shown} | {record["examples_per_s"]:,.0f} examples/s | '
+          f'ETA {time.strftime("%H:%M:%S", time.gmtime(eta))}')
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains ``config`` and writes the workdir's outputs (see DESIGN.md); resumes from its checkpoints.
+
+  Returns the summary (also written to summary.json): the last epoch's ``train/*`` and ``test/*``
+  metrics, plus ``num_params`` and ``wall_time_s``.
+  Raises ConfigError or data.DataError for bad input (before training), FloatingPointError when the
+  loss stops being finite (the last good checkpoint is kept).
+  """
+  config_lib.validate(config)
+  dataset = data.load(config.data)
+  check_compatible(config, dataset)
+  run = Run(config, dataset)
+  out = Workdir(workdir, config, config.train.keep_checkpoints)
+  try:
+    return _train(run, out)
+  finally:
+    out.close()
+
+
+def _train(run: Run, out: Workdir) -> dict[str, Any]:
+  cfg = run.config.train
+  state, last_epoch = out.restore(run.init_state())
+  state = state or run.init_state()
+  if last_epoch:
+    logging.info('Resuming from the checkpoint of epoch %d in %s', last_epoch, out.path)
+  x_train, x_test = jnp.asarray(run.dataset.x_train), jnp.asarray(run.dataset.x_test)
+  started, record = time.time(), {}
+  for epoch in range(last_epoch + 1, cfg.num_epochs + 1):
+    t0 = time.time()
+    new_state, step_metrics = run.train_epoch(state, x_train, jax.random.fold_in(run.train_key, epoch), run.hp)
+    _check_finite(np.asarray(step_metrics['loss']), epoch, run.steps_per_epoch, out)
+    state = new_state
+    test = run.evaluate(state['params'], x_test, run.hp)
+    seconds = time.time() - t0
+    record = {**{f'train/{k}': float(np.mean(v)) for k, v in step_metrics.items()},
+              **{f'test/{k}': float(v) for k, v in test.items()},
+              'epoch_time_s': seconds, 'examples_per_s': run.steps_per_epoch * cfg.batch_size / seconds}
+    out.write_metrics(int(state['step']), epoch, record)
+    out.save(epoch, state)
+    _figures(run, state['params'], out, epoch)
+    logging.info(_progress(epoch, cfg.num_epochs, record, started, epoch - last_epoch))
+  if not record:  # already finished: report the last epoch's metrics again
+    record = out.read_metrics()[-1]
+  _final_figures(run, state['params'], out)
+  num_params = sum(x.size for x in jax.tree.leaves(state['params']))
+  summary = {**{k: v for k, v in record.items() if '/' in k}, 'epochs': cfg.num_epochs,
+             'num_params': num_params, 'wall_time_s': time.time() - started}
+  out.write_summary(summary)
+  return summary
