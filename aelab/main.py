@@ -18,12 +18,14 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if not flags.FLAGS['verbosity'].present:  # keep library INFO logs (orbax) out of the progress lines
+    logging.set_verbosity(logging.WARNING)
   try:
     summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (config_lib.ConfigError, data.DataError, data.DatasetUnavailableError, FloatingPointError) as e:
     raise SystemExit(f'error: {e}') from None
-  logging.info('Done. Summary in %s/summary.json: %s', _WORKDIR.value,
-               {k: round(v, 4) for k, v in summary.items() if k.startswith('test/')})
+  shown = ', '.join(f'{k}={v:.4g}' for k, v in summary.items() if k.startswith('test/'))
+  print(f'Done in {summary["wall_time_s"]:.1f} s. {_WORKDIR.value}/summary.json: {shown}', flush=True)
 
 
 if __name__ == '__main__':

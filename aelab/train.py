@@ -8,7 +8,6 @@ objective key (which the objective splits for corruption and reparameterized sam
 import time
 from typing import Any, Callable
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -145,10 +144,14 @@ def _final_figures(run: Run, params, workdir: Workdir) -> None:
                      title='samples from the prior')
 
 
+_PROGRESS_METRICS = ('train/loss', 'test/recon', 'test/neg_elbo', 'test/kl', 'test/recon_mse',
+                     'test/recon_mse_clean_input')
+
+
 def _progress(epoch: int, num_epochs: int, record: dict, started: float, epochs_done: int) -> str:
   elapsed = time.time() - started
   eta = elapsed / max(epochs_done, 1) * (num_epochs - epoch)
-  shown = ' '.join(f'{k}={v:.4g}' for k, v in record.items() if k.startswith(('train/loss', 'test/')))
+  shown = ' '.join(f'{k}={v:.4g}' for k, v in record.items() if k in _PROGRESS_METRICS)
   return (f'epoch {epoch}/{num_epochs} {shown} | {record["examples_per_s"]:,.0f} examples/s | '
           f'ETA {time.strftime("%H:%M:%S", time.gmtime(eta))}')
 
@@ -177,7 +180,7 @@ def _train(run: Run, out: Workdir) -> dict[str, Any]:
   state, last_epoch = out.restore(run.init_state())
   state = state or run.init_state()
   if last_epoch:
-    logging.info('Resuming from the checkpoint of epoch %d in %s', last_epoch, out.path)
+    print(f'Resuming from the checkpoint of epoch {last_epoch} in {out.path}', flush=True)
   x_train, x_test = jnp.asarray(run.dataset.x_train), jnp.asarray(run.dataset.x_test)
   started, record = time.time(), {}
   for epoch in range(last_epoch + 1, cfg.num_epochs + 1):
@@ -193,7 +196,7 @@ def _train(run: Run, out: Workdir) -> dict[str, Any]:
     out.write_metrics(int(state['step']), epoch, record)
     out.save(epoch, state)
     _figures(run, state['params'], out, epoch)
-    logging.info(_progress(epoch, cfg.num_epochs, record, started, epoch - last_epoch))
+    print(_progress(epoch, cfg.num_epochs, record, started, epoch - last_epoch), flush=True)
   if not record:  # already finished: report the last epoch's metrics again
     record = out.read_metrics()[-1]
   _final_figures(run, state['params'], out)

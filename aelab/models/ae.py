@@ -72,7 +72,7 @@ def make_objective(model: Model, config: ml_collections.ConfigDict) -> Callable:
     recon = jnp.mean(recon_loss(out, x_BxD))
     pen = penalty(z, hp)
     loss = recon + hp['penalty_weight'] * pen
-    return loss, {'loss': loss, 'recon': recon, 'penalty': pen}
+    return loss, common.with_penalty(config, {'loss': loss, 'recon': recon}, pen)
 
   return objective
 

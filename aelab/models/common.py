@@ -58,6 +58,11 @@ def penalty(name: str) -> Callable[[jax.Array, Hyperparams], jax.Array]:
   raise ValueError(f'Unknown penalty.name {name!r}; choose one of {PENALTIES}.')
 
 
+def with_penalty(config: ml_collections.ConfigDict, metrics: dict, value: jax.Array) -> dict:
+  """Adds the unweighted penalty to ``metrics`` when the config has one."""
+  return {**metrics, 'penalty': value} if config.penalty.name != 'none' else metrics
+
+
 def corrupt_fn(config: ml_collections.ConfigDict) -> Callable[[jax.Array, jax.Array, Hyperparams], jax.Array]:
   """``fn(key, x, hp) -> x_tilde`` for ``config.corruption.name``."""
   return corruption.get(config.corruption.name, clip=config.corruption.clip)

@@ -74,9 +74,8 @@ def make_objective(model: Model, config: ml_collections.ConfigDict) -> Callable:
     recon, kl, mean = _terms(model, config, params, x_BxD, key, hp)
     pen = penalty(mean, hp)
     loss = jnp.mean(recon + hp['kl_weight'] * kl) + hp['penalty_weight'] * pen
-    metrics = {'loss': loss, 'recon': jnp.mean(recon), 'kl': jnp.mean(kl),
-               'neg_elbo': jnp.mean(recon + kl), 'penalty': pen}
-    return loss, metrics
+    metrics = {'loss': loss, 'recon': jnp.mean(recon), 'kl': jnp.mean(kl), 'neg_elbo': jnp.mean(recon + kl)}
+    return loss, common.with_penalty(config, metrics, pen)
 
   return objective
 
