@@ -57,6 +57,17 @@ def set_data(config: ml_collections.ConfigDict, arg: str | None) -> ml_collectio
   return config
 
 
+def adapt_to_features(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """For tabular CSV data (standardized, unbounded): a Gaussian (VAE) or MSE (AE) likelihood with an
+  identity output, no binarization, unclipped Gaussian corruption. Other data: ``config`` unchanged."""
+  if config.data.name == 'csv':
+    config.model.update(likelihood='gaussian' if config.model.name == 'vae' else 'mse',
+                        output_activation='identity')
+    config.data.binarize = 'none'
+    config.corruption.clip = False
+  return config
+
+
 def _choice(value, choices, field: str):
   if value not in choices:
     raise ConfigError(f'{field}={value!r} is not valid; choose one of {tuple(choices)}.')

@@ -82,6 +82,9 @@ def check_compatible(config: ml_collections.ConfigDict, dataset: data.Dataset) -
   if tabular and config.model.likelihood == 'bernoulli':
     raise config_lib.ConfigError('model.likelihood=bernoulli needs data in [0, 1]; for tabular data use '
                                  '--config.model.likelihood=mse (or gaussian for a VAE).')
+  if tabular and config.model.likelihood != 'bernoulli' and config.model.output_activation == 'sigmoid':
+    raise config_lib.ConfigError('model.output_activation=sigmoid bounds reconstructions to (0, 1), but '
+                                 'standardized tabular features are not: set --config.model.output_activation=identity.')
   if tabular and config.corruption.name == 'gaussian' and config.corruption.clip:
     raise config_lib.ConfigError('Gaussian corruption clips to [0, 1], which is wrong for standardized '
                                  'tabular data: set --config.corruption.clip=False.')
