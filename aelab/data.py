@@ -41,6 +41,7 @@ _IDX_IMAGES_MAGIC, _IDX_LABELS_MAGIC = 2051, 2049  # 0x0803: uint8, 3 dims; 0x08
 # tfds retries a failed download 10 times with exponential backoff: about 200 s before an offline
 # machine gives up. Three tries fail in about a second and still ride out a transient error.
 _TFDS_DOWNLOAD_RETRIES = 3
+_TFDS_READ_CHUNK = 1024  # records per batched read of a tfds data source
 
 
 class DataError(ValueError):
@@ -460,12 +461,21 @@ def _tfds_split(source: Any, name: str, split: str) -> _Split:
   first = source[0]
   x = np.empty((n, *first['image'].shape), np.uint8)
   y = np.empty(n, np.int64) if 'label' in first else None
-  for i in range(n):  # One record at a time: tfds's mock data sources lack a working __getitems__.
-    record = source[i]
-    x[i] = record['image']
-    if y is not None:
-      y[i] = record['label']
+  for start in range(0, n, _TFDS_READ_CHUNK):
+    for i, record in enumerate(_tfds_records(source, start, min(start + _TFDS_READ_CHUNK, n)), start):
+      x[i] = record['image']
+      if y is not None:
+        y[i] = record['label']
   return _split(_images(x, where), y, where)
+
+
+def _tfds_records(source: Any, start: int, stop: int) -> list[dict[str, Any]]:
+  """Records ``start:stop`` of a data source: batched reads where supported, else one at a time
+  (tfds's mock data sources lack a working ``__getitems__``)."""
+  try:
+    return list(source.__getitems__(list(range(start, stop))))
+  except (AttributeError, TypeError):
+    return [source[i] for i in range(start, stop)]
 
 
 _LOADERS: dict[str, Callable[[_Options], _Loaded]] = {
