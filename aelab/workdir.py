@@ -10,9 +10,25 @@ import numpy as np
 import orbax.checkpoint as ocp
 import tensorboardX
 
+from aelab.config import ConfigError
+
 
 def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
   return {k: (v.item() if hasattr(v, 'item') else v) for k, v in metrics.items()}
+
+
+def _flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    flat.update(_flatten(value, f'{prefix}{key}.') if isinstance(value, dict) else {f'{prefix}{key}': value})
+  return flat
+
+
+def _changed_fields(old: dict[str, Any], new: dict[str, Any]) -> str:
+  """``'model.hidden: [128] -> [64], ...'`` for the config fields that differ."""
+  old, new = _flatten(old), _flatten(new)
+  return ', '.join(f'{k}: {old.get(k)} -> {new.get(k)}' for k in sorted(old.keys() | new.keys())
+                   if old.get(k) != new.get(k))
 
 
 class Workdir:
@@ -21,24 +37,41 @@ class Workdir:
   def __init__(self, path: str, config: ml_collections.ConfigDict, keep_checkpoints: int = 2):
     self.path = os.path.abspath(path)
     os.makedirs(os.path.join(self.path, 'figures'), exist_ok=True)
-    with open(os.path.join(self.path, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    self.config = json.loads(config.to_json_best_effort())
     options = ocp.CheckpointManagerOptions(max_to_keep=keep_checkpoints, create=True)
-    self.checkpoints = ocp.CheckpointManager(os.path.join(self.path, 'checkpoints'), options=options)
+    self.checkpoints = ocp.CheckpointManager(os.path.join(self.path, 'checkpoints'), options=options,
+                                             item_handlers=ocp.StandardCheckpointHandler())
     self.tensorboard = tensorboardX.SummaryWriter(os.path.join(self.path, 'tensorboard'))
 
   def figure_path(self, name: str) -> str:
     return os.path.join(self.path, 'figures', name)
 
   def restore(self, abstract_state: Any) -> tuple[Any, int]:
-    """Returns ``(state, epoch)`` from the latest checkpoint, or ``(None, 0)`` when there is none."""
+    """Returns ``(state, epoch)`` from the latest checkpoint, or ``(None, 0)`` when there is none, and
+    writes config.json. Raises ConfigError when the checkpoint's arrays do not fit ``abstract_state``
+    (the workdir holds a run of another model), naming the config fields that changed."""
     epoch = self.checkpoints.latest_step()
-    if epoch is None:
-      return None, 0
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
-    state = self.checkpoints.restore(epoch, args=ocp.args.StandardRestore(abstract))
-    self._truncate_metrics(epoch)
-    return state, epoch
+    state = None
+    if epoch is not None:
+      self._check_fits(epoch, abstract_state)
+      abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+      state = self.checkpoints.restore(epoch, args=ocp.args.StandardRestore(abstract))
+      self._truncate_metrics(epoch)
+    with open(os.path.join(self.path, 'config.json'), 'w') as f:
+      json.dump(self.config, f, indent=2, sort_keys=True)
+    return state, epoch or 0
+
+  def _check_fits(self, epoch: int, abstract_state: Any) -> None:
+    stored = sorted(tuple(leaf.shape) for leaf in jax.tree.leaves(self.checkpoints.item_metadata(epoch)))
+    wanted = sorted(tuple(leaf.shape) for leaf in jax.tree.leaves(abstract_state))
+    if stored == wanted:
+      return
+    config_path = os.path.join(self.path, 'config.json')
+    previous = json.load(open(config_path)) if os.path.exists(config_path) else {}
+    raise ConfigError(
+        f'The checkpoint of epoch {epoch} in {self.path} holds arrays of other shapes than this config '
+        f'builds. Fields changed since the run that wrote it: {_changed_fields(previous, self.config)}. '
+        'Use a new --workdir, or delete its checkpoints/ to start over.')
 
   def save(self, epoch: int, state: Any) -> None:
     """Checkpoints ``state`` as ``epoch`` (numbered from 1) and waits until it is on disk."""

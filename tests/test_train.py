@@ -162,3 +162,14 @@ def test_train_epoch_is_one_compiled_program():
   for epoch in (1, 2):
     state, _ = run.train_epoch(state, x, jax.random.key(epoch), run.hp)
   assert run.train_epoch._cache_size() == 1
+
+
+def test_workdir_of_another_model_is_refused_and_kept(tmp_path):
+  config = small(load_config('ae'), epochs=1)
+  train.train_and_evaluate(config, str(tmp_path))
+  other = small(load_config('ae'), epochs=2)
+  other.model.hidden = (64,)
+  with pytest.raises(train.config_lib.ConfigError, match=r'model.hidden: \[128\] -> \[64\]'):
+    train.train_and_evaluate(other, str(tmp_path))
+  assert json.load(open(tmp_path / 'config.json'))['model']['hidden'] == [128]
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['1']
