@@ -14,11 +14,6 @@ def mse(x_hat_BxD: jax.Array, x_BxD: jax.Array) -> jax.Array:
   return jnp.mean(jnp.square(x_hat_BxD - x_BxD), axis=-1)
 
 
-def sum_squared_error(x_hat_BxD: jax.Array, x_BxD: jax.Array) -> jax.Array:
-  """Squared error summed over features: shape ``B``, units per example."""
-  return jnp.sum(jnp.square(x_hat_BxD - x_BxD), axis=-1)
-
-
 def bce_with_logits(logits_BxD: jax.Array, x_BxD: jax.Array) -> jax.Array:
   """Binary cross-entropy ``-log p(x|z)`` of a Bernoulli likelihood, summed over features.
 

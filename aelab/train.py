@@ -180,8 +180,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
 def _train(run: Run, out: Workdir) -> dict[str, Any]:
   cfg = run.config.train
-  state, last_epoch = out.restore(run.init_state())
-  state = state or run.init_state()
+  initial = run.init_state()
+  state, last_epoch = out.restore(initial)
+  state = state or initial
   if last_epoch:
     print(f'Resuming from the checkpoint of epoch {last_epoch} in {out.path}', flush=True)
   x_train, x_test = jnp.asarray(run.dataset.x_train), jnp.asarray(run.dataset.x_test)
