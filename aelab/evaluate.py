@@ -37,3 +37,13 @@ def make_evaluate(eval_fn: Callable, batch_size: int) -> Callable:
     return {k: jnp.sum(v) / num for k, v in sums.items()}
 
   return evaluate
+
+
+def active_units(mean_NxZ: jax.Array, threshold: float = 0.01) -> jax.Array:
+  """Number of active latent units: dimensions ``u`` with ``Cov_x(E_q[z_u|x]) > threshold``.
+
+  ``mean_NxZ``: posterior means ``E_q[z|x]`` (or deterministic codes) of ``N`` test examples.
+  Source: Burda, Grosse & Salakhutdinov 2016 (Importance Weighted Autoencoders), Sec. 5.2, threshold 0.01.
+  Returns an int32 scalar.
+  """
+  return jnp.sum(jnp.var(mean_NxZ, axis=0) > threshold).astype(jnp.int32)

@@ -94,7 +94,13 @@ def check_compatible(config: ml_collections.ConfigDict, dataset: data.Dataset) -
 
 
 class Run:
-  """Everything a run builds from its config and data: model, pure functions, jitted epoch and eval."""
+  """Everything a run builds from its config and data: model, pure functions, jitted epoch and eval.
+
+  ``train_step(state, x_BxD, key, hp) -> (state, metrics)`` is pure (a sweep vmaps it). A family module
+  may export ``make_train_step(model, config, total_steps) -> (init_opt_state(params), train_step)``
+  when one optimizer over one objective does not fit (the AAE); otherwise ``make_objective`` and
+  ``config.optimizer`` make it.
+  """
 
   def __init__(self, config: ml_collections.ConfigDict, dataset: data.Dataset):
     self.config, self.dataset = config, dataset
@@ -102,9 +108,15 @@ class Run:
     self.model = self.family.build(config, dataset.x_train.shape[1])
     self.hp = {k: jnp.asarray(v, jnp.float32) for k, v in models.hyperparams(config).items()}
     self.steps_per_epoch = len(dataset.x_train) // config.train.batch_size
-    self.tx = make_optimizer(config.optimizer, self.steps_per_epoch * config.train.num_epochs)
-    step = make_train_step(self.family.make_objective(self.model, config), self.tx)
-    self.train_epoch = make_train_epoch(step, config.train.batch_size, config.data.binarize == 'dynamic')
+    total_steps = self.steps_per_epoch * config.train.num_epochs
+    if hasattr(self.family, 'make_train_step'):  # e.g. the AAE: several optimizers in one step
+      self.init_opt_state, self.train_step = self.family.make_train_step(self.model, config, total_steps)
+    else:
+      tx = make_optimizer(config.optimizer, total_steps)
+      self.init_opt_state = tx.init
+      self.train_step = make_train_step(self.family.make_objective(self.model, config), tx)
+    self.train_epoch = make_train_epoch(self.train_step, config.train.batch_size,
+                                        config.data.binarize == 'dynamic')
     self.evaluate = evaluate.make_evaluate(self.family.make_eval(self.model, config),
                                            config.train.eval_batch_size)
     self.reconstruct = jax.jit(self.family.make_reconstruct(self.model, config))
@@ -112,7 +124,7 @@ class Run:
 
   def init_state(self) -> State:
     params = self.family.init(self.model, self.init_key, jnp.zeros((1, self.dataset.x_train.shape[1])))
-    return {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': self.tx.init(params)}
+    return {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': self.init_opt_state(params)}
 
 
 def _check_finite(losses: np.ndarray, epoch: int, steps_per_epoch: int, workdir: Workdir) -> None:
