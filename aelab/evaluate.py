@@ -8,6 +8,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 EVAL_SEED = 20_260_101
 
@@ -47,3 +48,82 @@ def active_units(mean_NxZ: jax.Array, threshold: float = 0.01) -> jax.Array:
   Returns an int32 scalar.
   """
   return jnp.sum(jnp.var(mean_NxZ, axis=0) > threshold).astype(jnp.int32)
+
+
+# ---- Codes as features: linear probe and k-nearest neighbours (scikit-learn) ----
+
+
+def _check_probe_inputs(z_train: np.ndarray, y_train, z_test: np.ndarray, y_test) -> None:
+  """Raises ValueError when labels are missing, shapes disagree or codes are not finite."""
+  if y_train is None or y_test is None:
+    raise ValueError('A probe needs labels for both splits, but the dataset has none (y is None); '
+                     'use a labelled source (digits, idx with a labels file, npz with y, csv with a label column).')
+  for name, z, y in (('train', z_train, y_train), ('test', z_test, y_test)):
+    if z.ndim != 2 or y.shape != (len(z),):
+      raise ValueError(f'{name}: codes must be N x Z with N labels; got codes {z.shape}, labels {y.shape}.')
+    if not np.all(np.isfinite(z)):
+      raise ValueError(f'{name}: the codes contain NaN or infinite values; check the trained model.')
+  if z_train.shape[1] != z_test.shape[1]:
+    raise ValueError(f'train codes have {z_train.shape[1]} features, test codes {z_test.shape[1]}.')
+  if len(np.unique(y_train)) < 2:
+    raise ValueError('A probe needs at least two classes among the training labels.')
+
+
+def linear_probe(z_train_NxZ, y_train_N, z_test_MxZ, y_test_M, c: float = 1.0,
+                 max_iter: int = 1000) -> float:
+  """Test accuracy (fraction in [0, 1]) of a logistic regression on frozen codes.
+
+  The codes are standardized with the train statistics, then scikit-learn's multinomial
+  ``LogisticRegression`` (L2, inverse strength ``c``, lbfgs) is fitted to ``(z_train, y_train)``.
+  The linear evaluation protocol of representation learning (e.g. Vincent et al. 2010, Sec. 7.4 use
+  SVMs on the codes; Alain & Bengio 2016 name it a linear classifier probe).
+  Raises ValueError for missing labels, mismatched shapes, non-finite codes or fewer than two classes.
+  """
+  from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
+  from sklearn.pipeline import make_pipeline  # pylint: disable=g-import-not-at-top
+  from sklearn.preprocessing import StandardScaler  # pylint: disable=g-import-not-at-top
+  z_train, z_test = np.asarray(z_train_NxZ, np.float64), np.asarray(z_test_MxZ, np.float64)
+  _check_probe_inputs(z_train, y_train_N, z_test, y_test_M)
+  probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter))
+  probe.fit(z_train, y_train_N)
+  return float(probe.score(z_test, y_test_M))
+
+
+def knn_accuracy(z_train_NxZ, y_train_N, z_test_MxZ, y_test_M, k: int = 5) -> float:
+  """Test accuracy (fraction in [0, 1]) of a ``k``-nearest-neighbour classifier (Euclidean, majority
+  vote; scikit-learn ``KNeighborsClassifier``) on frozen codes, without rescaling them.
+
+  Raises ValueError as :func:`linear_probe`, and when ``k`` is not in ``[1, N]``.
+  """
+  from sklearn.neighbors import KNeighborsClassifier  # pylint: disable=g-import-not-at-top
+  z_train, z_test = np.asarray(z_train_NxZ, np.float64), np.asarray(z_test_MxZ, np.float64)
+  _check_probe_inputs(z_train, y_train_N, z_test, y_test_M)
+  if not 1 <= k <= len(z_train):
+    raise ValueError(f'k={k} nearest neighbours needs 1 <= k <= {len(z_train)} (the training examples).')
+  return float(KNeighborsClassifier(n_neighbors=k).fit(z_train, y_train_N).score(z_test, y_test_M))
+
+
+def encode(model, params, x_NxD, batch_size: int = 1000) -> np.ndarray:
+  """The codes ``z_NxZ`` of a trained model (``model.encode``), in batches, as a numpy array.
+
+  Deterministic autoencoders give their code; a VAE (whose ``encode`` returns ``(mean, log_var)``)
+  gives the posterior mean ``E_q[z|x]``.
+  """
+  fn = jax.jit(lambda p, x: model.apply(p, x, method=type(model).encode))
+  parts = []
+  for start in range(0, len(x_NxD), batch_size):
+    z = fn(params, jnp.asarray(x_NxD[start:start + batch_size]))
+    parts.append(np.asarray(z[0] if isinstance(z, tuple) else z))
+  return np.concatenate(parts)
+
+
+def principal_angles_deg(a_DxK, b_DxJ) -> np.ndarray:
+  """Principal angles between the column spaces of ``a`` and ``b`` (Bjorck & Golub 1973), in degrees,
+  largest first (``min(K, J)`` of them); scipy's ``subspace_angles``. E.g. a linear autoencoder's
+  decoder columns against the top principal directions: near 0 at the optimum (Baldi & Hornik 1989).
+  Raises ValueError when the two do not have the same number ``D`` of rows."""
+  from scipy.linalg import subspace_angles  # pylint: disable=g-import-not-at-top
+  a, b = np.asarray(a_DxK, np.float64), np.asarray(b_DxJ, np.float64)
+  if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0]:
+    raise ValueError(f'principal angles need two D x K bases with the same D; got {a.shape} and {b.shape}.')
+  return np.degrees(subspace_angles(a, b))

@@ -55,3 +55,66 @@ def learning_curves(history: list[dict], path: str) -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=80)
   plt.close(fig)
+
+
+def filters(kernel_DxH: np.ndarray, shape: Sequence[int], ax=None, num: int = 100, title: str = '') -> np.ndarray:
+  """Tiles the first ``num`` columns of a first-layer kernel (``D x H``, flax's ``in x out``) as images.
+
+  Each filter is scaled to [0, 1] on its own (min to max), as in Vincent et al. 2010, Fig. 6-8.
+  Draws on ``ax`` when given and returns the tiled ``rows x cols`` image (1-pixel grey borders).
+  Raises ValueError when ``D`` is not ``prod(shape)``.
+  """
+  kernel = np.asarray(kernel_DxH, np.float32)
+  h, w = shape[0], shape[1] if len(shape) > 1 else 1
+  if kernel.shape[0] != h * w:
+    raise ValueError(f'A kernel with {kernel.shape[0]} inputs cannot be shown as {h} x {w} images.')
+  f = kernel[:, :num].T
+  f = (f - f.min(1, keepdims=True)) / np.maximum(np.ptp(f, 1, keepdims=True), 1e-12)
+  cols = int(np.ceil(np.sqrt(len(f))))
+  rows = -(-len(f) // cols)
+  tiled = np.full((rows * (h + 1) + 1, cols * (w + 1) + 1), 0.5, np.float32)
+  for i, image in enumerate(f.reshape(-1, h, w)):
+    r, c = divmod(i, cols)
+    tiled[1 + r * (h + 1):(r + 1) * (h + 1), 1 + c * (w + 1):(c + 1) * (w + 1)] = image
+  if ax is not None:
+    ax.imshow(tiled, cmap='gray', vmin=0.0, vmax=1.0)
+    ax.set_title(title)
+    ax.axis('off')
+  return tiled
+
+
+def filter_panels(kernels: dict[str, np.ndarray], shape: Sequence[int], path: str, num: int = 100) -> None:
+  """Saves one panel of :func:`filters` tiles per named first-layer kernel, side by side."""
+  fig, axes = plt.subplots(1, len(kernels), figsize=(4.2 * len(kernels), 4.4), squeeze=False)
+  for ax, (name, kernel) in zip(axes[0], kernels.items()):
+    filters(kernel, shape, ax, num, name)
+  fig.tight_layout()
+  fig.savefig(path, dpi=80)
+  plt.close(fig)
+
+
+def embedding_panels(panels: dict[str, np.ndarray], colour_N: np.ndarray, path: str, title: str = '',
+                     discrete: bool = True, point_size: float = 3.0) -> None:
+  """Saves scatter plots of ``N x 2`` (or ``N x 3``, drawn in 3-D) embeddings side by side.
+
+  Points are coloured by ``colour_N``: class labels (``discrete``, a legend-like colour bar of the
+  classes, tab10) or a continuous value (e.g. the position along an S-curve, viridis).
+  Raises ValueError when a panel does not have ``N`` rows of 2 or 3 columns.
+  """
+  colour = np.asarray(colour_N)
+  fig = plt.figure(figsize=(4.2 * len(panels), 4.2))
+  for i, (name, points) in enumerate(panels.items()):
+    points = np.asarray(points)
+    if points.ndim != 2 or points.shape[1] not in (2, 3) or len(points) != len(colour):
+      raise ValueError(f'panel {name!r}: expected {len(colour)} x 2 or x 3 points, got {points.shape}.')
+    ax = fig.add_subplot(1, len(panels), i + 1, **({'projection': '3d'} if points.shape[1] == 3 else {}))
+    cmap = 'tab10' if discrete else 'viridis'
+    scatter = ax.scatter(*points.T, c=colour, cmap=cmap, s=point_size, linewidths=0)
+    ax.set_title(name)
+    ax.set_xticks([])
+    ax.set_yticks([])
+  if discrete:
+    fig.colorbar(scatter, ax=fig.axes, ticks=np.unique(colour), shrink=0.8, label='label')
+  fig.suptitle(title)
+  fig.savefig(path, dpi=80, bbox_inches='tight')
+  plt.close(fig)
