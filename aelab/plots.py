@@ -25,7 +25,7 @@ def image_rows(rows: dict[str, np.ndarray], shape: Sequence[int], path: str, tit
   for ax in axes.flat:
     ax.set_xticks([])
     ax.set_yticks([])
-  fig.suptitle(title)
+  fig.suptitle(title, y=1.04)
   fig.savefig(path, dpi=80, bbox_inches='tight')
   plt.close(fig)
 
@@ -97,8 +97,7 @@ def embedding_panels(panels: dict[str, np.ndarray], colour_N: np.ndarray, path: 
                      discrete: bool = True, point_size: float = 3.0) -> None:
   """Saves scatter plots of ``N x 2`` (or ``N x 3``, drawn in 3-D) embeddings side by side.
 
-  Points are coloured by ``colour_N``: class labels (``discrete``, a legend-like colour bar of the
-  classes, tab10) or a continuous value (e.g. the position along an S-curve, viridis).
+  Points are coloured by ``colour_N``: class labels (``discrete``, up to 10 classes, tab10, with a colour bar) or a continuous value (e.g. the position along an S-curve, viridis).
   Raises ValueError when a panel does not have ``N`` rows of 2 or 3 columns.
   """
   colour = np.asarray(colour_N)
@@ -108,13 +107,13 @@ def embedding_panels(panels: dict[str, np.ndarray], colour_N: np.ndarray, path: 
     if points.ndim != 2 or points.shape[1] not in (2, 3) or len(points) != len(colour):
       raise ValueError(f'panel {name!r}: expected {len(colour)} x 2 or x 3 points, got {points.shape}.')
     ax = fig.add_subplot(1, len(panels), i + 1, **({'projection': '3d'} if points.shape[1] == 3 else {}))
-    cmap = 'tab10' if discrete else 'viridis'
-    scatter = ax.scatter(*points.T, c=colour, cmap=cmap, s=point_size, linewidths=0)
+    scale = {'cmap': 'tab10', 'vmin': colour.min() - 0.5, 'vmax': colour.min() + 9.5} if discrete else {'cmap': 'viridis'}
+    scatter = ax.scatter(*points.T, c=colour, s=point_size, linewidths=0, **scale)
     ax.set_title(name)
     ax.set_xticks([])
     ax.set_yticks([])
   if discrete:
     fig.colorbar(scatter, ax=fig.axes, ticks=np.unique(colour), shrink=0.8, label='label')
-  fig.suptitle(title)
+  fig.suptitle(title, y=1.04)
   fig.savefig(path, dpi=80, bbox_inches='tight')
   plt.close(fig)
