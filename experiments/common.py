@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import time
 from typing import Any, Sequence
 
 import ml_collections
@@ -61,8 +62,10 @@ def markdown_table(rows: Sequence[dict], columns: Sequence[str], formats: dict[s
   return '\n'.join(lines)
 
 
-def write_results(out: str, name: str, results: Any, table: str) -> None:
-  """Writes ``<out>/<name>.json`` and ``<out>/<name>.md`` and prints the table."""
+def write_results(out: str, name: str, results: Any, table: str, started: float | None = None,
+                  print_json: bool = False) -> None:
+  """Writes ``<out>/<name>.json`` and ``<out>/<name>.md``, prints the table, the wall time since
+  ``started`` (``time.time()``) and, with ``print_json``, ``results`` as one final JSON line."""
   os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, f'{name}.json'), 'w') as f:
     json.dump(results, f, indent=2)
@@ -70,3 +73,7 @@ def write_results(out: str, name: str, results: Any, table: str) -> None:
     f.write(table + '\n')
   print(table, flush=True)
   print(f'wrote {out}/{name}.json, {out}/{name}.md', flush=True)
+  if started is not None:
+    print(f'wall time: {time.time() - started:.0f} s', flush=True)
+  if print_json:
+    print(json.dumps(results), flush=True)

@@ -16,7 +16,6 @@ Three figures in ``--out``:
   header, optional ``label`` column; features standardized). Without ``--csv`` the bundled example
   ``experiments/data/blobs.csv`` (``--write-example-csv`` regenerates it) is used.
 """
-import json
 import os
 import time
 
@@ -113,10 +112,7 @@ def main() -> None:
   table = common.markdown_table([{'example': k, **v} for k, v in results.items()],
                                 ['example', 'figure', 'test/recon_mse', 'pca_recon_mse'], {'test/recon_mse': '.4f',
                                                                                            'pca_recon_mse': '.4f'})
-  common.write_results(args.out, 'embed_2d', results, table)
-  print(f'wall time: {time.time() - t0:.0f} s', flush=True)
-  if args.json:
-    print(json.dumps(results))
+  common.write_results(args.out, 'embed_2d', results, table, t0, args.json)
 
 
 if __name__ == '__main__':

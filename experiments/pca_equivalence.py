@@ -15,7 +15,6 @@ Writes ``pca_equivalence.{json,md}`` and ``pca_equivalence.png`` to ``--out``; w
 printed line is the list of ``{k, max_angle_deg, ae_mse, pca_mse, ...}``.
 """
 import dataclasses
-import json
 import os
 import time
 
@@ -27,13 +26,14 @@ import common
 from aelab import data, evaluate, pretrain
 
 
-def autoencoder_config(data_arg: str, k: int, code_activation: str, epochs: int, seed: int = 0):
+def autoencoder_config(data_arg: str, k: int, code_activation: str, epochs: int, seed: int = 0,
+                       learning_rate: float = 3e-3):
   """``configs/ae.py`` as a one-layer autoencoder with ``k`` code units: identity output, MSE, Adam
   (3e-3, cosine decay, batch 32): enough steps to reach the optimum closely."""
   config = common.load_config('ae', data_arg)
   config.model.update(hidden=(), latent_dim=k, activation='identity', code_activation=code_activation,
                       output_activation='identity', likelihood='mse')
-  config.optimizer.update(name='adam', learning_rate=3e-3, schedule='cosine')
+  config.optimizer.update(name='adam', learning_rate=learning_rate, schedule='cosine')
   config.train.update(num_epochs=epochs, batch_size=32, figures_every=0)
   config.seed = seed
   return config
@@ -46,7 +46,7 @@ def centred(dataset: data.Dataset) -> data.Dataset:
 
 
 def compare_k(dataset: data.Dataset, data_arg: str, k: int, code_activation: str, epochs: int,
-              seed: int = 0) -> dict:
+              seed: int = 0, learning_rate: float = 3e-3) -> dict:
   """Trains the autoencoder on centred ``dataset`` and compares it with PCA at ``k``.
 
   Returns ``{k, max_angle_deg, ae_mse, pca_mse}`` (test MSE per pixel) and the train MSEs.
@@ -55,7 +55,8 @@ def compare_k(dataset: data.Dataset, data_arg: str, k: int, code_activation: str
   n, d = dataset.x_train.shape
   if not 1 <= k <= min(n, d):
     raise ValueError(f'k={k} code units must lie in [1, {min(n, d)}] (data dimension {d}, {n} examples).')
-  run, params, history = pretrain.fit(autoencoder_config(data_arg, k, code_activation, epochs, seed), dataset)
+  run, params, history = pretrain.fit(
+      autoencoder_config(data_arg, k, code_activation, epochs, seed, learning_rate), dataset)
   pca = PCA(n_components=k, svd_solver='full').fit(dataset.x_train)
   decoder_kernel_KxD = params['params']['decoder']['mlp']['dense_0']['kernel']
   pca_mse = lambda x: float(np.mean(np.square(pca.inverse_transform(pca.transform(x)) - x)))
@@ -100,10 +101,8 @@ def main() -> None:
   columns = ['k', 'max_angle_deg', 'ae_mse', 'pca_mse', 'ae_over_pca_mse', 'sigmoid_max_angle_deg', 'sigmoid_ae_mse']
   table = common.markdown_table(rows, columns, {c: '.5f' for c in columns[1:]} | {'max_angle_deg': '.2f',
                                                                                    'sigmoid_max_angle_deg': '.2f'})
-  common.write_results(args.out, 'pca_equivalence', rows, table)
   _figure(rows, os.path.join(args.out, 'pca_equivalence.png'))
-  if args.json:
-    print(json.dumps(rows))
+  common.write_results(args.out, 'pca_equivalence', rows, table, t0, args.json)
 
 
 if __name__ == '__main__':

@@ -10,7 +10,6 @@ images: ``aelab.evaluate.linear_probe`` (standardized features, logistic regress
 ``knn_accuracy`` (``--k`` neighbours, Euclidean). The VAE's code is its posterior mean. All encoders see
 the same grey-level images. Writes ``probes.{json,md}`` to ``--out``.
 """
-import json
 import os
 import time
 
@@ -69,10 +68,7 @@ def main() -> None:
                  'test_recon_mse': summary.get('test/recon_mse')})
   columns = ['features', 'dim', 'linear_probe_acc', 'knn_acc', 'test_recon_mse']
   table = common.markdown_table(rows, columns, {'linear_probe_acc': '.4f', 'knn_acc': '.4f', 'test_recon_mse': '.4f'})
-  common.write_results(args.out, 'probes', rows, table)
-  print(f'wall time: {time.time() - t0:.0f} s', flush=True)
-  if args.json:
-    print(json.dumps(rows))
+  common.write_results(args.out, 'probes', rows, table, t0, args.json)
 
 
 if __name__ == '__main__':
