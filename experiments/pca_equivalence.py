@@ -76,6 +76,8 @@ def _figure(rows: list[dict], path: str) -> None:
     ax_mse.plot(ks, [r[key] for r in rows], style, label=label)
   ax_mse.set(xscale='log', yscale='log', xlabel='k (code units)', ylabel='test MSE per pixel')
   for ax in (ax_angle, ax_mse):
+    ax.set_xticks(ks, [str(k) for k in ks], minor=False)
+    ax.set_xticks([], minor=True)
     ax.legend()
   fig.tight_layout()
   fig.savefig(path, dpi=80)
