@@ -13,7 +13,7 @@ integer label riding as the last column of each row, so the same scanned epoch s
 
 The stack's config (see ``configs/stacked_dae.py``) is a base config with two more groups:
 ``pretrain`` (``widths``, ``num_epochs``, ``batch_size``, ``learning_rate``) and ``finetune``
-(``num_steps``, ``batch_size``, ``learning_rate``, ``num_labels``); ``model.activation`` is the
+(``num_steps``, ``batch_size``, ``learning_rate``); ``model.activation`` is the
 units' nonlinearity and ``corruption`` the pretraining noise.
 """
 import copy

@@ -56,7 +56,8 @@ def compare_k(dataset: data.Dataset, data_arg: str, k: int, code_activation: str
   if not 1 <= k <= min(n, d):
     raise ValueError(f'k={k} code units must lie in [1, {min(n, d)}] (data dimension {d}, {n} examples).')
   run, params, history = pretrain.fit(
-      autoencoder_config(data_arg, k, code_activation, epochs, seed, learning_rate), dataset)
+      autoencoder_config(data_arg, k, code_activation, epochs, seed, learning_rate), dataset,
+      log=lambda line: print(f'k={k} {code_activation} code:{line}', flush=True), eval_every=max(1, epochs // 4))
   pca = PCA(n_components=k, svd_solver='full').fit(dataset.x_train)
   decoder_kernel_KxD = params['params']['decoder']['mlp']['dense_0']['kernel']
   pca_mse = lambda x: float(np.mean(np.square(pca.inverse_transform(pca.transform(x)) - x)))
