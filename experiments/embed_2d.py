@@ -64,7 +64,7 @@ def labelled_figure(data_arg: str, hidden: tuple[int, ...], epochs: int | None, 
   x = np.concatenate([ds.x_test, ds.x_train])[:points]
   colour = np.zeros(len(x)) if ds.y_test is None else np.concatenate([ds.y_test, ds.y_train])[:points]
   panels = embeddings(x, evaluate.encode(run.model, params, x))
-  plots.embedding_panels(panels, colour, os.path.join(out, f'{name}.png'), title, discrete=y is not None)
+  plots.embedding_panels(panels, colour, os.path.join(out, f'{name}.png'), title, discrete=ds.y_test is not None)
   return {'figure': f'{name}.png', 'points': len(x), 'test/recon_mse': summary['test/recon_mse'],
           'pca_recon_mse': _pca_mse(ds.x_train, ds.x_test)}
 
