@@ -9,15 +9,27 @@ digits, cross-entropy reconstruction), trained with ``train.train_and_evaluate``
 rho = 0.05 (Ng 2011), ``dae`` without the penalty and with masking noise (``--rate`` of the inputs set
 to 0). Vincent et al. (2010), Sec. 5 and Fig. 6-7: the plain autoencoder's filters look like noise or
 blobs, the denoising autoencoder's like localized strokes and edge detectors. Each filter (a column of
-the encoder kernel) is scaled to [0, 1] on its own. Writes ``filters.png`` and ``filters.json`` to
+the encoder kernel) is scaled to [0, 1] on its own; ``filter_roughness`` (see :func:`roughness`)
+measures how noise-like they are. Writes ``filters.png`` and ``filters.json`` to
 ``--out``.
 """
 import json
 import os
 import time
 
+import numpy as np
+
 import common
 from aelab import plots
+
+
+def roughness(kernel_DxH: np.ndarray, shape) -> float:
+  """Mean over filters of the squared difference of neighbouring pixels (both directions) divided by
+  the filter's variance: 4 for white noise, near 0 for smooth strokes and blobs."""
+  f = np.asarray(kernel_DxH).T.reshape(-1, shape[0], shape[1])
+  f = f - f.mean((1, 2), keepdims=True)
+  grad = np.mean(np.diff(f, axis=1) ** 2, (1, 2)) + np.mean(np.diff(f, axis=2) ** 2, (1, 2))
+  return float(np.mean(grad / np.maximum(np.mean(f ** 2, (1, 2)), 1e-12)))
 
 
 def filter_config(name: str, data_arg: str, rate: float, epochs: int):
@@ -45,7 +57,9 @@ def main() -> None:
     run, params, summary = common.train_or_restore(filter_config(name, args.data, args.rate, args.epochs),
                                                    os.path.join(args.out, 'runs', name))
     kernels[title] = params['params']['encoder']['mlp']['dense_0']['kernel']
-    results[name] = {k: summary[k] for k in ('test/recon_mse', 'test/code_mean_abs') if k in summary}
+    results[name] = {**{k: summary[k] for k in ('test/recon_mse', 'test/code_mean_abs') if k in summary},
+                     'filter_roughness': roughness(kernels[title], run.dataset.shape)}
+    print(f'{title}: filter roughness {results[name]["filter_roughness"]:.3f}', flush=True)
   path = os.path.join(args.out, 'filters.png')
   plots.filter_panels(kernels, run.dataset.shape, path, args.num)
   with open(os.path.join(args.out, 'filters.json'), 'w') as f:
