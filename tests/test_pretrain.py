@@ -8,9 +8,9 @@ from aelab import data, nets, pretrain, train
 from conftest import load_config
 
 
-def _config(widths=(32, 16), epochs=3, steps=200):
+def _config(widths=(32, 16), epochs=3, steps=150):
   config = load_config('stacked_dae')
-  config.data.update(max_train_examples=600, max_test_examples=300)
+  config.data.update(max_train_examples=500, max_test_examples=300)
   config.pretrain.update(widths=widths, num_epochs=epochs)
   config.finetune.update(num_steps=steps, learning_rate=3e-3)
   return config
