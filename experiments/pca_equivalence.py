@@ -93,7 +93,11 @@ def main() -> None:
   args = p.parse_args()
   dataset = centred(data.load(common.load_config('ae', args.data).data))
   rows, t0 = [], time.time()
-  for k in [int(s) for s in args.ks.split(',')]:
+  ks = [int(s) for s in args.ks.split(',')]
+  if not all(1 <= k <= min(dataset.x_train.shape) for k in ks):
+    raise SystemExit(f'error: --ks={args.ks}: each k must lie in [1, {min(dataset.x_train.shape)}] '
+                     f'(the data dimension {dataset.x_train.shape[1]} and the number of examples).')
+  for k in ks:
     row = compare_k(dataset, args.data, k, 'identity', args.epochs, args.seed)
     sigmoid = compare_k(dataset, args.data, k, 'sigmoid', args.epochs, args.seed)
     row.update(sigmoid_max_angle_deg=sigmoid['max_angle_deg'], sigmoid_ae_mse=sigmoid['ae_mse'],
