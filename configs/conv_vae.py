@@ -1,12 +1,12 @@
-"""Convolutional VAE: two 4x4 stride-2 conv layers (32, 64 channels), a 256-unit dense layer, 20 latents.
+"""Convolutional VAE: two 4x4 stride-2 conv layers (32, 64 channels), a 256-unit dense layer, 20 latents;
+the decoder mirrors it with sub-pixel (3x3 conv + depth-to-space) upsampling.
 
   python -m aelab.main --config=configs/conv_vae.py --workdir=/tmp/conv_vae          # bundled digits (8x8)
   python -m aelab.main --config=configs/conv_vae.py:idx=../shared/data/mnist --workdir=/tmp/conv_vae_mnist
   python -m aelab.main --config=configs/conv_vae.py:cifar10 --config.model.likelihood=gaussian \\
       --config.data.binarize=none --workdir=/tmp/conv_vae_cifar   # 32x32x3 (tfds)
 
-Same likelihood, binarization and latent size as configs/vae.py; the decoder mirrors the encoder with
-transposed convolutions. Images only (H and W divisible by 4): tabular data stops with a ConfigError.
+Same likelihood, binarization and latent size as configs/vae.py. Images only (H and W divisible by 4): tabular data stops with a ConfigError.
 The end-of-training NLL uses eval.nll_samples=1000 here (the conv decoder is ~10x the MLP's cost on a
 CPU); evaluate with more later: python -m aelab.evaluate --workdir=/tmp/conv_vae_mnist --k=5000
 """

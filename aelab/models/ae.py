@@ -58,7 +58,7 @@ def build(config: ml_collections.ConfigDict, data_shape: int | Sequence[int]) ->
   """The model of ``config.model`` for examples of shape ``data_shape`` (an int ``D`` means ``(D,)``).
   Raises ValueError when ``model.net=conv`` and the shape is not an ``H x W x C`` image."""
   m = config.model
-  return Model(tuple(m.hidden), m.latent_dim, common.as_shape(data_shape), m.activation, m.code_activation,
+  return Model(tuple(m.hidden), m.latent_dim, common.as_shape(m, data_shape), m.activation, m.code_activation,
                common.output_activation(m), m.tied, m.net, tuple(m.conv_channels))
 
 

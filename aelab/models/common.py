@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from aelab import corruption, losses
+from aelab import corruption, losses, nets
 
 LIKELIHOODS = ('bernoulli', 'gaussian', 'mse')
 PENALTIES = ('none', 'l1', 'kl_sparsity', 'contractive')
@@ -79,9 +79,13 @@ def code_stats(code_BxZ: jax.Array) -> dict[str, jax.Array]:
   }
 
 
-def as_shape(data_shape: int | Sequence[int]) -> tuple[int, ...]:
-  """The shape of one example: ``(H, W, C)`` for images, ``(D,)`` for features; an int ``D`` is ``(D,)``."""
-  return (int(data_shape),) if isinstance(data_shape, int) else tuple(int(d) for d in data_shape)
+def as_shape(model_config: ml_collections.ConfigDict, data_shape: int | Sequence[int]) -> tuple[int, ...]:
+  """The shape of one example: ``(H, W, C)`` for images, ``(D,)`` for features; an int ``D`` is ``(D,)``.
+  Raises ValueError when ``model.net=conv`` and the shape is not an image it can take."""
+  shape = (int(data_shape),) if isinstance(data_shape, int) else tuple(int(d) for d in data_shape)
+  if model_config.net == 'conv':
+    nets.check_conv_shape(shape, len(model_config.conv_channels))
+  return shape
 
 
 def jacobian_frobenius_sq(encode: Callable[[jax.Array], jax.Array], x_BxD: jax.Array) -> jax.Array:
