@@ -42,7 +42,7 @@ def base() -> ml_collections.ConfigDict:
                      weight_decay=1e-4)
   c.train = dict(num_epochs=30, batch_size=64, eval_batch_size=1000, figures_every=1, num_figure_images=8,
                  keep_checkpoints=2)
-  c.eval = dict(nll_samples=5000, nll_batch_size=100, nll_chunk_size=500, final_metrics=True)
+  c.eval = dict(nll_samples=5000, nll_batch_size=50, nll_chunk_size=200, final_metrics=True, projection='pca')
   return ml_collections.ConfigDict(c)
 
 
@@ -163,6 +163,7 @@ def _validate_generative(config):
   _check(isinstance(e.nll_samples, int) and e.nll_samples >= 1,
          f'eval.nll_samples={e.nll_samples} (k of the importance-sampled NLL) must be an integer >= 1.')
   _check(e.nll_batch_size >= 1 and e.nll_chunk_size >= 1, 'eval.nll_batch_size and eval.nll_chunk_size must be >= 1.')
+  _choice(e.projection, ('pca', 'tsne'), 'eval.projection (of codes with more than 2 dimensions)')
 
 
 def from_dict(values: dict) -> ml_collections.ConfigDict:

@@ -59,7 +59,7 @@ def write_figures(run: Any, params, figure_path: Callable[[str], str], num_steps
   if dataset.y_test is not None:
     prior = np.asarray(family.sample_prior(config, jax.random.key(evaluate.EVAL_SEED), len(codes))) \
         if hasattr(family, 'sample_prior') else None
-    plots.latent_scatter(codes, dataset.y_test, figure_path('latent_scatter.png'), prior_samples=prior)
+    plots.latent_scatter(codes, dataset.y_test, figure_path('latent_scatter.png'), config.eval.projection, prior)
   saved = figure_path(RECONSTRUCTIONS_FILE)
   if os.path.exists(saved):
     by_epoch = {int(k.split('_')[1]): v for k, v in np.load(saved).items()}
