@@ -18,8 +18,8 @@ def get_config(arg=None):
   small = config.data.name in ('digits', 'npz', 'csv')
   config.model.update(name='aae', hidden=(256, 128) if small else (512, 256), latent_dim=2, activation='relu',
                       likelihood='bernoulli', prior='mixture')
-  config.aae.update(disc_hidden=(128, 128) if small else (256, 256), disc_learning_rate=2e-4,
-                    gen_learning_rate=2e-4, adversarial_weight=1.0, mixture_components=10, mixture_radius=4.0,
+  config.aae.update(disc_hidden=(128, 128) if small else (256, 256), disc_learning_rate=1e-3,
+                    gen_learning_rate=1e-3, adversarial_weight=1.0, mixture_components=10, mixture_radius=4.0,
                     mixture_std=0.5)
   config.train.update(num_epochs=40 if small else 20, batch_size=64 if small else 100)
   return aelab_config.adapt_to_features(config)

@@ -2,6 +2,7 @@
 figures and the new configs."""
 import os
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -233,3 +234,14 @@ def test_figures_of_a_generative_run(tmp_path):
   assert summary['test/nll'] < summary['test/neg_elbo'] and 0 <= summary['test/active_units'] <= 20
   points, axis = plots.project_2d(np.random.default_rng(0).normal(size=(50, 5)), 'pca')
   assert points.shape == (50, 2) and axis == 'PC'
+
+
+@pytest.mark.parametrize('kernel_size,stride,shape', [(4, 2, (2, 8, 8, 3)), (3, 1, (2, 7, 7, 5)), (4, 2, (1, 28, 28, 1))])
+def test_patch_conv_equals_flax_conv(kernel_size, stride, shape):
+  x = jax.random.normal(jax.random.key(0), shape)
+  ours = nets.Conv(6, kernel_size, stride)
+  params = ours.init(jax.random.key(1), x)
+  reference = nn.Conv(6, (kernel_size, kernel_size), strides=(stride, stride), padding='SAME')
+  np.testing.assert_allclose(ours.apply(params, x), reference.apply(params, x), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(nets.depth_to_space(jnp.arange(8.0).reshape(1, 1, 1, 8))[0, :, :, 1],
+                             [[1.0, 3.0], [5.0, 7.0]])
