@@ -240,8 +240,9 @@ def test_figures_of_a_generative_run(tmp_path):
 def test_patch_conv_equals_flax_conv(kernel_size, stride, shape):
   x = jax.random.normal(jax.random.key(0), shape)
   ours = nets.Conv(6, kernel_size, stride)
-  params = ours.init(jax.random.key(1), x)
+  params = jax.jit(ours.init)(jax.random.key(1), x)
   reference = nn.Conv(6, (kernel_size, kernel_size), strides=(stride, stride), padding='SAME')
-  np.testing.assert_allclose(ours.apply(params, x), reference.apply(params, x), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(jax.jit(ours.apply)(params, x), jax.jit(reference.apply)(params, x), rtol=1e-5,
+                             atol=1e-5)
   np.testing.assert_allclose(nets.depth_to_space(jnp.arange(8.0).reshape(1, 1, 1, 8))[0, :, :, 1],
                              [[1.0, 3.0], [5.0, 7.0]])
