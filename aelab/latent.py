@@ -38,9 +38,10 @@ def save_reconstructions(path: str, epoch: int, x_hat_NxD: np.ndarray) -> None:
 
 
 def write_figures(run: Any, params, figure_path: Callable[[str], str], num_steps: int = 10) -> None:
-  """Writes the latent-space figures of ``run`` (a ``train.Run`` on image data) at ``params``."""
+  """Writes the latent-space figures of ``run`` (a ``train.Run`` on image data) at ``params``; none with
+  ``train.figures_every=0``."""
   dataset, family, config = run.dataset, run.family, run.config
-  if dataset.kind != 'image' or not hasattr(family, 'make_encode'):
+  if dataset.kind != 'image' or not hasattr(family, 'make_encode') or not config.train.figures_every:
     return
   encode = jax.jit(family.make_encode(run.model, config))
   decode = jax.jit(family.make_decode(run.model, config))

@@ -109,6 +109,17 @@ def test_conv_encoder_decoder_shapes(shape):
   assert z.shape == (3, 20) and out.shape == (3, d)
 
 
+def test_conv_vae_trains_on_digits():
+  config = small(load_config('conv_vae'))
+  run = train.Run(config, train.data.load(config.data))
+  state, x = run.init_state(), jnp.asarray(run.dataset.x_train)
+  losses = []
+  for epoch in (1, 2):
+    state, metrics = run.train_epoch(state, x, jax.random.key(epoch), run.hp)
+    losses.append(float(jnp.mean(metrics['loss'])))
+  assert np.isfinite(losses).all() and losses[1] < losses[0], losses
+
+
 def test_conv_net_refuses_tabular_data_and_odd_image_sizes():
   with pytest.raises(ValueError, match='divisible by 4'):
     nets.check_conv_shape((30, 30, 1), 2)
@@ -225,13 +236,14 @@ def test_new_configs_validate_for_every_data_arg(name):
 
 
 def test_figures_of_a_generative_run(tmp_path):
-  config = small(load_config('conv_vae'), epochs=2)
+  config = small(load_config('vae'), epochs=2)
+  config.model.latent_dim = 2
   config.train.figures_every = 1
   summary = train.train_and_evaluate(config, str(tmp_path))
   figures = set(os.listdir(tmp_path / 'figures'))
   assert {'samples.png', 'interpolation.png', 'traversal.png', 'latent_scatter.png',
           'reconstructions_over_epochs.png'} <= figures
-  assert summary['test/nll'] < summary['test/neg_elbo'] and 0 <= summary['test/active_units'] <= 20
+  assert summary['test/nll'] < summary['test/neg_elbo'] and 0 <= summary['test/active_units'] <= 2
   points, axis = plots.project_2d(np.random.default_rng(0).normal(size=(50, 5)), 'pca')
   assert points.shape == (50, 2) and axis == 'PC'
 
