@@ -173,7 +173,11 @@ def main(argv: list[str] | None = None) -> None:
   args = parser.parse_args(argv)
   if args.k is not None and args.k < 1:
     parser.error(f'--k={args.k}: the importance-sampled NLL needs k >= 1.')
-  summary = evaluate_workdir(args.workdir, args.k)
+  from aelab import config as config_lib, data  # noqa: E401
+  try:
+    summary = evaluate_workdir(args.workdir, args.k)
+  except (config_lib.ConfigError, data.DataError, data.DatasetUnavailableError, FileNotFoundError) as e:
+    raise SystemExit(f'error: {e} (data paths in config.json are relative to where training ran)') from None
   shown = ', '.join(f'{k}={v:.4g}' for k, v in summary.items() if k.startswith('test/'))
   print(f'{args.workdir}/summary.json: {shown}', flush=True)
 
