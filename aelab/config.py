@@ -13,6 +13,8 @@ from aelab.models import common
 
 BINARIZE = ('none', 'static', 'dynamic')
 OPTIMIZERS = ('adam', 'adamw', 'sgd', 'adadelta')
+NETS = ('mlp', 'conv')
+PRIORS = ('gaussian', 'mixture')
 SCHEDULES = ('constant', 'cosine', 'warmup_cosine')
 FILE_SOURCES = ('idx', 'npz', 'csv')
 
@@ -29,13 +31,18 @@ def base() -> ml_collections.ConfigDict:
                 test_fraction=0.2, split_seed=0, binarize='none', binarize_threshold=0.5, standardize=True,
                 tfds_data_dir=config_dict.placeholder(str), max_train_examples=0, max_test_examples=0)
   c.model = dict(name='ae', hidden=(256,), latent_dim=32, activation='relu', code_activation='identity',
-                 likelihood='mse', output_activation='sigmoid', likelihood_std=1.0, tied=False, kl_weight=1.0)
+                 likelihood='mse', output_activation='sigmoid', likelihood_std=1.0, tied=False, kl_weight=1.0,
+                 net='mlp', conv_channels=(32, 64), num_samples=1, free_bits=0.0, kl_warmup_steps=0,
+                 prior='gaussian')
+  c.aae = dict(disc_hidden=(256, 256), disc_learning_rate=1e-4, gen_learning_rate=1e-4, adversarial_weight=1.0,
+               mixture_components=10, mixture_radius=4.0, mixture_std=0.5)
   c.corruption = dict(name='none', std=0.5, rate=0.25, clip=True)
   c.penalty = dict(name='none', weight=0.0, target=0.05)
   c.optimizer = dict(name='adam', learning_rate=1e-3, schedule='constant', warmup_steps=0, momentum=0.9,
                      weight_decay=1e-4)
   c.train = dict(num_epochs=30, batch_size=64, eval_batch_size=1000, figures_every=1, num_figure_images=8,
                  keep_checkpoints=2)
+  c.eval = dict(nll_samples=5000, nll_batch_size=50, nll_chunk_size=200, final_metrics=True, projection='pca')
   return ml_collections.ConfigDict(c)
 
 
@@ -96,8 +103,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.penalty.name == 'kl_sparsity':
     _check(config.model.name == 'ae' and config.model.code_activation == 'sigmoid',
            'penalty.name=kl_sparsity needs a code in (0, 1): set model.name=ae and model.code_activation=sigmoid.')
+  if config.penalty.name == 'contractive':
+    _check(config.model.name == 'ae', 'penalty.name=contractive is defined for a deterministic encoder: set '
+           'model.name=ae (configs/cae.py).')
   _validate_optimizer(config.optimizer)
   _validate_train(config.train)
+  _validate_generative(config)
 
 
 def _validate_data(d):
@@ -124,6 +135,53 @@ def _validate_model(config):
     _choice(m.likelihood, ('bernoulli', 'gaussian'), 'model.likelihood (a VAE needs a normalized likelihood)')
   _check(m.likelihood_std > 0, f'model.likelihood_std={m.likelihood_std} must be > 0.')
   _check(m.kl_weight >= 0, f'model.kl_weight={m.kl_weight} must be >= 0.')
+
+
+def _validate_generative(config):
+  m, a, e = config.model, config.aae, config.eval
+  _choice(m.net, NETS, 'model.net')
+  _check(len(m.conv_channels) >= 1 and all(isinstance(c, int) and c >= 1 for c in m.conv_channels),
+         f'model.conv_channels={m.conv_channels} must be a non-empty tuple of positive integers, e.g. "(32, 64)".')
+  _check(not (m.net == 'conv' and m.tied), 'model.tied=True needs model.net=mlp (a conv decoder has no '
+         'transposed dense kernels to share).')
+  _check(isinstance(m.num_samples, int) and m.num_samples >= 1,
+         f'model.num_samples={m.num_samples} (IWAE k) must be an integer >= 1; 1 is the ELBO.')
+  _check(m.free_bits >= 0, f'model.free_bits={m.free_bits} (nats per latent dimension) must be >= 0.')
+  _check(not (m.free_bits > 0 and m.num_samples > 1), 'model.free_bits applies to the ELBO\'s KL term; '
+         'the IWAE objective (model.num_samples > 1) has none: set one of them back (free_bits=0 or num_samples=1).')
+  _check(m.kl_warmup_steps >= 0, f'model.kl_warmup_steps={m.kl_warmup_steps} must be >= 0 (0: no warm-up).')
+  _choice(m.prior, PRIORS, 'model.prior')
+  if m.name == 'aae' and m.prior == 'mixture':
+    _check(m.latent_dim == 2, f'model.prior=mixture is a mixture of Gaussians on a circle in 2-D, but '
+           f'model.latent_dim={m.latent_dim}: set --config.model.latent_dim=2 or model.prior=gaussian.')
+  _check(all(isinstance(w, int) and w >= 1 for w in a.disc_hidden),
+         f'aae.disc_hidden={a.disc_hidden} must be a tuple of positive integers.')
+  for field in ('disc_learning_rate', 'gen_learning_rate', 'mixture_radius', 'mixture_std'):
+    _check(a[field] > 0 and math.isfinite(a[field]), f'aae.{field}={a[field]} must be a positive number.')
+  _check(a.adversarial_weight >= 0, f'aae.adversarial_weight={a.adversarial_weight} must be >= 0.')
+  _check(a.mixture_components >= 1, f'aae.mixture_components={a.mixture_components} must be >= 1.')
+  _check(isinstance(e.nll_samples, int) and e.nll_samples >= 1,
+         f'eval.nll_samples={e.nll_samples} (k of the importance-sampled NLL) must be an integer >= 1.')
+  _check(e.nll_batch_size >= 1 and e.nll_chunk_size >= 1, 'eval.nll_batch_size and eval.nll_chunk_size must be >= 1.')
+  _choice(e.projection, ('pca', 'tsne'), 'eval.projection (of codes with more than 2 dimensions)')
+
+
+def from_dict(values: dict) -> ml_collections.ConfigDict:
+  """The config of a workdir's ``config.json``: :func:`base` updated with ``values`` (JSON lists back to
+  tuples), e.g. for ``python -m aelab.evaluate --workdir=...``."""
+  def as_tuples(v):
+    if isinstance(v, dict):
+      return {k: as_tuples(x) for k, x in v.items()}
+    return tuple(as_tuples(x) for x in v) if isinstance(v, list) else v
+
+  config = base()
+  for section, fields in as_tuples(values).items():
+    if isinstance(fields, dict) and section in config:
+      for name, value in fields.items():
+        config[section][name] = value
+    else:
+      config[section] = fields
+  return config
 
 
 def _validate_optimizer(o):

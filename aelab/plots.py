@@ -93,6 +93,40 @@ def filter_panels(kernels: dict[str, np.ndarray], shape: Sequence[int], path: st
   plt.close(fig)
 
 
+def project_2d(codes_NxZ: np.ndarray, method: str = 'pca', seed: int = 0) -> tuple[np.ndarray, str]:
+  """Codes as 2-D points: unchanged for ``Z <= 2`` (a zero column added for ``Z = 1``), else a PCA or
+  t-SNE (scikit-learn) projection. Returns ``(N x 2 points, axis label prefix)``.
+  Raises ValueError for another ``method``."""
+  codes = np.asarray(codes_NxZ, np.float64)
+  if codes.shape[1] <= 2:
+    return np.pad(codes, ((0, 0), (0, 2 - codes.shape[1]))), 'z'
+  if method == 'pca':
+    from sklearn.decomposition import PCA
+    return PCA(2, random_state=seed).fit_transform(codes), 'PC'
+  if method == 'tsne':
+    from sklearn.manifold import TSNE
+    return TSNE(2, init='pca', random_state=seed).fit_transform(codes), 't-SNE '
+  raise ValueError(f'Unknown projection {method!r}; choose pca or tsne.')
+
+
+def latent_scatter(codes_NxZ: np.ndarray, labels_N: np.ndarray, path: str, method: str = 'pca',
+                   prior_samples: np.ndarray | None = None, title: str = '') -> None:
+  """Scatter of test codes coloured by label (2-D latents directly, else :func:`project_2d`); with
+  ``prior_samples`` (``N x 2``) drawn in grey behind, to see whether the codes fill the prior."""
+  points, axis = project_2d(codes_NxZ, method)
+  fig, ax = plt.subplots(figsize=(5.5, 5))
+  if prior_samples is not None and codes_NxZ.shape[1] == 2:
+    ax.scatter(prior_samples[:, 0], prior_samples[:, 1], s=2, c='lightgrey', label='prior samples')
+  sc = ax.scatter(points[:, 0], points[:, 1], s=3, c=labels_N, cmap='tab10', vmin=-0.5, vmax=9.5)
+  fig.colorbar(sc, ax=ax, ticks=range(10), label='label')
+  ax.set_xlabel(f'{axis}1')
+  ax.set_ylabel(f'{axis}2')
+  ax.set_title(title or f'test codes ({len(points)})')
+  fig.tight_layout()
+  fig.savefig(path, dpi=80)
+  plt.close(fig)
+
+
 def embedding_panels(panels: dict[str, np.ndarray], colour_N: np.ndarray, path: str, title: str = '',
                      discrete: bool = True, point_size: float = 3.0) -> None:
   """Saves scatter plots of ``N x 2`` (or ``N x 3``, drawn in 3-D) embeddings side by side.
@@ -117,3 +151,13 @@ def embedding_panels(panels: dict[str, np.ndarray], colour_N: np.ndarray, path: 
   fig.suptitle(title, y=1.04)
   fig.savefig(path, dpi=80, bbox_inches='tight')
   plt.close(fig)
+
+
+def reconstructions_over_epochs(inputs_NxD: np.ndarray, by_epoch: dict[int, np.ndarray], shape: Sequence[int],
+                                path: str, max_rows: int = 10) -> None:
+  """One figure: the inputs, then one row of reconstructions per epoch (at most ``max_rows`` epochs,
+  evenly spaced, the last included)."""
+  epochs = sorted(by_epoch)
+  keep = sorted({epochs[int(round(i))] for i in np.linspace(0, len(epochs) - 1, min(max_rows, len(epochs)))})
+  image_rows({'input': inputs_NxD, **{f'epoch {e}': by_epoch[e] for e in keep}}, shape, path,
+             'reconstructions over epochs')

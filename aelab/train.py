@@ -15,7 +15,7 @@ import numpy as np
 import optax
 
 from aelab import config as config_lib
-from aelab import data, evaluate, models, plots
+from aelab import data, evaluate, latent, models, nets, plots
 from aelab.workdir import Workdir
 
 State = dict[str, Any]  # {'step': int32 scalar, 'params': pytree, 'opt_state': pytree}
@@ -40,10 +40,25 @@ def make_optimizer(opt: ml_collections.ConfigDict, total_steps: int) -> optax.Gr
   return optimizers[opt.name]()
 
 
+def kl_warmup_factor(step: jax.Array, warmup_steps: jax.Array) -> jax.Array:
+  """The KL warm-up factor ``min(1, step / warmup_steps)`` (1 when ``warmup_steps`` is 0): ``kl_weight``
+  rises linearly from 0 at step 0 to its full value at ``warmup_steps`` (Bowman et al. 2016; Sonderby et
+  al. 2016). Both arguments may be traced; returns a float32 scalar."""
+  warmup_steps = jnp.asarray(warmup_steps, jnp.float32)
+  ramp = jnp.minimum(1.0, jnp.asarray(step, jnp.float32) / jnp.maximum(warmup_steps, 1.0))
+  return jnp.where(warmup_steps > 0, ramp, 1.0)
+
+
 def make_train_step(objective: Callable, tx: optax.GradientTransformation) -> Callable:
-  """``train_step(state, x_BxD, key, hp) -> (state, metrics)``: one gradient step, a pure function."""
+  """``train_step(state, x_BxD, key, hp) -> (state, metrics)``: one gradient step, a pure function.
+
+  The objective sees ``hp['kl_weight']`` times :func:`kl_warmup_factor` of ``state['step']`` and
+  ``hp['kl_warmup_steps']`` (unchanged without warm-up, or when ``hp`` has no ``kl_warmup_steps``).
+  """
 
   def train_step(state: State, x_BxD, key, hp):
+    if 'kl_warmup_steps' in hp:  # objectives without a KL term (a classifier) pass no warm-up
+      hp = {**hp, 'kl_weight': hp['kl_weight'] * kl_warmup_factor(state['step'], hp['kl_warmup_steps'])}
     grads, metrics = jax.grad(objective, has_aux=True)(state['params'], x_BxD, key, hp)
     updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
     params = optax.apply_updates(state['params'], updates)
@@ -88,6 +103,14 @@ def check_compatible(config: ml_collections.ConfigDict, dataset: data.Dataset) -
   if tabular and config.corruption.name == 'gaussian' and config.corruption.clip:
     raise config_lib.ConfigError('Gaussian corruption clips to [0, 1], which is wrong for standardized '
                                  'tabular data: set --config.corruption.clip=False.')
+  if config.model.net == 'conv':
+    if dataset.kind != 'image':
+      raise config_lib.ConfigError('model.net=conv needs images, but this data is tabular: set '
+                                   '--config.model.net=mlp.')
+    try:
+      nets.check_conv_shape(dataset.shape, len(config.model.conv_channels))
+    except ValueError as e:
+      raise config_lib.ConfigError(str(e)) from None
   if config.train.batch_size > len(dataset.x_train):
     raise config_lib.ConfigError(f'train.batch_size={config.train.batch_size} is larger than the '
                                  f'{len(dataset.x_train)} training examples; lower it.')
@@ -105,7 +128,7 @@ class Run:
   def __init__(self, config: ml_collections.ConfigDict, dataset: data.Dataset):
     self.config, self.dataset = config, dataset
     self.family = models.get(config.model.name)
-    self.model = self.family.build(config, dataset.x_train.shape[1])
+    self.model = self.family.build(config, dataset.shape)
     self.hp = {k: jnp.asarray(v, jnp.float32) for k, v in models.hyperparams(config).items()}
     self.steps_per_epoch = len(dataset.x_train) // config.train.batch_size
     total_steps = self.steps_per_epoch * config.train.num_epochs
@@ -149,6 +172,7 @@ def _figures(run: Run, params, workdir: Workdir, epoch: int) -> None:
     del rows['corrupted']
   plots.image_rows({k: np.asarray(v) for k, v in rows.items()}, run.dataset.shape,
                    workdir.figure_path(f'reconstructions_epoch{epoch:03d}.png'), f'epoch {epoch}')
+  latent.save_reconstructions(workdir.figure_path(latent.RECONSTRUCTIONS_FILE), epoch, np.asarray(x_hat))
 
 
 def _final_figures(run: Run, params, workdir: Workdir) -> None:
@@ -157,6 +181,7 @@ def _final_figures(run: Run, params, workdir: Workdir) -> None:
     samples = run.family.make_sample(run.model, run.config)(params, jax.random.key(evaluate.EVAL_SEED), 32)
     plots.image_grid(np.asarray(samples), run.dataset.shape, workdir.figure_path('samples.png'),
                      title='samples from the prior')
+  latent.write_figures(run, params, workdir.figure_path)
 
 
 _PROGRESS_METRICS = ('train/loss', 'test/recon', 'test/neg_elbo', 'test/kl', 'test/recon_mse',
@@ -217,7 +242,8 @@ def _train(run: Run, out: Workdir) -> dict[str, Any]:
     record = out.read_metrics()[-1]
   _final_figures(run, state['params'], out)
   num_params = sum(x.size for x in jax.tree.leaves(state['params']))
-  summary = {**{k: v for k, v in record.items() if '/' in k}, 'epochs': cfg.num_epochs,
+  final = evaluate.final_metrics(run, state['params'], x_test) if run.config.eval.final_metrics else {}
+  summary = {**{k: v for k, v in record.items() if '/' in k}, **final, 'epochs': cfg.num_epochs,
              'num_params': num_params, 'wall_time_s': time.time() - started}
   out.write_summary(summary)
   return summary

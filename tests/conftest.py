@@ -18,8 +18,9 @@ def load_config(name: str, arg: str | None = None):
 
 
 def small(config, epochs: int = 3):
-  """Few epochs, no per-epoch figures: fast enough for the test suite."""
+  """Few epochs, no per-epoch figures, a 100-sample NLL: fast enough for the test suite."""
   config.train.update(num_epochs=epochs, figures_every=0)
+  config.eval.nll_samples = 100
   return config
 
 

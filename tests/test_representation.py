@@ -73,11 +73,11 @@ def test_knn_on_a_toy_case_and_errors():
 
 def test_encode_gives_codes_and_posterior_means():
   x = jax.random.uniform(jax.random.key(0), (7, 6))
-  model = ae.Model((4,), 3, 6)
+  model = ae.Model((4,), 3, (6,))
   params = ae.init(model, jax.random.key(1), x)
   np.testing.assert_allclose(evaluate.encode(model, params, np.asarray(x), batch_size=3),
                              model.apply(params, x)[0], rtol=1e-6)
-  model = vae.Model((4,), 3, 6)
+  model = vae.Model((4,), 3, (6,))
   params = vae.init(model, jax.random.key(1), x)
   mean, _ = model.apply(params, x, method=vae.Model.encode)
   np.testing.assert_allclose(evaluate.encode(model, params, np.asarray(x)), mean, rtol=1e-6)

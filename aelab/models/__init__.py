@@ -1,7 +1,10 @@
-"""Model families, one module each (``ae``, ``vae``), looked up by name with importlib.
+"""Model families, one module each (``ae``, ``vae``, ``aae``), looked up by name with importlib.
 
-Each module exports ``build(config, data_dim) -> flax Model`` and the pure functions made from it:
-``make_objective``, ``make_eval`` and ``make_reconstruct`` (see ``aelab/models/ae.py``).
+Each module exports ``build(config, data_shape) -> model`` (``data_shape``: one example's shape, an int
+``D`` meaning ``(D,)``), ``init`` and the pure functions made from the model: ``make_objective`` (or
+``make_train_step``, see ``aelab/models/aae.py``), ``make_eval``, ``make_reconstruct``, ``make_encode``,
+``make_decode``, and where defined ``make_sample`` (prior samples) and ``make_log_weights`` (importance
+weights, for the NLL); see ``aelab/models/ae.py``.
 """
 import importlib
 import pkgutil
@@ -34,4 +37,7 @@ def hyperparams(config: ml_collections.ConfigDict) -> dict[str, float]:
       'sparsity_target': float(config.penalty.target),
       'corruption_std': float(config.corruption.std),
       'corruption_rate': float(config.corruption.rate),
+      'kl_warmup_steps': float(config.model.kl_warmup_steps),
+      'free_bits': float(config.model.free_bits),
+      'adversarial_weight': float(config.aae.adversarial_weight),
   }

@@ -3,9 +3,10 @@
 One objective covers them all (``config.model.name = 'ae'``): an encoder ``z = f(x_tilde)``, a decoder
 ``g(z)``, a reconstruction loss of ``g(z)`` against the clean ``x``, and an optional code penalty.
 Denoising: ``x_tilde`` is a corruption of ``x`` (Vincent et al. 2008). Sparse: an L1 activity or a
-KL(rho || rho_hat) penalty on ``z`` (Ng 2011).
+KL(rho || rho_hat) penalty on ``z`` (Ng 2011). Contractive: the squared Frobenius norm of the encoder's
+Jacobian (Rifai et al. 2011). ``model.net`` picks MLP or convolutional encoder and decoder.
 """
-from typing import Callable
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -17,21 +18,26 @@ from aelab.models import common
 
 
 class Model(nn.Module):
-  """Encoder and decoder; ``__call__(x_BxD) -> (z_BxZ, out_BxD)``."""
+  """Encoder and decoder; ``__call__(x_BxD) -> (z_BxZ, out_BxD)``. ``data_shape``: one example's shape
+  (``(D,)``, or ``(H, W, C)`` for ``net='conv'``); inputs and outputs are flattened either way."""
   hidden: tuple[int, ...]
   latent_dim: int
-  data_dim: int
+  data_shape: Sequence[int]
   activation: str = 'relu'
   code_activation: str = 'identity'
   output_activation: str = 'identity'
   tied: bool = False
+  net: str = 'mlp'
+  conv_channels: tuple[int, ...] = (32, 64)
 
   def setup(self):
-    self.encoder = nets.Encoder(self.hidden, self.latent_dim, self.activation, self.code_activation)
+    self.encoder = nets.make_encoder(self.net, self.data_shape, self.hidden, self.latent_dim, self.activation,
+                                     self.code_activation, self.conv_channels)
     if self.tied:
       self.decoder = nets.TiedDecoder(self.activation, self.output_activation)
     else:
-      self.decoder = nets.Decoder(self.hidden[::-1], self.data_dim, self.activation, self.output_activation)
+      self.decoder = nets.make_decoder(self.net, self.data_shape, self.hidden[::-1], self.activation,
+                                       self.output_activation, self.conv_channels)
 
   def encode(self, x_BxD: jax.Array) -> jax.Array:
     return self.encoder(x_BxD)
@@ -48,10 +54,12 @@ class Model(nn.Module):
     return z, self.decode(z)
 
 
-def build(config: ml_collections.ConfigDict, data_dim: int) -> Model:
+def build(config: ml_collections.ConfigDict, data_shape: int | Sequence[int]) -> Model:
+  """The model of ``config.model`` for examples of shape ``data_shape`` (an int ``D`` means ``(D,)``).
+  Raises ValueError when ``model.net=conv`` and the shape is not an ``H x W x C`` image."""
   m = config.model
-  return Model(tuple(m.hidden), m.latent_dim, data_dim, m.activation, m.code_activation,
-               common.output_activation(m), m.tied)
+  return Model(tuple(m.hidden), m.latent_dim, common.as_shape(m, data_shape), m.activation, m.code_activation,
+               common.output_activation(m), m.tied, m.net, tuple(m.conv_channels))
 
 
 def init(model: Model, key: jax.Array, x_BxD: jax.Array):
@@ -63,14 +71,14 @@ def make_objective(model: Model, config: ml_collections.ConfigDict) -> Callable:
   """``objective(params, x_BxD, key, hp) -> (loss, metrics)``; the loss is the batch-mean
   reconstruction loss (units of ``model.likelihood``) plus ``hp['penalty_weight']`` times the penalty."""
   recon_loss = common.reconstruction_loss(config.model)
-  penalty = common.penalty(config.penalty.name)
+  penalty = common.make_penalty(config, make_encode(model, config))
   corrupt = common.corrupt_fn(config)
 
   def objective(params, x_BxD, key, hp):
     x_tilde = corrupt(key, x_BxD, hp)
     z, out = model.apply(params, x_tilde)
     recon = jnp.mean(recon_loss(out, x_BxD))
-    pen = penalty(z, hp)
+    pen = penalty(params, x_tilde, z, hp)
     loss = recon + hp['penalty_weight'] * pen
     return loss, common.with_penalty(config, {'loss': loss, 'recon': recon}, pen)
 
@@ -112,3 +120,13 @@ def make_eval(model: Model, config: ml_collections.ConfigDict) -> Callable:
     return metrics
 
   return eval_fn
+
+
+def make_encode(model: Model, config: ml_collections.ConfigDict) -> Callable:
+  """``encode(params, x_BxD) -> z_BxZ``: the code of the clean input."""
+  return lambda params, x_BxD: model.apply(params, x_BxD, method=Model.encode)
+
+
+def make_decode(model: Model, config: ml_collections.ConfigDict) -> Callable:
+  """``decode(params, z_BxZ) -> x_BxD``: the reconstruction mean ``E[x|z]`` of codes."""
+  return lambda params, z_BxZ: common.mean_of(config.model, model.apply(params, z_BxZ, method=Model.decode))

@@ -1,14 +1,15 @@
-"""Pieces shared by the model families: likelihoods, code penalties, reconstruction metrics."""
-from typing import Callable
+"""Pieces shared by the model families: likelihoods, code penalties (incl. the contractive penalty),
+reconstruction metrics, the data shape a model is built for."""
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 
-from aelab import corruption, losses
+from aelab import corruption, losses, nets
 
 LIKELIHOODS = ('bernoulli', 'gaussian', 'mse')
-PENALTIES = ('none', 'l1', 'kl_sparsity')
+PENALTIES = ('none', 'l1', 'kl_sparsity', 'contractive')
 
 Hyperparams = dict[str, jax.Array]
 
@@ -55,6 +56,8 @@ def penalty(name: str) -> Callable[[jax.Array, Hyperparams], jax.Array]:
     return lambda code, hp: jnp.mean(losses.l1_activity(code))
   if name == 'kl_sparsity':
     return lambda code, hp: losses.kl_sparsity(code, hp['sparsity_target'])
+  if name == 'contractive':
+    raise ValueError('penalty.name=contractive needs the encoder and its input: use make_penalty.')
   raise ValueError(f'Unknown penalty.name {name!r}; choose one of {PENALTIES}.')
 
 
@@ -74,3 +77,71 @@ def code_stats(code_BxZ: jax.Array) -> dict[str, jax.Array]:
       'code_mean_abs': jnp.mean(jnp.abs(code_BxZ), axis=-1),
       'code_frac_zero': jnp.mean(jnp.abs(code_BxZ) < 1e-3, axis=-1),
   }
+
+
+def as_shape(model_config: ml_collections.ConfigDict, data_shape: int | Sequence[int]) -> tuple[int, ...]:
+  """The shape of one example: ``(H, W, C)`` for images, ``(D,)`` for features; an int ``D`` is ``(D,)``.
+  Raises ValueError when ``model.net=conv`` and the shape is not an image it can take."""
+  shape = (int(data_shape),) if isinstance(data_shape, int) else tuple(int(d) for d in data_shape)
+  if model_config.net == 'conv':
+    nets.check_conv_shape(shape, len(model_config.conv_channels))
+  return shape
+
+
+def jacobian_frobenius_sq(encode: Callable[[jax.Array], jax.Array], x_BxD: jax.Array) -> jax.Array:
+  """``||J_f(x)||_F^2`` per example (shape ``B``) for any encoder ``f: x_BxD -> z_BxZ`` acting row-wise.
+
+  Exact, not a stochastic estimate: ``Z`` reverse-mode products ``e_k^T J`` (``jax.vjp``) when ``Z <= D``,
+  otherwise ``D`` forward-mode products ``J e_i`` (``jax.jvp``). Rows of the batch must not interact
+  (no batch norm), so one product with a basis vector broadcast over the batch gives every example's row.
+  Source: Rifai et al. 2011 (Contractive Auto-Encoders), Eq. 2.
+  """
+  z, vjp = jax.vjp(encode, x_BxD)
+  num_out, num_in = z.shape[-1], x_BxD.shape[-1]
+  if num_out <= num_in:
+    basis = jnp.broadcast_to(jnp.eye(num_out, dtype=z.dtype)[:, None, :], (num_out, *z.shape))
+    rows_ZxBxD = jax.vmap(lambda v: vjp(v)[0])(basis)
+    return jnp.sum(jnp.square(rows_ZxBxD), axis=(0, 2))
+  basis = jnp.broadcast_to(jnp.eye(num_in, dtype=x_BxD.dtype)[:, None, :], (num_in, *x_BxD.shape))
+  cols_DxBxZ = jax.vmap(lambda v: jax.jvp(encode, (x_BxD,), (v,))[1])(basis)
+  return jnp.sum(jnp.square(cols_DxBxZ), axis=(0, 2))
+
+
+def contractive_sigmoid_mlp(kernels: Sequence[jax.Array], biases: Sequence[jax.Array], x_BxD: jax.Array) -> jax.Array:
+  """``||J_f(x)||_F^2`` per example (shape ``B``) of a sigmoid MLP ``h_l = sigmoid(h_{l-1} W_l + b_l)``.
+
+  Closed form with ``sigmoid' = h (1 - h)``; for one layer it is Rifai et al. 2011, Eq. 4:
+  ``sum_j (h_j (1 - h_j))^2 sum_i W_ij^2``. Deeper encoders chain the layer Jacobians explicitly.
+  """
+  if len(kernels) == 1:
+    h = jax.nn.sigmoid(x_BxD @ kernels[0] + biases[0])
+    return jnp.sum(jnp.square(h * (1.0 - h)) * jnp.sum(jnp.square(kernels[0]), axis=0), axis=-1)
+  h, jac_BxHxD = x_BxD, None
+  for kernel, bias in zip(kernels, biases):
+    h = jax.nn.sigmoid(h @ kernel + bias)
+    layer = kernel.T[None] if jac_BxHxD is None else jnp.einsum('ih,bid->bhd', kernel, jac_BxHxD)
+    jac_BxHxD = (h * (1.0 - h))[:, :, None] * layer
+  return jnp.sum(jnp.square(jac_BxHxD), axis=(1, 2))
+
+
+def _sigmoid_mlp_layers(params) -> tuple[list[jax.Array], list[jax.Array]]:
+  """Kernels and biases of an ``ae`` model's MLP encoder, in layer order."""
+  mlp = params['params']['encoder']['mlp']
+  names = sorted(mlp, key=lambda n: int(n.split('_')[1]))
+  return [mlp[n]['kernel'] for n in names], [mlp[n]['bias'] for n in names]
+
+
+def make_penalty(config: ml_collections.ConfigDict, encode: Callable) -> Callable:
+  """``fn(params, x_tilde_BxD, code_BxZ, hp) -> scalar`` (unweighted) for ``config.penalty.name``.
+
+  ``encode(params, x_BxD) -> code_BxZ``. ``contractive``: the batch mean of ``||J_f(x)||_F^2``, in closed
+  form for an all-sigmoid MLP encoder (:func:`contractive_sigmoid_mlp`), otherwise exactly with
+  ``jax.vjp`` / ``jax.jvp`` (:func:`jacobian_frobenius_sq`). Others: :func:`penalty`.
+  """
+  m = config.model
+  if config.penalty.name != 'contractive':
+    code_penalty = penalty(config.penalty.name)
+    return lambda params, x, code, hp: code_penalty(code, hp)
+  if m.net == 'mlp' and m.activation == 'sigmoid' and m.code_activation == 'sigmoid':
+    return lambda params, x, code, hp: jnp.mean(contractive_sigmoid_mlp(*_sigmoid_mlp_layers(params), x))
+  return lambda params, x, code, hp: jnp.mean(jacobian_frobenius_sq(lambda v: encode(params, v), x))

@@ -4,8 +4,15 @@ Gaussian posterior ``q(z|x) = N(mean(x), diag exp(log_var(x)))``, standard norma
 Bernoulli or Gaussian likelihood ``p(x|z)``. The loss is ``E_q[-log p(x|z)] + kl_weight * KL(q || p)``
 (``kl_weight`` is beta of Higgins et al. 2017; 1 gives the negative ELBO), one reparameterized sample
 per example. Corruption of the input gives a denoising VAE (Im et al. 2017).
+
+Objective variants, all with traced hyperparameters in ``hp``: ``kl_weight`` (beta); KL warm-up
+(``hp['kl_warmup_steps']``, applied to ``kl_weight`` by ``train.make_train_step``); free bits
+(``hp['free_bits']``, a floor in nats on the batch-mean KL of each latent dimension, Kingma et al. 2016,
+Improved Variational Inference with Inverse Autoregressive Flow, Appendix C.8); the IWAE bound with
+``model.num_samples = k`` importance samples (Burda et al. 2016, Eq. 8; k = 1 is the ELBO).
 """
-from typing import Callable
+import math
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -15,18 +22,24 @@ import ml_collections
 from aelab import losses, nets
 from aelab.models import common
 
+_LOG_2PI = math.log(2.0 * math.pi)
+
 
 class Model(nn.Module):
   """``encode(x_BxD) -> (mean_BxZ, log_var_BxZ)``, ``decode(z_BxZ) -> out_BxD`` (likelihood parameters)."""
   hidden: tuple[int, ...]
   latent_dim: int
-  data_dim: int
+  data_shape: Sequence[int]
   activation: str = 'relu'
   output_activation: str = 'identity'
+  net: str = 'mlp'
+  conv_channels: tuple[int, ...] = (32, 64)
 
   def setup(self):
-    self.encoder = nets.Encoder(self.hidden, 2 * self.latent_dim, self.activation)
-    self.decoder = nets.Decoder(self.hidden[::-1], self.data_dim, self.activation, self.output_activation)
+    self.encoder = nets.make_encoder(self.net, self.data_shape, self.hidden, 2 * self.latent_dim, self.activation,
+                                     'identity', self.conv_channels)
+    self.decoder = nets.make_decoder(self.net, self.data_shape, self.hidden[::-1], self.activation,
+                                     self.output_activation, self.conv_channels)
 
   def encode(self, x_BxD: jax.Array) -> tuple[jax.Array, jax.Array]:
     mean, log_var = jnp.split(self.encoder(x_BxD), 2, axis=-1)
@@ -46,9 +59,12 @@ def reparameterize(key: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.A
   return mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape, mean.dtype)
 
 
-def build(config: ml_collections.ConfigDict, data_dim: int) -> Model:
+def build(config: ml_collections.ConfigDict, data_shape: int | Sequence[int]) -> Model:
+  """The model of ``config.model`` for examples of shape ``data_shape`` (an int ``D`` means ``(D,)``).
+  Raises ValueError when ``model.net=conv`` and the shape is not an ``H x W x C`` image."""
   m = config.model
-  return Model(tuple(m.hidden), m.latent_dim, data_dim, m.activation, common.output_activation(m))
+  return Model(tuple(m.hidden), m.latent_dim, common.as_shape(m, data_shape), m.activation,
+               common.output_activation(m), m.net, tuple(m.conv_channels))
 
 
 def init(model: Model, key: jax.Array, x_BxD: jax.Array):
@@ -57,27 +73,92 @@ def init(model: Model, key: jax.Array, x_BxD: jax.Array):
 
 
 def _terms(model, config, params, x_BxD, key, hp):
-  """Per-example ``recon`` (-log p(x|z), nats), ``kl`` (nats), and the posterior mean (the code)."""
+  """Per-example ``recon`` (-log p(x|z), nats) and the posterior's ``mean_BxZ``, ``log_var_BxZ``."""
   corrupt_key, sample_key = jax.random.split(key)
   x_tilde = common.corrupt_fn(config)(corrupt_key, x_BxD, hp)
   mean, log_var, out = model.apply(params, x_tilde, sample_key)
-  recon = common.reconstruction_loss(config.model)(out, x_BxD)
-  return recon, losses.kl_standard_normal(mean, log_var), mean
+  return common.reconstruction_loss(config.model)(out, x_BxD), mean, log_var
+
+
+def kl_per_dim(mean_BxZ: jax.Array, log_var_BxZ: jax.Array) -> jax.Array:
+  """``KL(q(z_j|x) || N(0, 1))`` per example and latent dimension, nats, shape ``B x Z``; its sum over
+  ``Z`` is ``losses.kl_standard_normal`` (Kingma & Welling 2014, Appendix B)."""
+  return -0.5 * (1.0 + log_var_BxZ - jnp.square(mean_BxZ) - jnp.exp(log_var_BxZ))
+
+
+def free_bits_kl(kl_BxZ: jax.Array, free_bits: jax.Array | float) -> jax.Array:
+  """The KL term with free bits: ``sum_j max(free_bits, mean_B KL_j)``, nats per example (a scalar).
+
+  Each latent dimension's KL, averaged over the batch, is floored at ``free_bits`` nats, so the optimizer
+  gains nothing from pushing a dimension below it (Kingma et al. 2016, Appendix C.8, one group per
+  dimension). With ``free_bits = 0`` this is the batch-mean KL.
+  """
+  return jnp.sum(jnp.maximum(free_bits, jnp.mean(kl_BxZ, axis=0)))
+
+
+def log_normal_diag(z: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.Array:
+  """``log N(z; mean, diag exp(log_var))`` summed over the last axis, nats."""
+  return -0.5 * jnp.sum(_LOG_2PI + log_var + jnp.square(z - mean) * jnp.exp(-log_var), axis=-1)
+
+
+def make_log_weights(model: Model, config: ml_collections.ConfigDict) -> Callable:
+  """``log_weights(params, x_BxD, key, k, hp) -> k x B``: importance log-weights, nats,
+  ``log w_i = log p(x|z_i) + kl_weight * (log p(z_i) - log q(z_i|x))`` with ``z_i ~ q(z|x)``.
+
+  ``kl_weight = hp['kl_weight']`` when ``hp`` is given, else 1 (the true weights, for the NLL).
+  ``log_mean_exp`` over the ``k`` samples is the IWAE bound ``L_k <= log p(x)`` (Burda et al. 2016, Eq. 8);
+  the input is corrupted (with the key's first half) as in training.
+  """
+  recon_loss = common.reconstruction_loss(config.model)
+  corrupt = common.corrupt_fn(config)
+
+  def log_weights(params, x_BxD, key, k, hp=None):
+    corrupt_key, sample_key = jax.random.split(key)
+    x_tilde = x_BxD if hp is None else corrupt(corrupt_key, x_BxD, hp)
+    mean, log_var = model.apply(params, x_tilde, method=Model.encode)
+    z_KxBxZ = mean + jnp.exp(0.5 * log_var) * jax.random.normal(sample_key, (k, *mean.shape), mean.dtype)
+    out = model.apply(params, z_KxBxZ.reshape(-1, mean.shape[-1]), method=Model.decode)
+    log_px = -recon_loss(out.reshape(k, *x_BxD.shape), x_BxD[None])
+    log_prior_ratio = log_normal_diag(z_KxBxZ, 0.0, 0.0) - log_normal_diag(z_KxBxZ, mean, log_var)
+    return log_px + (1.0 if hp is None else hp['kl_weight']) * log_prior_ratio
+
+  return log_weights
 
 
 def make_objective(model: Model, config: ml_collections.ConfigDict) -> Callable:
-  """``objective(params, x_BxD, key, hp) -> (loss, metrics)``; loss in nats per example:
-  ``mean(recon + hp['kl_weight'] * kl) + hp['penalty_weight'] * penalty(mean)``."""
-  penalty = common.penalty(config.penalty.name)
+  """``objective(params, x_BxD, key, hp) -> (loss, metrics)``; loss in nats per example.
+
+  ``model.num_samples = 1``: ``mean(recon) + hp['kl_weight'] * KL term + hp['penalty_weight'] * penalty``,
+  the KL term being :func:`free_bits_kl` when ``hp['free_bits'] > 0`` and the batch-mean KL otherwise.
+  ``k > 1``: the negative IWAE bound ``-mean_B log mean_k w_k`` (:func:`make_log_weights`) plus the penalty.
+  Metrics: ``loss``, ``recon``, ``kl`` (closed form), ``neg_elbo`` and, for ``k > 1``, ``neg_iwae``.
+  """
+  penalty = common.make_penalty(config, make_encode(model, config))
+  k = config.model.num_samples
+  log_weights = make_log_weights(model, config)
 
   def objective(params, x_BxD, key, hp):
-    recon, kl, mean = _terms(model, config, params, x_BxD, key, hp)
-    pen = penalty(mean, hp)
-    loss = jnp.mean(recon + hp['kl_weight'] * kl) + hp['penalty_weight'] * pen
-    metrics = {'loss': loss, 'recon': jnp.mean(recon), 'kl': jnp.mean(kl), 'neg_elbo': jnp.mean(recon + kl)}
-    return loss, common.with_penalty(config, metrics, pen)
+    key, iwae_key = jax.random.split(key) if k > 1 else (key, None)
+    recon, mean, log_var = _terms(model, config, params, x_BxD, key, hp)
+    kl = losses.kl_standard_normal(mean, log_var)
+    pen = penalty(params, x_BxD, mean, hp)
+    metrics = {'recon': jnp.mean(recon), 'kl': jnp.mean(kl), 'neg_elbo': jnp.mean(recon + kl)}
+    if k > 1:
+      neg_iwae = -jnp.mean(log_mean_exp(log_weights(params, x_BxD, iwae_key, k, hp), axis=0))
+      loss = neg_iwae + hp['penalty_weight'] * pen
+      metrics['neg_iwae'] = neg_iwae
+    else:
+      floored = jnp.mean(recon) + hp['kl_weight'] * free_bits_kl(kl_per_dim(mean, log_var), hp['free_bits'])
+      elbo_loss = jnp.where(hp['free_bits'] > 0, floored, jnp.mean(recon + hp['kl_weight'] * kl))
+      loss = elbo_loss + hp['penalty_weight'] * pen
+    return loss, common.with_penalty(config, {'loss': loss, **metrics}, pen)
 
   return objective
+
+
+def log_mean_exp(a: jax.Array, axis: int = 0) -> jax.Array:
+  """``log mean exp(a)`` along ``axis`` without overflow (max-shifted log-sum-exp, float32)."""
+  return jax.nn.logsumexp(a.astype(jnp.float32), axis=axis) - math.log(a.shape[axis])
 
 
 def _decode_posterior_mean(model, config, params, x_BxD):
@@ -107,7 +188,8 @@ def make_eval(model: Model, config: ml_collections.ConfigDict) -> Callable:
   reconstruct = make_reconstruct(model, config)
 
   def eval_fn(params, x_BxD, key, hp):
-    recon, kl, mean = _terms(model, config, params, x_BxD, key, hp)
+    recon, mean, log_var = _terms(model, config, params, x_BxD, key, hp)
+    kl = losses.kl_standard_normal(mean, log_var)
     x_hat = reconstruct(params, x_BxD, key, hp)[1]
     metrics = {'neg_elbo': recon + kl, 'recon': recon, 'kl': kl, 'recon_mse': losses.mse(x_hat, x_BxD),
                **common.code_stats(mean)}
@@ -121,11 +203,26 @@ def make_eval(model: Model, config: ml_collections.ConfigDict) -> Callable:
   return eval_fn
 
 
+def sample_prior(config: ml_collections.ConfigDict, key: jax.Array, num: int) -> jax.Array:
+  """``num`` samples of the prior ``p(z) = N(0, I)``: ``num x latent_dim``."""
+  return jax.random.normal(key, (num, config.model.latent_dim))
+
+
 def make_sample(model: Model, config: ml_collections.ConfigDict) -> Callable:
   """``sample(params, key, num) -> x_NxD``: means ``E[x|z]`` of decoded prior samples ``z ~ N(0, I)``."""
 
   def sample(params, key, num):
-    z = jax.random.normal(key, (num, config.model.latent_dim))
+    z = sample_prior(config, key, num)
     return common.mean_of(config.model, model.apply(params, z, method=Model.decode))
 
   return sample
+
+
+def make_encode(model: Model, config: ml_collections.ConfigDict) -> Callable:
+  """``encode(params, x_BxD) -> mean_BxZ``: the posterior mean ``E_q[z|x]`` (the code)."""
+  return lambda params, x_BxD: model.apply(params, x_BxD, method=Model.encode)[0]
+
+
+def make_decode(model: Model, config: ml_collections.ConfigDict) -> Callable:
+  """``decode(params, z_BxZ) -> x_BxD``: the likelihood mean ``E[x|z]``."""
+  return lambda params, z_BxZ: common.mean_of(config.model, model.apply(params, z_BxZ, method=Model.decode))

@@ -1,0 +1,25 @@
+"""Adversarial autoencoder (Makhzani et al. 2016) on a 2-D latent with a mixture of 10 Gaussians prior.
+
+  python -m aelab.main --config=configs/aae.py --workdir=/tmp/aae                 # bundled digits, offline
+  python -m aelab.main --config=configs/aae.py:idx=../shared/data/mnist --workdir=/tmp/aae_mnist
+  python -m aelab.main --config=configs/aae.py --config.model.prior=gaussian --workdir=/tmp/aae_gauss
+  # the plain autoencoder of the same size, for comparison:
+  python -m aelab.main --config=configs/aae.py:idx=../shared/data/mnist --config.model.name=ae --workdir=/tmp/ae2d
+
+Reconstruction phase: Bernoulli cross-entropy (``model.likelihood``) with ``config.optimizer``;
+regularization phase: discriminator (``aae.disc_hidden``) and encoder, each with its own Adam.
+figures/latent_scatter.png shows the test codes over prior samples.
+"""
+from aelab import config as aelab_config
+
+
+def get_config(arg=None):
+  config = aelab_config.set_data(aelab_config.base(), arg)
+  small = config.data.name in ('digits', 'npz', 'csv')
+  config.model.update(name='aae', hidden=(256, 128) if small else (512, 256), latent_dim=2, activation='relu',
+                      likelihood='bernoulli', prior='mixture')
+  config.aae.update(disc_hidden=(128, 128) if small else (256, 256), disc_learning_rate=1e-3,
+                    gen_learning_rate=1e-3, adversarial_weight=1.0, mixture_components=10, mixture_radius=4.0,
+                    mixture_std=0.5)
+  config.train.update(num_epochs=40 if small else 20, batch_size=64 if small else 100)
+  return aelab_config.adapt_to_features(config)
