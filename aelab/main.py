@@ -2,16 +2,23 @@
 
 Flags: ``--config`` (a ``configs/*.py`` file, optionally ``:arg``; fields overridden with
 ``--config.train.num_epochs=20``) and ``--workdir`` (outputs; a rerun resumes from its checkpoint).
+``--sweep=configs/sweeps/kl_weight.py[:arg]`` trains every run of that sweep over the config, vectorized
+(``aelab/sweep.py``), each in ``<workdir>/<run name>/``; a rerun skips finished runs. ``--distributed``
+forces ``jax.distributed.initialize()`` (it is called by itself under multi-task SLURM, multi-host TPU or
+with ``JAX_COORDINATOR_ADDRESS`` set).
 """
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from aelab import config as config_lib
-from aelab import data, train
+from aelab import data, parallel, sweep, train
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file, e.g. configs/dae.py:mnist.',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics, figures and summary.json.')
+_SWEEP = flags.DEFINE_string('sweep', None, 'Sweep file with get_sweep(arg), e.g. configs/sweeps/kl_weight.py.')
+_DISTRIBUTED = flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() even where no '
+                                 'multi-process environment is detected.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -20,7 +27,12 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if not flags.FLAGS['verbosity'].present:  # keep library INFO logs (orbax) out of the progress lines
     logging.set_verbosity(logging.WARNING)
+  parallel.initialize_distributed(_DISTRIBUTED.value)
   try:
+    if _SWEEP.value:
+      summaries = sweep.run_sweep(_CONFIG.value, sweep.load(_SWEEP.value), _WORKDIR.value)
+      print(f'Done: {len(summaries)} runs in {_WORKDIR.value}/*/summary.json, index in sweep.json.', flush=True)
+      return
     summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (config_lib.ConfigError, data.DataError, data.DatasetUnavailableError, FloatingPointError) as e:
     raise SystemExit(f'error: {e}') from None

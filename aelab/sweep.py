@@ -224,5 +224,6 @@ def run_sweep(config: ml_collections.ConfigDict, sweep: list[Overrides], workdir
 def _write_index(workdir: str, runs: list[Member], summaries: dict[str, dict]) -> None:
   index = [{'name': m.name, 'overrides': m.overrides, 'summary': summaries.get(m.name)} for m in runs]
   suffix = f'.{jax.process_index()}' if jax.process_count() > 1 else ''
+  os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, f'sweep{suffix}.json'), 'w') as f:
     json.dump(index, f, indent=2, default=str)
