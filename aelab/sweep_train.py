@@ -29,7 +29,8 @@ def swept_learning_rate(run: train.Run) -> None:
   The optimizer is ``config.optimizer`` at learning rate 1 followed by ``optax.scale`` by the run's rate
   (held by ``optax.inject_hyperparams``): the same update, since optax multiplies by ``-lr * schedule``
   last (bit for bit with a constant schedule; to rounding with a decaying one). Only for families
-  trained with ``config.optimizer`` (no ``make_train_step`` of their own).
+  trained with ``config.optimizer`` (no ``make_train_step`` of their own). A sweep checkpoint differs from
+  a single run's by the scale's state.
   """
   config = run.config
   unit = config.optimizer.copy_and_resolve_references()
@@ -38,6 +39,38 @@ def swept_learning_rate(run: train.Run) -> None:
   tx = optax.chain(train.make_optimizer(unit, run.steps_per_epoch * config.train.num_epochs), scale)
   run.init_opt_state = tx.init
   run.train_step = train.make_train_step(run.family.make_objective(run.model, config), tx)
+
+
+def sweep_runs(group: list[Member], dataset: data.Dataset | None = None) -> list[train.Run]:
+  """The ``train.Run`` of each member of one group, as a sweep trains them: the data loaded once (unless
+  given) and checked against every config, the learning rate in the optimizer state (always, so that a
+  run's checkpoints have one structure whichever runs it is grouped with). Raises ConfigError/DataError."""
+  dataset = dataset or data.load(group[0].config.data)
+  for member in group:
+    train.check_compatible(member.config, dataset)
+  runs = [train.Run(m.config, dataset) for m in group]
+  if not hasattr(runs[0].family, 'make_train_step'):
+    for run in runs:
+      swept_learning_rate(run)
+  return runs
+
+
+def final_params(group: list[Member], workdir: str) -> list[Any]:
+  """Each member's parameters from its latest checkpoint in ``workdir/<name>/`` (e.g. for a report).
+  Raises FileNotFoundError for a run without a checkpoint."""
+  runs = sweep_runs(group)
+  initial = _initial_states(runs)
+  params = []
+  for i, member in enumerate(group):
+    out = Workdir(run_dir(workdir, member), member.config, member.config.train.keep_checkpoints)
+    try:
+      state, epoch = out.restore(jax.tree.map(lambda x: x[i], initial))
+    finally:
+      out.close()
+    if state is None:
+      raise FileNotFoundError(f'No checkpoint in {out.path}: train the sweep first.')
+    params.append(state['params'])
+  return params
 
 
 def _stack(trees: list[Any]) -> Any:
@@ -66,13 +99,7 @@ def train_group(group: list[Member], workdir: str, devices: Sequence[jax.Device]
     log(f'{label}: {len(summaries)} of {len(group)} runs already finished, skipped')
   if not todo:
     return summaries, []
-  dataset = data.load(todo[0].config.data)
-  for member in todo:
-    train.check_compatible(member.config, dataset)
-  runs = [train.Run(m.config, dataset) for m in todo]
-  if len({m.config.optimizer.learning_rate for m in todo}) > 1:
-    for run in runs:
-      swept_learning_rate(run)
+  runs = sweep_runs(todo)
   outs = [Workdir(run_dir(workdir, m), m.config, m.config.train.keep_checkpoints) for m in todo]
   try:
     return _train_restored(todo, runs, outs, devices, label, log, summaries)

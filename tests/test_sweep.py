@@ -22,6 +22,7 @@ SWEEP8 = sweep.product(sweep.axis('model.kl_weight', [0.5, 2.0]), sweep.axis('se
 def tiny_vae():
   config = small(load_config('vae'), epochs=2)
   config.model.update(hidden=(32,), latent_dim=4)
+  config.data.max_train_examples = 640  # 10 steps per epoch: compilation dominates anyway
   return config
 
 
@@ -142,9 +143,7 @@ _EIGHT_DEVICES = textwrap.dedent('''
     out = {}
     # The model axis: 8 models, one per device.
     members = sweep.members(t.tiny_vae(), t.SWEEP8)
-    runs = [train.Run(m.config, train.data.load(m.config.data)) for m in members]
-    for run in runs:
-      sweep_train.swept_learning_rate(run)
+    runs = sweep_train.sweep_runs(members)
     mesh = parallel.model_mesh(8)
     epochs, _ = sweep_train._vectorized(runs[0], mesh)
     states = parallel.shard_models(sweep_train._initial_states(runs), mesh)
