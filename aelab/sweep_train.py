@@ -64,13 +64,18 @@ def final_params(group: list[Member], workdir: str) -> list[Any]:
   for i, member in enumerate(group):
     out = Workdir(run_dir(workdir, member), member.config, member.config.train.keep_checkpoints)
     try:
-      state, epoch = out.restore(jax.tree.map(lambda x: x[i], initial))
+      state, epoch = out.restore(_model(initial, i))
     finally:
       out.close()
     if state is None:
       raise FileNotFoundError(f'No checkpoint in {out.path}: train the sweep first.')
     params.append(state['params'])
   return params
+
+
+def _model(tree: Any, m: int) -> Any:
+  """Model ``m``'s slice of a host tree with a leading model axis (arrays, also for scalars: orbax)."""
+  return jax.tree.map(lambda x: np.asarray(x[m]), tree)
 
 
 def _stack(trees: list[Any]) -> Any:
@@ -129,7 +134,7 @@ def _train_restored(todo, runs, outs, devices, label, log, summaries):
   initial = _initial_states(runs)
   states, by_epoch = [], {}
   for i, out in enumerate(outs):
-    own = jax.tree.map(lambda x: x[i], initial)
+    own = _model(initial, i)
     state, epoch = out.restore(own)
     states.append(state or own)
     by_epoch.setdefault(epoch, []).append(i)
@@ -165,12 +170,12 @@ def _train_vectorized(runs: list[train.Run], outs: list[Workdir], states: list[t
     host_state, step_metrics, test = jax.device_get((state, step_metrics, test))
     seconds = time.time() - t0
     for m in np.flatnonzero(alive):
-      alive[m] = _finish_epoch(runs[m], outs[m], epoch, jax.tree.map(lambda x: x[m], host_state),
+      alive[m] = _finish_epoch(runs[m], outs[m], epoch, _model(host_state, m),
                                {k: v[m] for k, v in step_metrics.items()}, {k: v[m] for k, v in test.items()},
                                seconds, records[m], log)
     log(_progress(label, epoch, cfg.num_epochs, records, alive, num * rep.steps_per_epoch * cfg.batch_size / seconds,
                   (time.time() - started) / (epoch - last_epoch)))
-  params = [None if host_state is None else jax.tree.map(lambda x: x[m], host_state['params']) for m in range(num)]
+  params = [None if host_state is None else _model(host_state['params'], m) for m in range(num)]
   summaries = [_summary(runs[m], outs[m], records[m], params[m], started) if alive[m] else None for m in range(num)]
   return summaries, list(np.flatnonzero(~alive))
 
