@@ -1,0 +1,109 @@
+"""Shared by the ablation reports: command line, running the sweep, mean and std over seeds, the
+markdown table and the figure (one panel per metric against the swept value)."""
+import argparse
+import json
+import os
+import pathlib
+from typing import Any, Callable, Sequence
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import ml_collections  # noqa: E402
+import numpy as np  # noqa: E402
+
+import jax.numpy as jnp  # noqa: E402
+
+from aelab import data, sweep, sweep_train  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+MNIST = ROOT.parent / 'shared' / 'data' / 'mnist'
+
+Row = dict[str, Any]  # one run: its overrides and metrics
+
+
+def parse_args(doc: str, name: str) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+  parser.add_argument('--data', default=f'idx={MNIST}', help='config arg: idx=DIR (default: real MNIST), digits, ...')
+  parser.add_argument('--epochs', type=int, default=10, help='epochs of every run')
+  parser.add_argument('--seeds', type=int, default=3, help='seeds per swept value')
+  parser.add_argument('--workdir', default=str(ROOT / 'runs' / name), help='the sweep\'s runs and the report')
+  parser.add_argument('--figure', default=None, help=f'also copy the figure here (e.g. experiments/figures/{name}.png)')
+  return parser.parse_args()
+
+
+def train_sweep(config: ml_collections.ConfigDict, overrides: list[dict], workdir: str) -> list[list[sweep.Member]]:
+  """Runs the sweep (finished runs are skipped) and returns its groups of members."""
+  config.train.figures_every = 0
+  sweep.run_sweep(config, overrides, workdir)
+  return sweep.group(sweep.members(config, overrides))
+
+
+def rows_with_params(groups: list[list[sweep.Member]], workdir: str,
+                     extra: Callable[[sweep.Member, Any], dict[str, float]]) -> list[Row]:
+  """One row per run: its overrides, its summary.json and ``extra(member, final params)``."""
+  rows = []
+  for group in groups:
+    for member, params in zip(group, sweep_train.final_params(group, workdir)):
+      rows.append({**member.overrides, **sweep.read_summary(workdir, member), **extra(member, params)})
+  return rows
+
+
+_TEST_IMAGES: dict[str, jnp.ndarray] = {}
+
+
+def test_images(member: sweep.Member) -> jnp.ndarray:
+  """The run's test split (``N x D``), loaded once per data config."""
+  key = json.dumps(member.config.data.to_dict(), sort_keys=True, default=str)
+  if key not in _TEST_IMAGES:
+    _TEST_IMAGES[key] = jnp.asarray(data.load(member.config.data).x_test)
+  return _TEST_IMAGES[key]
+
+
+def aggregate(rows: list[Row], by: str, metrics: Sequence[str]) -> list[tuple[float, dict[str, tuple[float, float, int]]]]:
+  """``[(value of by, {metric: (mean, std over runs, number of runs)})]`` sorted by the value."""
+  out = []
+  for value in sorted({r[by] for r in rows}):
+    runs = [r for r in rows if r[by] == value]
+    out.append((value, {m: (float(np.mean([r[m] for r in runs])), float(np.std([r[m] for r in runs])), len(runs))
+                        for m in metrics}))
+  return out
+
+
+def markdown_table(aggregated, by_label: str, columns: dict[str, tuple[str, str]]) -> str:
+  """``columns``: ``{metric: (header, format)}``; cells are ``mean ± std``."""
+  lines = ['| ' + ' | '.join([by_label] + [h for h, _ in columns.values()]) + ' |',
+           '| ' + ' | '.join(['---'] * (len(columns) + 1)) + ' |']
+  for value, stats in aggregated:
+    cells = [f'{stats[m][0]:{fmt}} ± {stats[m][1]:{fmt}}' for m, (_, fmt) in columns.items()]
+    lines.append('| ' + ' | '.join([f'{value:g}'] + cells) + ' |')
+  return '\n'.join(lines)
+
+
+def plot_row(axes, aggregated, columns: dict[str, tuple[str, str]], xlabel: str, xscale: dict) -> None:
+  """One panel per metric: mean with a ± std band against the swept value."""
+  x = [v for v, _ in aggregated]
+  for ax, (metric, (header, _)) in zip(axes, columns.items()):
+    mean = np.array([s[metric][0] for _, s in aggregated])
+    std = np.array([s[metric][1] for _, s in aggregated])
+    ax.plot(x, mean, marker='o')
+    ax.fill_between(x, mean - std, mean + std, alpha=0.3)
+    ax.set_xscale(**xscale)
+    ax.set_xlabel(xlabel)
+    ax.set_title(header, fontsize=9)
+
+
+def save_figure(fig, workdir: str, name: str, copy_to: str | None) -> str:
+  fig.tight_layout()
+  path = os.path.join(workdir, f'{name}.png')
+  for target in [path] + ([copy_to] if copy_to else []):
+    fig.savefig(target, dpi=70)
+  plt.close(fig)
+  return path
+
+
+def write_report(workdir: str, name: str, text: str) -> None:
+  with open(os.path.join(workdir, f'{name}.md'), 'w') as f:
+    f.write(text + '\n')
+  print(text)
