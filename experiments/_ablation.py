@@ -1,6 +1,7 @@
 """Shared by the ablation reports: command line, running the sweep, mean and std over seeds, the
 markdown table and the figure (one panel per metric against the swept value)."""
 import argparse
+import importlib.util
 import json
 import os
 import pathlib
@@ -15,7 +16,7 @@ import numpy as np  # noqa: E402
 
 import jax.numpy as jnp  # noqa: E402
 
-from aelab import data, sweep, sweep_train  # noqa: E402
+from aelab import data, models, sweep, sweep_train  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MNIST = ROOT.parent / 'shared' / 'data' / 'mnist'
@@ -33,11 +34,31 @@ def parse_args(doc: str, name: str) -> argparse.Namespace:
   return parser.parse_args()
 
 
-def train_sweep(config: ml_collections.ConfigDict, overrides: list[dict], workdir: str) -> list[list[sweep.Member]]:
-  """Runs the sweep (finished runs are skipped) and returns its groups of members."""
-  config.train.figures_every = 0
-  sweep.run_sweep(config, overrides, workdir)
-  return sweep.group(sweep.members(config, overrides))
+def load_file(path: str):
+  """The module of ``path`` (relative to the repository), e.g. ``configs/vae.py``."""
+  spec = importlib.util.spec_from_file_location(path.replace('/', '_')[:-3], ROOT / path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def run(args: argparse.Namespace, config_file: str, sweep_file: str,
+        extra: Callable[[sweep.Member, Any], dict[str, float]]) -> tuple[ml_collections.ConfigDict, list['Row']]:
+  """Trains the sweep of ``sweep_file`` over ``config_file`` (finished runs are skipped) with the
+  command line's data, epochs and seeds; returns the config and :func:`rows_with_params`."""
+  config = load_file(config_file).get_config(args.data)
+  config.train.update(num_epochs=args.epochs, figures_every=0)
+  overrides = load_file(sweep_file).get_sweep(f'seeds={args.seeds}')
+  sweep.run_sweep(config, overrides, args.workdir)
+  return config, rows_with_params(sweep.group(sweep.members(config, overrides)), args.workdir, extra)
+
+
+def encode_test(member: sweep.Member, params) -> jnp.ndarray:
+  """The run's ``Model.encode`` of its test split: the code (AE) or ``(mean, log_var)`` (VAE)."""
+  family = models.get(member.config.model.name)
+  x_test = test_images(member)
+  model = family.build(member.config, x_test.shape[1])
+  return model.apply(params, x_test, method=family.Model.encode)
 
 
 def rows_with_params(groups: list[list[sweep.Member]], workdir: str,

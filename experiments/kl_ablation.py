@@ -10,41 +10,24 @@ vectorized program (finished runs are skipped, so a rerun only rewrites the repo
 (nats per example, one posterior sample, always with weight 1 on the KL) and active units (latent
 dimensions whose posterior mean varies over the test set by more than 0.01; Burda et al. 2016).
 """
-import importlib.util
-
-import jax.numpy as jnp
 import matplotlib.pyplot as plt
 
 import _ablation
-from aelab import evaluate, models, sweep
+from aelab import evaluate, sweep
 
 COLUMNS = {'test/recon_bce': ('reconstruction (nats)', '.2f'), 'test/kl': ('KL (nats)', '.2f'),
            'test/neg_elbo': ('test -ELBO (nats)', '.2f'), 'active_units': ('active units (of 20)', '.1f')}
 
 
-def _load(path: str):
-  spec = importlib.util.spec_from_file_location(path.replace('/', '_'), _ablation.ROOT / path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def active_units_of(member: sweep.Member, params) -> dict[str, float]:
   """Active units of the run's posterior means ``E_q[z|x]`` on the test split."""
-  family = models.get('vae')
-  x_test = _ablation.test_images(member)
-  model = family.build(member.config, x_test.shape[1])
-  mean = model.apply(params, x_test, method=family.Model.encode)[0]
+  mean = _ablation.encode_test(member, params)[0]
   return {'active_units': float(evaluate.active_units(mean))}
 
 
 def main() -> None:
   args = _ablation.parse_args(__doc__, 'kl_ablation')
-  config = _load('configs/vae.py').get_config(args.data)
-  config.train.num_epochs = args.epochs
-  overrides = _load('configs/sweeps/kl_weight.py').get_sweep(f'seeds={args.seeds}')
-  groups = _ablation.train_sweep(config, overrides, args.workdir)
-  rows = _ablation.rows_with_params(groups, args.workdir, active_units_of)
+  config, rows = _ablation.run(args, 'configs/vae.py', 'configs/sweeps/kl_weight.py', active_units_of)
   aggregated = _ablation.aggregate(rows, 'model.kl_weight', COLUMNS)
   fig, axes = plt.subplots(1, len(COLUMNS), figsize=(3.0 * len(COLUMNS), 2.7))
   _ablation.plot_row(axes, aggregated, COLUMNS, 'KL weight beta', {'value': 'log'})

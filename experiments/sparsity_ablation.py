@@ -14,8 +14,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 
 import _ablation
-from aelab import models, sweep
-from kl_ablation import _load
+from aelab import sweep
 
 COLUMNS = {'test/recon_bce': ('reconstruction (nats)', '.2f'), 'test/code_mean_abs': ('mean activation', '.4f'),
            'test/code_frac_zero': ('L0: fraction near zero', '.3f'), 'dead_units': ('dead units', '.1f')}
@@ -24,20 +23,13 @@ DEAD_THRESHOLD = 1e-3  # the threshold of test/code_frac_zero
 
 def dead_units_of(member: sweep.Member, params) -> dict[str, float]:
   """Code units whose magnitude stays below DEAD_THRESHOLD on every test image."""
-  family = models.get('ae')
-  x_test = _ablation.test_images(member)
-  model = family.build(member.config, x_test.shape[1])
-  code = model.apply(params, x_test, method=family.Model.encode)
+  code = _ablation.encode_test(member, params)
   return {'dead_units': float(jnp.sum(jnp.max(jnp.abs(code), axis=0) < DEAD_THRESHOLD))}
 
 
 def main() -> None:
   args = _ablation.parse_args(__doc__, 'sparsity_ablation')
-  config = _load('configs/sparse.py').get_config(args.data)
-  config.train.num_epochs = args.epochs
-  overrides = _load('configs/sweeps/sparsity.py').get_sweep(f'seeds={args.seeds}')
-  groups = _ablation.train_sweep(config, overrides, args.workdir)
-  rows = _ablation.rows_with_params(groups, args.workdir, dead_units_of)
+  config, rows = _ablation.run(args, 'configs/sparse.py', 'configs/sweeps/sparsity.py', dead_units_of)
   parts = (('l1', 'penalty.weight', 'L1 weight', {'value': 'symlog', 'linthresh': 1e-3}),
            ('kl_sparsity', 'penalty.target', 'KL-sparsity target rho', {'value': 'log'}))
   fig, axes = plt.subplots(len(parts), len(COLUMNS), figsize=(3.0 * len(COLUMNS), 2.7 * len(parts)), squeeze=False)
