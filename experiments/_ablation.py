@@ -124,6 +124,13 @@ def save_figure(fig, workdir: str, name: str, copy_to: str | None) -> str:
   return path
 
 
+def data_label(config: ml_collections.ConfigDict) -> str:
+  """``idx=../shared/data/mnist (8000 train / 2000 test)`` or ``digits (...)``."""
+  dataset = data.load(config.data)
+  source = f'{config.data.name}={config.data.path}' if config.data.path else config.data.name
+  return f'{source} ({len(dataset.x_train)} train / {len(dataset.x_test)} test images)'
+
+
 def write_report(workdir: str, name: str, text: str) -> None:
   with open(os.path.join(workdir, f'{name}.md'), 'w') as f:
     f.write(text + '\n')

@@ -33,7 +33,7 @@ def main() -> None:
   _ablation.plot_row(axes, aggregated, COLUMNS, 'KL weight beta', {'value': 'log'})
   figure = _ablation.save_figure(fig, args.workdir, 'kl_ablation', args.figure)
   _ablation.write_report(args.workdir, 'kl_ablation', (
-      f'VAE {tuple(config.model.hidden)}-{config.model.latent_dim}, {config.data.name} '
+      f'VAE {tuple(config.model.hidden)}-{config.model.latent_dim}, {_ablation.data_label(config)} '
       f'({len(rows)} runs, {args.epochs} epochs, {args.seeds} seeds; mean ± std over seeds)\n\n'
       + _ablation.markdown_table(aggregated, 'beta', COLUMNS) + f'\n\nfigure: {figure}'))
 

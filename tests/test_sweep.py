@@ -180,7 +180,7 @@ def eight_devices(tmp_path_factory):
 
 def test_eight_devices_one_model_each_same_numbers(eight_devices, sweep8):
   assert eight_devices['spec'] == str(jax.sharding.PartitionSpec('model'))
-  assert eight_devices['shards'] == [(d, 1) for d in range(8)]
+  assert eight_devices['shards'] == [[d, 1] for d in range(8)]  # (device id, models on it)
   assert any('8 models in one program on 8 device(s)' in line for line in eight_devices['lines'])
   _, one_device = sweep8
   for name, summary in one_device.items():
