@@ -9,7 +9,6 @@ batches from the shared data inside the vmapped scan. The model axis is sharded 
 knows a family's ``hp`` keys or optimizers.
 """
 import copy
-import os
 import time
 from typing import Any, Callable, Sequence
 
@@ -192,7 +191,8 @@ def _finish_epoch(run, out: Workdir, epoch: int, state, step_metrics, test, seco
   record.clear()
   record.update({**{f'train/{k}': float(np.mean(v)) for k, v in step_metrics.items()},
                  **{f'test/{k}': float(v) for k, v in test.items()},
-                 'epoch_time_s': seconds, 'examples_per_s': run.steps_per_epoch * run.config.train.batch_size / seconds})
+                 'epoch_time_s': seconds,
+                 'examples_per_s': run.steps_per_epoch * run.config.train.batch_size / seconds})
   out.write_metrics(int(state['step']), epoch, record)
   out.save(epoch, state)
   train._figures(run, state['params'], out, epoch)

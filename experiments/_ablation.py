@@ -30,7 +30,8 @@ def parse_args(doc: str, name: str) -> argparse.Namespace:
   parser.add_argument('--epochs', type=int, default=10, help='epochs of every run')
   parser.add_argument('--seeds', type=int, default=3, help='seeds per swept value')
   parser.add_argument('--workdir', default=str(ROOT / 'runs' / name), help='the sweep\'s runs and the report')
-  parser.add_argument('--figure', default=None, help=f'also copy the figure here (e.g. experiments/figures/{name}.png)')
+  parser.add_argument('--figure', default=None,
+                      help=f'also copy the figure here (e.g. experiments/figures/{name}.png)')
   return parser.parse_args()
 
 
@@ -43,7 +44,7 @@ def load_file(path: str):
 
 
 def run(args: argparse.Namespace, config_file: str, sweep_file: str,
-        extra: Callable[[sweep.Member, Any], dict[str, float]]) -> tuple[ml_collections.ConfigDict, list['Row']]:
+        extra: Callable[[sweep.Member, Any], dict[str, float]]) -> tuple[ml_collections.ConfigDict, list[Row]]:
   """Trains the sweep of ``sweep_file`` over ``config_file`` (finished runs are skipped) with the
   command line's data, epochs and seeds; returns the config and :func:`rows_with_params`."""
   config = load_file(config_file).get_config(args.data)
@@ -82,7 +83,10 @@ def test_images(member: sweep.Member) -> jnp.ndarray:
   return _TEST_IMAGES[key]
 
 
-def aggregate(rows: list[Row], by: str, metrics: Sequence[str]) -> list[tuple[float, dict[str, tuple[float, float, int]]]]:
+Stats = dict[str, tuple[float, float, int]]  # metric: (mean, std, number of runs)
+
+
+def aggregate(rows: list[Row], by: str, metrics: Sequence[str]) -> list[tuple[float, Stats]]:
   """``[(value of by, {metric: (mean, std over runs, number of runs)})]`` sorted by the value."""
   out = []
   for value in sorted({r[by] for r in rows}):

@@ -40,8 +40,9 @@ def main() -> None:
     tables.append(f'{penalty} penalty\n\n' + _ablation.markdown_table(aggregated, label, COLUMNS))
   figure = _ablation.save_figure(fig, args.workdir, 'sparsity_ablation', args.figure)
   _ablation.write_report(args.workdir, 'sparsity_ablation', (
-      f'Sparse AE {_ablation.data_label(config)}, code of {config.model.latent_dim} units ({len(rows)} runs, {args.epochs} '
-      f'epochs, {args.seeds} seeds; mean ± std over seeds)\n\n' + '\n\n'.join(tables) + f'\n\nfigure: {figure}'))
+      f'Sparse AE {_ablation.data_label(config)}, code of {config.model.latent_dim} units '
+      f'({len(rows)} runs, {args.epochs} epochs, {args.seeds} seeds; mean ± std over seeds)\n\n'
+      + '\n\n'.join(tables) + f'\n\nfigure: {figure}'))
 
 
 if __name__ == '__main__':
