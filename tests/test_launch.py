@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from aelab import sweep, train
+from aelab import sweep
 from conftest import ROOT, load_config, small
 
 sys.path.insert(0, str(ROOT))  # `launch` is a folder of the repository, not of the installed package
@@ -21,32 +21,28 @@ def _tiny_ae():
   return config
 
 
-# Two structures (latent size 4 and 2), so two groups and two jobs.
-SWEEP = sweep.product(sweep.axis('model.latent_dim', [4, 2]), sweep.axis('seed', [0, 1]))
+# One structure, two seeds: one group, one job (a second job would only add another Python start-up).
+SWEEP = sweep.axis('seed', [0, 1])
 
 
 def test_launcher_runs_groups_as_local_jobs_and_skips_finished_runs(tmp_path, monkeypatch):
   workdir = str(tmp_path / 'runs')
-  assert [len(job) for job in submit.plan_jobs(_tiny_ae(), SWEEP, workdir)] == [2, 2]
-  assert [len(job) for job in submit.plan_jobs(_tiny_ae(), SWEEP, workdir, max_models_per_job=1)] == [1] * 4
+  two_structures = sweep.product(sweep.axis('model.latent_dim', [4, 2]), SWEEP)
+  assert [len(job) for job in submit.plan_jobs(_tiny_ae(), two_structures, workdir)] == [2, 2]  # a job a group
+  assert [len(job) for job in submit.plan_jobs(_tiny_ae(), two_structures, workdir, max_models_per_job=1)] == [1] * 4
   monkeypatch.setenv('PYTHONPATH', os.pathsep.join([str(ROOT), os.environ.get('PYTHONPATH', '')]))
   executor = submitit.LocalExecutor(folder=str(tmp_path / 'submitit'))
   executor.update_parameters(timeout_min=10)
   lines = []
   summaries = submit.submit_sweep(_tiny_ae(), SWEEP, workdir, executor, log=lines.append)
-  assert 'submitting 2 jobs' in lines[0], lines
+  assert 'submitting 1 jobs' in lines[0], lines
   assert sorted(summaries) == sorted(sweep.run_name(o) for o in SWEEP)
   assert all(s is not None and s['epochs'] == 1 for s in summaries.values()), lines
-  assert len(os.listdir(tmp_path / 'submitit')) >= 2  # the jobs' pickles and logs
+  assert any(name.endswith('.pkl') for name in os.listdir(tmp_path / 'submitit'))  # the job's pickles and logs
   index = json.load(open(os.path.join(workdir, 'sweep.json')))
   assert [r['name'] for r in index] == [sweep.run_name(o) for o in SWEEP]
 
-  overrides = SWEEP[-1]  # a job's run has the numbers of its config trained alone
-  single = train.train_and_evaluate(sweep.apply(_tiny_ae(), overrides), str(tmp_path / 'single'))
-  for key in (k for k in single if k.startswith('test/')):
-    assert summaries[sweep.run_name(overrides)][key] == pytest.approx(single[key], rel=2e-5), key
-
   again = []
   assert submit.submit_sweep(_tiny_ae(), SWEEP, workdir, executor, log=again.append) == summaries
-  assert again[0].startswith('4 of 4 runs already finished; submitting 0 jobs'), again
+  assert again[0].startswith('2 of 2 runs already finished; submitting 0 jobs'), again
 
