@@ -58,7 +58,8 @@ def make_train_epoch(train_step: Callable, batch_size: int, dynamic_binarize: bo
 
   One ``lax.scan`` over ``N // batch_size`` batches of a fresh permutation (the remainder is dropped);
   the data stays on the device and no Python runs per step. ``batch_sharding`` (see
-  ``parallel.batch_sharding``) splits each batch over devices: data parallelism, the same numbers.
+  ``parallel.batch_sharding``) splits each batch over devices: data parallelism, the same numbers up to
+  float rounding.
   The epoch is pure in its arguments, so a sweep ``vmap``s it over a leading model axis of ``state``,
   ``epoch_key`` and ``hp`` (each model its own permutation and step keys, the data shared).
   """
