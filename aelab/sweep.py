@@ -199,14 +199,15 @@ def run_sweep(config: ml_collections.ConfigDict, sweep: list[Overrides], workdir
               devices: Sequence[jax.Device] | None = None, log: Callable[[str], None] = print) -> dict[str, dict]:
   """Trains every run of ``sweep`` over ``config`` into ``workdir/<run name>/``, one compiled program per
   group; finished runs are skipped and interrupted ones resume from their checkpoints. With several
-  processes (``jax.distributed``), process ``i`` takes runs ``i, i + P, ...`` on its local devices.
+  processes (``jax.distributed``), process ``i`` of ``P`` takes runs ``i, i + P, ...`` on its local
+  devices (``P`` must divide the number of runs; runs should share ``train.num_epochs``).
 
   Returns ``{run name: summary}`` (this process's runs) and writes ``workdir/sweep.json``. Raises
   SweepError / ConfigError / DataError before training, and FloatingPointError after the other runs
   finished when some runs' loss stopped being finite (their last good checkpoints are kept).
   """
   from aelab import sweep_train  # training pulls in the model code; declaring sweeps does not
-  runs = members(config, sweep)[jax.process_index()::jax.process_count()]
+  runs = _runs_of_this_process(members(config, sweep))
   groups = group(runs)
   log(f'Sweep of {len(runs)} runs in {len(groups)} groups: ' + ', '.join(str(len(g)) for g in groups))
   summaries, diverged = {}, []
@@ -219,6 +220,17 @@ def run_sweep(config: ml_collections.ConfigDict, sweep: list[Overrides], workdir
     raise FloatingPointError(f'The training loss stopped being finite in {len(diverged)} runs: {diverged} '
                              f'(see their lines above); the other runs finished in {workdir}.')
   return summaries
+
+
+def _runs_of_this_process(runs: list[Member]) -> list[Member]:
+  """Runs ``i, i + P, ...`` for process ``i`` of ``P``. orbax's checkpoint saves synchronize all
+  processes, so each must train as many runs: raises SweepError when ``P`` does not divide the runs."""
+  count = jax.process_count()
+  if len(runs) % count:
+    raise SweepError(f'{len(runs)} runs do not split evenly over {count} processes (each process saves '
+                     'its runs\' checkpoints in step with the others): change the number of runs or '
+                     'processes, or submit the groups as separate jobs with launch/submit.py.')
+  return runs[jax.process_index()::count]
 
 
 def _write_index(workdir: str, runs: list[Member], summaries: dict[str, dict]) -> None:
