@@ -2,16 +2,29 @@
 
 Flags: ``--config`` (a ``configs/*.py`` file, optionally ``:arg``; fields overridden with
 ``--config.train.num_epochs=20``) and ``--workdir`` (outputs; a rerun resumes from its checkpoint).
-"""
-from absl import app, flags, logging
-from ml_collections import config_flags
+``--sweep=configs/sweeps/kl_weight.py[:arg]`` trains every run of that sweep over the config, vectorized
+(``aelab/sweep.py``), each in ``<workdir>/<run name>/``; a rerun skips finished runs.
 
-from aelab import config as config_lib
-from aelab import data, train
+One process of several (SLURM with several tasks, a multi-host TPU slice, or ``JAX_COORDINATOR_ADDRESS``
+with ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``) calls ``jax.distributed.initialize()`` first: before
+the config file is loaded, since loading it imports aelab modules that already touch the XLA backend.
+"""
+from aelab import parallel
+
+if __name__ == '__main__':
+  parallel.initialize_distributed()
+
+# pylint: disable=wrong-import-position
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from aelab import config as config_lib  # noqa: E402
+from aelab import data, sweep, train  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file, e.g. configs/dae.py:mnist.',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics, figures and summary.json.')
+_SWEEP = flags.DEFINE_string('sweep', None, 'Sweep file with get_sweep(arg), e.g. configs/sweeps/kl_weight.py.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -21,6 +34,10 @@ def main(argv: list[str]) -> None:
   if not flags.FLAGS['verbosity'].present:  # keep library INFO logs (orbax) out of the progress lines
     logging.set_verbosity(logging.WARNING)
   try:
+    if _SWEEP.value:
+      summaries = sweep.run_sweep(_CONFIG.value, sweep.load(_SWEEP.value), _WORKDIR.value)
+      print(f'Done: {len(summaries)} runs in {_WORKDIR.value}/*/summary.json, index in sweep.json.', flush=True)
+      return
     summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (config_lib.ConfigError, data.DataError, data.DatasetUnavailableError, FloatingPointError) as e:
     raise SystemExit(f'error: {e}') from None

@@ -15,7 +15,7 @@ import numpy as np
 import optax
 
 from aelab import config as config_lib
-from aelab import data, evaluate, latent, models, nets, plots
+from aelab import data, evaluate, latent, models, nets, parallel, plots
 from aelab.workdir import Workdir
 
 State = dict[str, Any]  # {'step': int32 scalar, 'params': pytree, 'opt_state': pytree}
@@ -67,11 +67,16 @@ def make_train_step(objective: Callable, tx: optax.GradientTransformation) -> Ca
   return train_step
 
 
-def make_train_epoch(train_step: Callable, batch_size: int, dynamic_binarize: bool) -> Callable:
+def make_train_epoch(train_step: Callable, batch_size: int, dynamic_binarize: bool,
+                     batch_sharding: jax.sharding.Sharding | None = None) -> Callable:
   """Jitted ``train_epoch(state, x_NxD, epoch_key, hp) -> (state, metrics of every step)``.
 
   One ``lax.scan`` over ``N // batch_size`` batches of a fresh permutation (the remainder is dropped);
-  the data stays on the device and no Python runs per step.
+  the data stays on the device and no Python runs per step. ``batch_sharding`` (see
+  ``parallel.batch_sharding``) splits each batch over devices: data parallelism, the same numbers up to
+  float rounding.
+  The epoch is pure in its arguments, so a sweep ``vmap``s it over a leading model axis of ``state``,
+  ``epoch_key`` and ``hp`` (each model its own permutation and step keys, the data shared).
   """
 
   @jax.jit
@@ -83,6 +88,7 @@ def make_train_epoch(train_step: Callable, batch_size: int, dynamic_binarize: bo
     def body(state, batch_idx):
       binarize_key, objective_key = jax.random.split(jax.random.fold_in(step_key, state['step']))
       x = x_NxD[batch_idx]
+      x = x if batch_sharding is None else jax.lax.with_sharding_constraint(x, batch_sharding)
       x = data.dynamic_binarize(binarize_key, x) if dynamic_binarize else x
       return train_step(state, x, objective_key, hp)
 
@@ -138,8 +144,9 @@ class Run:
       tx = make_optimizer(config.optimizer, total_steps)
       self.init_opt_state = tx.init
       self.train_step = make_train_step(self.family.make_objective(self.model, config), tx)
+    data_mesh = parallel.data_mesh(config.train.batch_size)  # None on one device
     self.train_epoch = make_train_epoch(self.train_step, config.train.batch_size,
-                                        config.data.binarize == 'dynamic')
+                                        config.data.binarize == 'dynamic', parallel.batch_sharding(data_mesh))
     self.evaluate = evaluate.make_evaluate(self.family.make_eval(self.model, config),
                                            config.train.eval_batch_size)
     self.reconstruct = jax.jit(self.family.make_reconstruct(self.model, config))

@@ -2,6 +2,7 @@
 
   python experiments/bench.py            # a table
   python experiments/bench.py --json     # the table, then one JSON line
+  python experiments/bench.py --only_sweep --sweep_models=64 --json    # the sweep benchmark alone
 
 Times whole epochs of the jitted, scanned train step after compilation, on random data (speed does not
 depend on the values): the VAE 784-400-20 (ReLU, Bernoulli likelihood, Adam, batch 128) and the DAE
@@ -9,10 +10,23 @@ depend on the values): the VAE 784-400-20 (ReLU, Bernoulli likelihood, Adam, bat
 matmuls of the forward pass and twice that for the backward pass (3.9 MFLOP VAE, 5.65 MFLOP DAE).
 Where PyTorch is installed it also times the same VAE written in plain PyTorch, alternating the two,
 and reports the median of the rounds.
+
+The sweep benchmark trains ``--sweep_models`` VAEs (``configs/vae.py`` on the real MNIST test images of
+``../shared/data/mnist``, split 8,000 / 2,000; KL weights x seeds) for ``--sweep_epochs`` epochs, end to
+end with every run's outputs (metrics, checkpoints, summary, final figures): once as one vectorized
+sweep (``aelab.sweep.run_sweep``) and once one after another (``train.train_and_evaluate`` each, as
+separate commands would). Wall times include compilation; model-examples/s counts training examples of
+all models. Without the MNIST folder it falls back to the bundled digits (``sweep_data`` says which).
 """
 import argparse
+import contextlib
+import importlib.util
+import io
 import json
+import os
+import pathlib
 import statistics
+import tempfile
 import time
 
 import jax
@@ -20,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from aelab import config as aelab_config
-from aelab import models, train
+from aelab import models, sweep, train
 
 BATCH = 128
 D = 784
@@ -120,13 +134,60 @@ def torch_vae_trainer(steps: int):
   return run
 
 
+def _sweep_config(epochs: int):
+  root = pathlib.Path(__file__).resolve().parents[1]
+  mnist = root.parent / 'shared' / 'data' / 'mnist'
+  spec = importlib.util.spec_from_file_location('vae_config', root / 'configs' / 'vae.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(f'idx={mnist}' if mnist.is_dir() else None)
+  config.train.update(num_epochs=epochs, figures_every=0)
+  return config
+
+
+def sweep_benchmark(num_models: int, epochs: int) -> dict:
+  """Wall time of ``num_models`` VAEs as one vectorized sweep and one after another (see the docstring)."""
+  config = _sweep_config(epochs)
+  weights = [0.5, 1.0, 2.0, 4.0]
+  overrides = sweep.product(sweep.axis('model.kl_weight', weights),
+                            sweep.axis('seed', range(-(-num_models // len(weights)))))[:num_models]
+  examples = len(train.data.load(config.data).x_train) // config.train.batch_size * config.train.batch_size
+  with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+    warm_up = _sweep_config(1)  # first-use costs (imports, font cache) would otherwise fall on one side
+    warm_up.data.update(name='digits', path=None, max_train_examples=64)
+    train.train_and_evaluate(warm_up, os.path.join(tmp, 'warm_up'))
+    t0 = time.perf_counter()
+    for run in overrides:
+      train.train_and_evaluate(sweep.apply(config, run), os.path.join(tmp, 'one_by_one', sweep.run_name(run)))
+    sequential = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sweep.run_sweep(config, overrides, os.path.join(tmp, 'sweep'), log=lambda line: None)
+    vectorized = time.perf_counter() - t0
+  model_examples = num_models * epochs * examples
+  return {f'sweep{num_models}_wall_s': vectorized, f'sequential{num_models}_wall_s': sequential,
+          'sweep_speedup': sequential / vectorized, 'sweep_model_examples_per_s': model_examples / vectorized,
+          'sequential_model_examples_per_s': model_examples / sequential, 'sweep_models': num_models,
+          'sweep_epochs': epochs, 'sweep_data': f'{config.data.name} ({examples} training examples per epoch)',
+          'sweep_devices': jax.local_device_count()}
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--json', action='store_true', help='print one final JSON line with the numbers')
   parser.add_argument('--steps', type=int, default=200, help='train steps per timed epoch')
   parser.add_argument('--rounds', type=int, default=3, help='alternating timed rounds (median reported)')
+  parser.add_argument('--sweep_models', type=int, default=8, help='models of the sweep benchmark')
+  parser.add_argument('--sweep_epochs', type=int, default=3, help='epochs of each model in the sweep benchmark')
+  parser.add_argument('--no_sweep', action='store_true', help='skip the sweep benchmark')
+  parser.add_argument('--only_sweep', action='store_true', help='run only the sweep benchmark')
   args = parser.parse_args()
 
+  if args.only_sweep:
+    result = sweep_benchmark(args.sweep_models, args.sweep_epochs)
+    _print_sweep(result)
+    if args.json:
+      print(json.dumps(result))
+    return
   wall0 = time.perf_counter()
   vae, dae = JaxTrainer(vae_config(), args.steps), JaxTrainer(dae_config(), args.steps)
   torch_run = torch_vae_trainer(args.steps)
@@ -153,8 +214,12 @@ def main() -> None:
   if 'torch_vae' in median:
     result['torch_vae_examples_per_s'] = median['torch_vae']
     result['vae_speedup_vs_torch'] = median['vae'] / median['torch_vae']
+  if not args.no_sweep:
+    result.update(sweep_benchmark(args.sweep_models, args.sweep_epochs))
   result['wall_time_s'] = time.perf_counter() - wall0
   _print_table(result, rounds)
+  if not args.no_sweep:
+    _print_sweep(result)
   if args.json:
     print(json.dumps(result))
 
@@ -172,6 +237,17 @@ def _print_table(result: dict, rounds: dict) -> None:
           + ', '.join(f'{r:,.0f}' for r in rounds['torch_vae']))
     print(f'JAX / PyTorch VAE examples/s: {result["vae_speedup_vs_torch"]:.2f}x')
   print(f'wall time: {result["wall_time_s"]:.1f} s')
+
+
+def _print_sweep(result: dict) -> None:
+  n = result['sweep_models']
+  print(f'{n} VAEs x {result["sweep_epochs"]} epochs on {result["sweep_data"]}, {result["sweep_devices"]} device(s), '
+        'wall time including compilation:')
+  print(f'  one vectorized sweep: {result[f"sweep{n}_wall_s"]:7.1f} s  '
+        f'{result["sweep_model_examples_per_s"]:>9,.0f} model-examples/s')
+  print(f'  one after another:    {result[f"sequential{n}_wall_s"]:7.1f} s  '
+        f'{result["sequential_model_examples_per_s"]:>9,.0f} model-examples/s')
+  print(f'  sweep speedup: {result["sweep_speedup"]:.2f}x')
 
 
 if __name__ == '__main__':

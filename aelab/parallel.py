@@ -1,0 +1,78 @@
+"""Devices and hosts: a mesh over the model axis of a sweep or the batch axis of one model, and
+``jax.distributed`` for runs over several processes (DESIGN.md, "Scale").
+
+One program, many devices: arrays carry a ``NamedSharding`` over a 1-D ``Mesh`` and XLA partitions the
+jitted computation (no ``pmap``). A sweep stacks its models on a leading axis sharded over ``'model'``;
+a single large model shards its batch over ``'data'`` (parameters replicated, gradients all-reduced by
+XLA). On one device both are the plain single-device program.
+"""
+import os
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+MODEL_AXIS = 'model'
+DATA_AXIS = 'data'
+
+
+def _largest_divisor_at_most(n: int, limit: int) -> int:
+  return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
+
+
+def model_mesh(num_models: int, devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A 1-D mesh named ``'model'`` over as many of ``devices`` (default: this process's local devices)
+  as divide ``num_models`` evenly: 8 models on 8 devices put one model on each; 24 on 8 put three on
+  each; 7 on 8 use 7 devices. Raises ValueError for ``num_models < 1``."""
+  if num_models < 1:
+    raise ValueError(f'A sweep group needs at least one model, got {num_models}.')
+  devices = list(devices or jax.local_devices())
+  return Mesh(np.array(devices[:_largest_divisor_at_most(num_models, len(devices))]), (MODEL_AXIS,))
+
+
+def shard_models(tree: Any, mesh: Mesh) -> Any:
+  """Puts every leaf (leading axis = model) of ``tree`` on ``mesh``, split along the model axis."""
+  return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(MODEL_AXIS)))
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+  """Puts a full copy of every leaf of ``tree`` (e.g. the shared training data) on each device of ``mesh``."""
+  return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+def data_mesh(batch_size: int, devices: Sequence[jax.Device] | None = None) -> Mesh | None:
+  """A 1-D mesh named ``'data'`` over the devices that divide ``batch_size`` evenly, or None with one
+  device (the single-device program is then left exactly as it is)."""
+  devices = list(devices or jax.local_devices())
+  n = _largest_divisor_at_most(batch_size, len(devices))
+  return Mesh(np.array(devices[:n]), (DATA_AXIS,)) if n > 1 else None
+
+
+def batch_sharding(mesh: Mesh | None) -> NamedSharding | None:
+  """Sharding of a ``B x D`` batch along ``'data'`` on ``mesh`` (None passes None through)."""
+  return None if mesh is None else NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def wants_distributed(environ: dict[str, str] | None = None) -> bool:
+  """True where this process is one of several of one job: an explicit ``JAX_COORDINATOR_ADDRESS``,
+  SLURM with more than one task (``srun`` / ``--ntasks``), or a multi-host Cloud TPU slice
+  (``TPU_WORKER_HOSTNAMES`` lists more than one host)."""
+  env = os.environ if environ is None else environ
+  slurm_tasks = int(env.get('SLURM_NTASKS', '1') or 1)
+  tpu_hosts = [h for h in env.get('TPU_WORKER_HOSTNAMES', '').split(',') if h]
+  return 'JAX_COORDINATOR_ADDRESS' in env or ('SLURM_PROCID' in env and slurm_tasks > 1) or len(tpu_hosts) > 1
+
+
+def initialize_distributed(force: bool = False) -> bool:
+  """Calls ``jax.distributed.initialize()`` when :func:`wants_distributed` (or ``force``); JAX itself
+  reads the coordinator, process count and id from SLURM, Cloud TPU or Open MPI. Must run before any
+  computation. Returns whether it initialized. Raises what JAX raises when the environment is incomplete."""
+  if not (force or wants_distributed()):
+    return False
+  address = os.environ.get('JAX_COORDINATOR_ADDRESS')
+  if address:
+    jax.distributed.initialize(address, int(os.environ['JAX_NUM_PROCESSES']), int(os.environ['JAX_PROCESS_ID']))
+  else:
+    jax.distributed.initialize()
+  return True

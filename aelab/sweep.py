@@ -1,0 +1,241 @@
+"""Sweeps: many runs of one config, declared as data and trained together where they can be.
+
+A sweep is a list of override dicts beside a config, e.g. ``{'model.kl_weight': 4.0, 'seed': 1}``; build
+it with :func:`axis`, :func:`product`, :func:`zipped` and ``+``, in ``configs/sweeps/<name>.py`` which
+defines ``get_sweep(arg=None)``. Runs whose configs differ only in numeric hyperparameters (the fields
+that reach the objective through ``hp``, found by :func:`vectorized_fields`; ``seed``; and
+``optimizer.learning_rate``) form one group; runs that differ in anything else (widths, latent size,
+penalty name, data) form separate groups. A group is one compiled program: the states stacked on a
+leading model axis (sharded over the local devices), the scanned epoch of ``train.make_train_epoch``
+``vmap``ped over it, each model with its own keys and ``hp``, the data shared (see ``sweep_train``).
+
+Each run writes the outputs of a single run to ``<workdir>/<run name>/``, and its numbers match a single
+run of its config with the same seed to float tolerance.
+"""
+import dataclasses
+import importlib.util
+import itertools
+import json
+import os
+import re
+from typing import Any, Callable, Sequence
+
+import jax
+import ml_collections
+
+from aelab import config as config_lib
+from aelab import models
+from aelab.workdir import _flatten
+
+Overrides = dict[str, Any]
+
+# Fields that may feed hp but change what a run does beyond its objective (loop length, data).
+_NEVER_VECTORIZED = ('train.', 'data.')
+
+
+class SweepError(config_lib.ConfigError):
+  """A sweep file or override is malformed; the message says what to change."""
+
+
+def axis(field: str, values: Sequence[Any]) -> list[Overrides]:
+  """``[{field: v} for v in values]``: one axis of a sweep, e.g. ``axis('seed', range(3))``."""
+  return [{field: v} for v in values]
+
+
+def product(*sweeps: list[Overrides]) -> list[Overrides]:
+  """Every combination of one override dict from each sweep, merged (later sweeps win on a shared
+  field), in row-major order: ``product(axis('a', [1, 2]), axis('b', [3, 4]))`` has 4 runs."""
+  return [{k: v for part in parts for k, v in part.items()} for parts in itertools.product(*sweeps)]
+
+
+def zipped(*sweeps: list[Overrides]) -> list[Overrides]:
+  """Element ``i`` of every sweep, merged: ``zipped(axis('a', [1, 2]), axis('b', [3, 4]))`` has 2 runs.
+  Raises SweepError when the sweeps' lengths differ."""
+  lengths = [len(s) for s in sweeps]
+  if len(set(lengths)) > 1:
+    raise SweepError(f'zipped() needs sweeps of one length, got lengths {lengths}.')
+  return [{k: v for part in parts for k, v in part.items()} for parts in zip(*sweeps)]
+
+
+def check(sweep: Any, where: str = 'the sweep') -> list[Overrides]:
+  """Returns ``sweep`` if it is a non-empty list of dicts with string keys; raises SweepError otherwise."""
+  if not isinstance(sweep, (list, tuple)):
+    raise SweepError(f'{where} must be a list of override dicts, got {type(sweep).__name__}.')
+  if not sweep:
+    raise SweepError(f'{where} is empty: it needs at least one override dict ({{}} runs the config as is).')
+  for i, overrides in enumerate(sweep):
+    if not isinstance(overrides, dict) or not all(isinstance(k, str) for k in overrides):
+      raise SweepError(f'{where}: entry {i} must be a dict of "field.name": value, got {overrides!r}.')
+  return list(sweep)
+
+
+def load(spec: str) -> list[Overrides]:
+  """The sweep of ``path/to/sweep.py[:arg]``: that file's ``get_sweep(arg)`` (``None`` without ``:arg``).
+  Raises SweepError when the file is missing, defines no ``get_sweep``, or returns no list of dicts."""
+  path, _, arg = spec.partition(':')
+  if not os.path.isfile(path):
+    raise SweepError(f'Sweep file {path!r} not found (e.g. --sweep=configs/sweeps/kl_weight.py).')
+  module_spec = importlib.util.spec_from_file_location(f'sweep_{os.path.basename(path)[:-3]}', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  if not callable(getattr(module, 'get_sweep', None)):
+    raise SweepError(f'Sweep file {path} defines no get_sweep(arg=None) returning a list of override dicts.')
+  return check(module.get_sweep(arg or None), f'get_sweep() of {path}')
+
+
+def apply(config: ml_collections.ConfigDict, overrides: Overrides) -> ml_collections.ConfigDict:
+  """A copy of ``config`` with ``overrides`` (dotted field names) set. Raises SweepError naming an
+  unknown field (and the fields it could have meant) or a value of the wrong type."""
+  config = config.copy_and_resolve_references()
+  for field, value in overrides.items():
+    parent, name = _parent_of(config, field)
+    value = tuple(value) if isinstance(parent[name], tuple) and isinstance(value, list) else value
+    try:
+      parent[name] = value
+    except (TypeError, ValueError) as e:
+      raise SweepError(f'Sweep override {field}={value!r}: {e}') from None
+  return config
+
+
+def _parent_of(config: ml_collections.ConfigDict, field: str) -> tuple[ml_collections.ConfigDict, str]:
+  """The ConfigDict holding dotted ``field``, and the field's last name. Raises SweepError if unknown."""
+  parts = field.split('.')
+  node = config
+  for depth, part in enumerate(parts):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      known = ', '.join(sorted(node.keys())) if isinstance(node, ml_collections.ConfigDict) else 'none'
+      raise SweepError(f'Sweep override {field!r}: the config has no field {".".join(parts[:depth + 1])!r} '
+                       f'(fields there: {known}).')
+    if depth < len(parts) - 1:
+      node = node[part]
+  return node, parts[-1]
+
+
+def run_name(overrides: Overrides) -> str:
+  """The run's folder name: ``model.kl_weight=4,seed=1`` (``base`` for no overrides)."""
+  name = ','.join(f'{k}={_format(v)}' for k, v in overrides.items()) or 'base'
+  return re.sub(r'[^A-Za-z0-9_.,=+-]', '_', name)
+
+
+def _format(value: Any) -> str:
+  if isinstance(value, (list, tuple)):
+    return '-'.join(map(str, value)) or 'none'
+  return f'{value:g}' if isinstance(value, float) else str(value)
+
+
+@dataclasses.dataclass
+class Member:
+  """One run of a sweep: its folder name, its overrides and the resolved config."""
+  name: str
+  overrides: Overrides
+  config: ml_collections.ConfigDict
+
+
+def members(config: ml_collections.ConfigDict, sweep: list[Overrides]) -> list[Member]:
+  """The validated runs of ``sweep`` over ``config``. Raises SweepError (empty sweep, unknown field,
+  two runs with the same name) or ConfigError (an invalid value), before anything trains."""
+  result = []
+  for overrides in check(sweep):
+    run_config = apply(config, overrides)
+    config_lib.validate(run_config)
+    result.append(Member(run_name(overrides), dict(overrides), run_config))
+  names = [m.name for m in result]
+  repeated = sorted({n for n in names if names.count(n) > 1})
+  if repeated:
+    raise SweepError(f'The sweep lists the same run more than once: {repeated}.')
+  return result
+
+
+def vectorized_fields(config: ml_collections.ConfigDict) -> set[str]:
+  """Fields whose values may differ within one compiled group: ``seed``, every numeric field outside
+  ``train.*`` / ``data.*`` whose change changes ``models.hyperparams(config)`` (so it reaches the
+  objective only through ``hp``: DESIGN.md), and ``optimizer.learning_rate`` for families trained with
+  ``config.optimizer`` (see ``sweep_train.swept_learning_rate``)."""
+  base, fields = models.hyperparams(config), {'seed'}
+  for field, value in _flatten(config.to_dict()).items():
+    if field.startswith(_NEVER_VECTORIZED) or isinstance(value, bool) or not isinstance(value, (int, float)):
+      continue
+    try:
+      changed = models.hyperparams(apply(config, {field: value + 1})) != base
+    except (SweepError, ValueError, TypeError, KeyError):
+      changed = False
+    if changed:
+      fields.add(field)
+  if not hasattr(models.get(config.model.name), 'make_train_step'):
+    fields.add('optimizer.learning_rate')
+  return fields
+
+
+def structure_key(config: ml_collections.ConfigDict) -> str:
+  """The config without its vectorized fields, as JSON: runs with equal keys train as one group."""
+  skip = vectorized_fields(config)
+  return json.dumps({k: v for k, v in _flatten(config.to_dict()).items() if k not in skip},
+                    sort_keys=True, default=str)
+
+
+def group(runs: list[Member]) -> list[list[Member]]:
+  """``runs`` split by :func:`structure_key`, in order of first appearance."""
+  groups: dict[str, list[Member]] = {}
+  for member in runs:
+    groups.setdefault(structure_key(member.config), []).append(member)
+  return list(groups.values())
+
+
+def run_dir(workdir: str, member: Member) -> str:
+  return os.path.join(workdir, member.name)
+
+
+def read_summary(workdir: str, member: Member) -> dict[str, Any] | None:
+  """The run's summary.json if it finished all of its epochs, else None."""
+  path = os.path.join(run_dir(workdir, member), 'summary.json')
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    summary = json.load(f)
+  return summary if summary.get('epochs') == member.config.train.num_epochs else None
+
+
+def run_sweep(config: ml_collections.ConfigDict, sweep: list[Overrides], workdir: str,
+              devices: Sequence[jax.Device] | None = None, log: Callable[[str], None] = print) -> dict[str, dict]:
+  """Trains every run of ``sweep`` over ``config`` into ``workdir/<run name>/``, one compiled program per
+  group; finished runs are skipped and interrupted ones resume from their checkpoints. With several
+  processes (``jax.distributed``), process ``i`` of ``P`` takes runs ``i, i + P, ...`` on its local
+  devices (``P`` must divide the number of runs; runs should share ``train.num_epochs``).
+
+  Returns ``{run name: summary}`` (this process's runs) and writes ``workdir/sweep.json``. Raises
+  SweepError / ConfigError / DataError before training, and FloatingPointError after the other runs
+  finished when some runs' loss stopped being finite (their last good checkpoints are kept).
+  """
+  from aelab import sweep_train  # training pulls in the model code; declaring sweeps does not
+  runs = _runs_of_this_process(members(config, sweep))
+  groups = group(runs)
+  log(f'Sweep of {len(runs)} runs in {len(groups)} groups: ' + ', '.join(str(len(g)) for g in groups))
+  summaries, diverged = {}, []
+  for i, runs_of_group in enumerate(groups):
+    done, bad = sweep_train.train_group(runs_of_group, workdir, devices, f'group {i + 1}/{len(groups)}', log)
+    summaries.update(done)
+    diverged += bad
+  _write_index(workdir, runs, summaries)
+  if diverged:
+    raise FloatingPointError(f'The training loss stopped being finite in {len(diverged)} runs: {diverged} '
+                             f'(see their lines above); the other runs finished in {workdir}.')
+  return summaries
+
+
+def _runs_of_this_process(runs: list[Member]) -> list[Member]:
+  """Runs ``i, i + P, ...`` for process ``i`` of ``P``. orbax's checkpoint saves synchronize all
+  processes, so each must train as many runs: raises SweepError when ``P`` does not divide the runs."""
+  count = jax.process_count()
+  if len(runs) % count:
+    raise SweepError(f'{len(runs)} runs do not split evenly over {count} processes (each process saves '
+                     'its runs\' checkpoints in step with the others): change the number of runs or '
+                     'processes, or submit the groups as separate jobs with launch/submit.py.')
+  return runs[jax.process_index()::count]
+
+
+def _write_index(workdir: str, runs: list[Member], summaries: dict[str, dict]) -> None:
+  index = [{'name': m.name, 'overrides': m.overrides, 'summary': summaries.get(m.name)} for m in runs]
+  suffix = f'.{jax.process_index()}' if jax.process_count() > 1 else ''
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, f'sweep{suffix}.json'), 'w') as f:
+    json.dump(index, f, indent=2, default=str)
