@@ -1,7 +1,6 @@
 """Shared by the ablation reports: command line, running the sweep, mean and std over seeds, the
 markdown table and the figure (one panel per metric against the swept value)."""
 import argparse
-import importlib.util
 import json
 import os
 import pathlib
@@ -16,6 +15,7 @@ import numpy as np  # noqa: E402
 
 import jax.numpy as jnp  # noqa: E402
 
+import common  # noqa: E402  (experiments/common.py, beside this file)
 from aelab import data, models, sweep, sweep_train  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -35,22 +35,14 @@ def parse_args(doc: str, name: str) -> argparse.Namespace:
   return parser.parse_args()
 
 
-def load_file(path: str):
-  """The module of ``path`` (relative to the repository), e.g. ``configs/vae.py``."""
-  spec = importlib.util.spec_from_file_location(path.replace('/', '_')[:-3], ROOT / path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def run(args: argparse.Namespace, config_file: str, sweep_file: str,
         extra: Callable[[sweep.Member, Any], dict[str, float]]) -> tuple[ml_collections.ConfigDict, list[Row]]:
   """Trains the sweep of ``sweep_file`` over ``config_file`` (finished runs are skipped) with the
   command line's data, epochs and seeds; returns the config and :func:`rows_with_params`."""
-  config = load_file(config_file).get_config(args.data)
+  config = common.load_config(pathlib.Path(config_file).stem, args.data)
   config.train.update(num_epochs=args.epochs, figures_every=0)
   config.eval.final_metrics = False  # the report computes active units itself; a k=5000 NLL per run is slow on CPU
-  overrides = load_file(sweep_file).get_sweep(f'seeds={args.seeds}')
+  overrides = sweep.load(f'{ROOT / sweep_file}:seeds={args.seeds}')
   sweep.run_sweep(config, overrides, args.workdir)
   return config, rows_with_params(sweep.group(sweep.members(config, overrides)), args.workdir, extra)
 

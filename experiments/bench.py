@@ -20,7 +20,6 @@ all models. Without the MNIST folder it falls back to the bundled digits (``swee
 """
 import argparse
 import contextlib
-import importlib.util
 import io
 import json
 import os
@@ -33,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import common  # experiments/common.py, beside this file
 from aelab import config as aelab_config
 from aelab import models, sweep, train
 
@@ -137,10 +137,7 @@ def torch_vae_trainer(steps: int):
 def _sweep_config(epochs: int):
   root = pathlib.Path(__file__).resolve().parents[1]
   mnist = root.parent / 'shared' / 'data' / 'mnist'
-  spec = importlib.util.spec_from_file_location('vae_config', root / 'configs' / 'vae.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(f'idx={mnist}' if mnist.is_dir() else None)
+  config = common.load_config('vae', f'idx={mnist}' if mnist.is_dir() else None)
   config.train.update(num_epochs=epochs, figures_every=0)
   return config
 

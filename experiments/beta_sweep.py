@@ -7,7 +7,6 @@ Trains ``configs/vae.py:idx=DATA`` (784-400-20, 20 epochs, seed 0) once per beta
 ``test/neg_elbo`` (nats per example) and writes ``experiments/figures/beta_sweep_mnist.png``.
 """
 import argparse
-import importlib.util
 import os
 import pathlib
 
@@ -16,16 +15,14 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
+import common  # noqa: E402  (experiments/common.py, beside this file)
 from aelab import train  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def vae_config(data: str, beta: float):
-  spec = importlib.util.spec_from_file_location('vae_config', ROOT / 'configs' / 'vae.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(f'idx={data}')
+  config = common.load_config('vae', f'idx={data}')
   config.model.kl_weight = beta
   config.train.figures_every = 5
   config.eval.final_metrics = False
