@@ -3,7 +3,10 @@
 ``configs/*.py`` start from :func:`base` and change what their experiment needs; ``aelab.main``
 calls :func:`validate` before any data is loaded, so a bad value fails in seconds with a message.
 """
+import importlib.util
 import math
+import os
+from types import ModuleType
 
 import ml_collections
 from ml_collections import config_dict
@@ -40,8 +43,9 @@ def base() -> ml_collections.ConfigDict:
   c.penalty = dict(name='none', weight=0.0, target=0.05)
   c.optimizer = dict(name='adam', learning_rate=1e-3, schedule='constant', warmup_steps=0, momentum=0.9,
                      weight_decay=1e-4)
-  c.train = dict(num_epochs=30, batch_size=64, eval_batch_size=1000, figures_every=1, num_figure_images=8,
-                 keep_checkpoints=2)
+  c.train = dict(num_epochs=30, batch_size=64, eval_batch_size=1000, figures_every=5, num_figure_images=8,
+                 checkpoint_every=5, keep_checkpoints=2, compilation_cache=True,
+                 compilation_cache_dir=config_dict.placeholder(str))
   c.eval = dict(nll_samples=5000, nll_batch_size=50, nll_chunk_size=200, final_metrics=True, projection='pca')
   return ml_collections.ConfigDict(c)
 
@@ -200,3 +204,31 @@ def _validate_train(t):
   _check(t.eval_batch_size >= 1, f'train.eval_batch_size={t.eval_batch_size} must be >= 1.')
   _check(t.figures_every >= 0, f'train.figures_every={t.figures_every} must be >= 0 (0: no figures).')
   _check(t.keep_checkpoints >= 1, f'train.keep_checkpoints={t.keep_checkpoints} must be >= 1.')
+  _check(t.checkpoint_every >= 1, f'train.checkpoint_every={t.checkpoint_every} must be >= 1 (epochs between '
+         'checkpoints; the last epoch is always checkpointed).')
+
+
+def load_module(path: str, what: str = 'config') -> ModuleType:
+  """Executes the Python file at ``path`` as a module (a config or sweep file) and returns it.
+  Raises ConfigError when the file does not exist."""
+  if not os.path.isfile(path):
+    raise ConfigError(f'{what.capitalize()} file {path!r} not found.')
+  name = f'{what}_{os.path.splitext(os.path.basename(path))[0]}'
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def load(spec: str) -> ml_collections.ConfigDict:
+  """The config of ``path/to/config.py[:arg]``, as ``--config=path/to/config.py:arg`` loads it: that
+  file's ``get_config(arg)`` (``None`` without ``:arg``). Raises ConfigError for a missing file."""
+  path, _, arg = spec.partition(':')
+  return load_module(path, 'config').get_config(arg or None)
+
+
+def default_cache_dir() -> str:
+  """Where JAX's persistent compilation cache goes by default: ``$XDG_CACHE_HOME/aelab/jax`` (or
+  ``~/.cache/aelab/jax``)."""
+  root = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
+  return os.path.join(root, 'aelab', 'jax')

@@ -14,6 +14,15 @@ def mse(x_hat_BxD: jax.Array, x_BxD: jax.Array) -> jax.Array:
   return jnp.mean(jnp.square(x_hat_BxD - x_BxD), axis=-1)
 
 
+def sigmoid_bce(logits: jax.Array, labels: jax.Array | float) -> jax.Array:
+  """Elementwise binary cross-entropy ``-labels log sigmoid(l) - (1 - labels) log(1 - sigmoid(l))``, nats.
+
+  The stable form ``max(l, 0) - l labels + log(1 + exp(-|l|))``: the same function as optax's
+  ``sigmoid_binary_cross_entropy``, written once here so that every loss rounds the same way.
+  """
+  return jnp.maximum(logits, 0) - logits * labels + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+
+
 def bce_with_logits(logits_BxD: jax.Array, x_BxD: jax.Array) -> jax.Array:
   """Binary cross-entropy ``-log p(x|z)`` of a Bernoulli likelihood, summed over features.
 
@@ -21,10 +30,9 @@ def bce_with_logits(logits_BxD: jax.Array, x_BxD: jax.Array) -> jax.Array:
     logits_BxD: decoder logits (any real values).
     x_BxD: targets in [0, 1] (binary, or grey levels as soft targets).
   Returns:
-    Shape ``B``, nats per example. Uses the stable form ``max(l, 0) - l x + log(1 + exp(-|l|))``.
+    Shape ``B``, nats per example: :func:`sigmoid_bce` summed over ``D``.
   """
-  per_pixel = jnp.maximum(logits_BxD, 0) - logits_BxD * x_BxD + jnp.log1p(jnp.exp(-jnp.abs(logits_BxD)))
-  return jnp.sum(per_pixel, axis=-1)
+  return jnp.sum(sigmoid_bce(logits_BxD, x_BxD), axis=-1)
 
 
 def gaussian_nll(mean_BxD: jax.Array, x_BxD: jax.Array, log_var: jax.Array | float = 0.0) -> jax.Array:
@@ -33,13 +41,19 @@ def gaussian_nll(mean_BxD: jax.Array, x_BxD: jax.Array, log_var: jax.Array | flo
   return jnp.sum(per_feature, axis=-1)
 
 
-def kl_standard_normal(mean_BxZ: jax.Array, log_var_BxZ: jax.Array) -> jax.Array:
-  """Closed-form ``KL(N(mean, diag exp(log_var)) || N(0, I))`` summed over latent dimensions.
+def kl_standard_normal_per_dim(mean_BxZ: jax.Array, log_var_BxZ: jax.Array) -> jax.Array:
+  """Closed-form ``KL(N(mean_j, exp(log_var_j)) || N(0, 1))`` per example and latent dimension.
 
   Kingma & Welling (2014), Auto-Encoding Variational Bayes, Appendix B:
-  ``-1/2 sum(1 + log_var - mean^2 - exp(log_var))``. Returns shape ``B``, nats per example.
+  ``-1/2 (1 + log_var - mean^2 - exp(log_var))``. Returns shape ``B x Z``, nats.
   """
-  return -0.5 * jnp.sum(1.0 + log_var_BxZ - jnp.square(mean_BxZ) - jnp.exp(log_var_BxZ), axis=-1)
+  return -0.5 * (1.0 + log_var_BxZ - jnp.square(mean_BxZ) - jnp.exp(log_var_BxZ))
+
+
+def kl_standard_normal(mean_BxZ: jax.Array, log_var_BxZ: jax.Array) -> jax.Array:
+  """``KL(N(mean, diag exp(log_var)) || N(0, I))``: :func:`kl_standard_normal_per_dim` summed over the
+  latent dimensions. Returns shape ``B``, nats per example."""
+  return jnp.sum(kl_standard_normal_per_dim(mean_BxZ, log_var_BxZ), axis=-1)
 
 
 def l1_activity(z_BxZ: jax.Array) -> jax.Array:

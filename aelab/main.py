@@ -15,11 +15,13 @@ if __name__ == '__main__':
   parallel.initialize_distributed()
 
 # pylint: disable=wrong-import-position
+import sys  # noqa: E402
+
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from aelab import config as config_lib  # noqa: E402
-from aelab import data, sweep, train  # noqa: E402
+from aelab import data, engine, sweep  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file, e.g. configs/dae.py:mnist.',
                                           lock_config=True)
@@ -38,7 +40,10 @@ def main(argv: list[str]) -> None:
       summaries = sweep.run_sweep(_CONFIG.value, sweep.load(_SWEEP.value), _WORKDIR.value)
       print(f'Done: {len(summaries)} runs in {_WORKDIR.value}/*/summary.json, index in sweep.json.', flush=True)
       return
-    summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    summary = engine.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except engine.Interrupted as e:
+    print(f'{e}', file=sys.stderr, flush=True)
+    raise SystemExit(128 + e.signum) from None
   except (config_lib.ConfigError, data.DataError, data.DatasetUnavailableError, FloatingPointError) as e:
     raise SystemExit(f'error: {e}') from None
   shown = ', '.join(f'{k}={v:.4g}' for k, v in summary.items() if k.startswith('test/'))

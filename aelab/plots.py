@@ -1,33 +1,49 @@
-"""Figures (matplotlib, Agg backend): reconstructions, denoising triplets, samples, learning curves."""
+"""Figures (matplotlib's object-oriented API on the Agg canvas, no pyplot state, so a background thread
+may draw): reconstructions, denoising triplets, samples, learning curves, latent scatters, filters.
+
+Image grids are one tiled image drawn with one ``imshow`` (not one Axes per image).
+"""
 from typing import Sequence
 
-import matplotlib
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 
 def _as_images(x_NxD: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-  images = np.asarray(x_NxD, np.float32).reshape(len(x_NxD), *shape)
-  return images[..., 0] if images.shape[-1] == 1 else np.clip(images, 0.0, 1.0)
+  """``N x H x W x C`` images in [0, 1] (``C`` is 1 for grey) from flattened rows."""
+  images = np.clip(np.asarray(x_NxD, np.float32).reshape(len(x_NxD), *shape), 0.0, 1.0)
+  return images if images.ndim == 4 else images.reshape(*images.shape, 1)
+
+
+def tile(rows: Sequence[np.ndarray], shape: Sequence[int], gap: int = 1) -> np.ndarray:
+  """One ``(R (H + gap) + gap) x (C (W + gap) + gap) [x 3]`` image of ``R`` rows of up to ``C`` images
+  (each row ``N x D``), on a mid-grey background. Grey images give a 2-D array, colour images 3-D."""
+  images = [_as_images(r, shape) for r in rows]
+  h, w, c = images[0].shape[1:]
+  num_cols = max(len(r) for r in images)
+  tiled = np.full((len(rows) * (h + gap) + gap, num_cols * (w + gap) + gap, c), 0.5, np.float32)
+  for i, row in enumerate(images):
+    for j, image in enumerate(row):
+      tiled[gap + i * (h + gap):(i + 1) * (h + gap), gap + j * (w + gap):(j + 1) * (w + gap)] = image
+  return tiled[..., 0] if c == 1 else tiled
 
 
 def image_rows(rows: dict[str, np.ndarray], shape: Sequence[int], path: str, title: str = '') -> None:
   """Saves a grid with one labelled row per entry of ``rows`` (each ``N x D``, values in [0, 1])."""
+  tiled = tile(list(rows.values()), shape)
+  h, w = shape[0], shape[1] if len(shape) > 1 else 1
   num_cols = max(len(r) for r in rows.values())
-  fig, axes = plt.subplots(len(rows), num_cols, figsize=(1.1 * num_cols, 1.2 * len(rows) + 0.4),
-                           squeeze=False)
-  for r, (label, x) in enumerate(rows.items()):
-    for c, image in enumerate(_as_images(x, shape)):
-      axes[r, c].imshow(image, cmap='gray', vmin=0.0, vmax=1.0)
-    axes[r, 0].set_ylabel(label, rotation=0, ha='right', va='center')
-  for ax in axes.flat:
-    ax.set_xticks([])
-    ax.set_yticks([])
-  fig.suptitle(title, y=1.04)
+  fig = Figure(figsize=(0.6 + 0.9 * num_cols * w / h, 0.5 + 0.9 * len(rows)))
+  ax = fig.subplots()
+  ax.imshow(tiled, cmap='gray', vmin=0.0, vmax=1.0, interpolation='nearest')
+  ax.set_yticks([1 + i * (h + 1) + h / 2 for i in range(len(rows))], [k.strip() for k in rows])
+  ax.set_xticks([])
+  ax.tick_params(length=0)
+  for spine in ax.spines.values():
+    spine.set_visible(False)
+  if title:
+    ax.set_title(title)
   fig.savefig(path, dpi=80, bbox_inches='tight')
-  plt.close(fig)
 
 
 def image_grid(x_NxD: np.ndarray, shape: Sequence[int], path: str, num_cols: int = 8, title: str = '') -> None:
@@ -41,7 +57,8 @@ def learning_curves(history: list[dict], path: str) -> None:
   names = sorted({k.split('/', 1)[1] for r in history for k in r if '/' in k})
   num_cols = min(4, len(names))
   num_rows = -(-len(names) // num_cols)
-  fig, axes = plt.subplots(num_rows, num_cols, figsize=(3.2 * num_cols, 2.6 * num_rows), squeeze=False)
+  fig = Figure(figsize=(3.2 * num_cols, 2.6 * num_rows))
+  axes = fig.subplots(num_rows, num_cols, squeeze=False)
   for ax in axes.flat[len(names):]:
     ax.axis('off')
   for ax, name in zip(axes.flat, names):
@@ -54,7 +71,6 @@ def learning_curves(history: list[dict], path: str) -> None:
     ax.legend()
   fig.tight_layout()
   fig.savefig(path, dpi=80)
-  plt.close(fig)
 
 
 def filters(kernel_DxH: np.ndarray, shape: Sequence[int], ax=None, num: int = 100, title: str = '') -> np.ndarray:
@@ -85,12 +101,12 @@ def filters(kernel_DxH: np.ndarray, shape: Sequence[int], ax=None, num: int = 10
 
 def filter_panels(kernels: dict[str, np.ndarray], shape: Sequence[int], path: str, num: int = 100) -> None:
   """Saves one panel of :func:`filters` tiles per named first-layer kernel, side by side."""
-  fig, axes = plt.subplots(1, len(kernels), figsize=(4.2 * len(kernels), 4.4), squeeze=False)
+  fig = Figure(figsize=(4.2 * len(kernels), 4.4))
+  axes = fig.subplots(1, len(kernels), squeeze=False)
   for ax, (name, kernel) in zip(axes[0], kernels.items()):
     filters(kernel, shape, ax, num, name)
   fig.tight_layout()
   fig.savefig(path, dpi=80)
-  plt.close(fig)
 
 
 def project_2d(codes_NxZ: np.ndarray, method: str = 'pca', seed: int = 0) -> tuple[np.ndarray, str]:
@@ -114,7 +130,8 @@ def latent_scatter(codes_NxZ: np.ndarray, labels_N: np.ndarray, path: str, metho
   """Scatter of test codes coloured by label (2-D latents directly, else :func:`project_2d`); with
   ``prior_samples`` (``N x 2``) drawn in grey behind, to see whether the codes fill the prior."""
   points, axis = project_2d(codes_NxZ, method)
-  fig, ax = plt.subplots(figsize=(5.5, 5))
+  fig = Figure(figsize=(5.5, 5))
+  ax = fig.subplots()
   if prior_samples is not None and codes_NxZ.shape[1] == 2:
     ax.scatter(prior_samples[:, 0], prior_samples[:, 1], s=2, c='lightgrey', label='prior samples')
   sc = ax.scatter(points[:, 0], points[:, 1], s=3, c=labels_N, cmap='tab10', vmin=-0.5, vmax=9.5)
@@ -124,7 +141,6 @@ def latent_scatter(codes_NxZ: np.ndarray, labels_N: np.ndarray, path: str, metho
   ax.set_title(title or f'test codes ({len(points)})')
   fig.tight_layout()
   fig.savefig(path, dpi=80)
-  plt.close(fig)
 
 
 def embedding_panels(panels: dict[str, np.ndarray], colour_N: np.ndarray, path: str, title: str = '',
@@ -135,7 +151,7 @@ def embedding_panels(panels: dict[str, np.ndarray], colour_N: np.ndarray, path: 
   Raises ValueError when a panel does not have ``N`` rows of 2 or 3 columns.
   """
   colour = np.asarray(colour_N)
-  fig = plt.figure(figsize=(4.2 * len(panels), 4.2))
+  fig = Figure(figsize=(4.2 * len(panels), 4.2))
   for i, (name, points) in enumerate(panels.items()):
     points = np.asarray(points)
     if points.ndim != 2 or points.shape[1] not in (2, 3) or len(points) != len(colour):
@@ -150,7 +166,6 @@ def embedding_panels(panels: dict[str, np.ndarray], colour_N: np.ndarray, path: 
     fig.colorbar(scatter, ax=fig.axes, ticks=np.unique(colour), shrink=0.8, label='label')
   fig.suptitle(title, y=1.04)
   fig.savefig(path, dpi=80, bbox_inches='tight')
-  plt.close(fig)
 
 
 def reconstructions_over_epochs(inputs_NxD: np.ndarray, by_epoch: dict[int, np.ndarray], shape: Sequence[int],

@@ -7,8 +7,8 @@ cross-entropy reconstruction of the clean input) trained on the codes of layer `
 uncorrupted data; the encoders are then stacked under a softmax layer and the whole network is
 fine-tuned on labels. Bengio, Lamblin, Popovici & Larochelle (2007) is the greedy procedure.
 
-Training reuses ``aelab.train``: each layer is an ``ae`` config run by :func:`fit` (``train.Run``'s
-jitted scanned epoch), and fine-tuning uses ``train.make_train_step`` / ``make_train_epoch`` with the
+Training reuses ``aelab.engine``: each layer is an ``ae`` config run by :func:`fit` (``engine.fit``,
+a group of one), and fine-tuning uses ``optimizers.make_train_step`` / ``engine.make_train_epoch`` with the
 integer label riding as the last column of each row, so the same scanned epoch serves a classifier.
 
 The stack's config (see ``configs/stacked_dae.py``) is a base config with two more groups:
@@ -28,7 +28,7 @@ import numpy as np
 import optax
 
 from aelab import config as config_lib
-from aelab import data, nets, train
+from aelab import data, engine, nets, optimizers
 
 Params = Any
 Log = Callable[[str], None]
@@ -41,38 +41,18 @@ def _quiet(_: str) -> None:
 # ---- one autoencoder on arrays, without a workdir ----
 
 
-def fit(config: ml_collections.ConfigDict, dataset: data.Dataset, log: Log = _quiet,
-        eval_every: int = 0) -> tuple[train.Run, Params, list[dict[str, float]]]:
+def fit(config: ml_collections.ConfigDict, dataset: data.Dataset, log: Log = _quiet
+        ) -> tuple[engine.Run, Params, list[dict[str, float]]]:
   """Trains ``config``'s model on ``dataset.x_train`` for ``config.train.num_epochs``; no workdir.
 
   For data made in memory (codes of a lower layer, centred images, an S-curve), which
-  ``train.train_and_evaluate`` (it loads ``config.data`` itself) cannot take. Keys as in train.py.
-  Returns ``(run, params, history)``; ``history`` holds one record per evaluated epoch (epoch 0 is
-  before training, then every ``eval_every`` epochs and the last) with ``train/loss`` (mean over the
-  epoch's steps) and the ``test/*`` metrics of the family's ``make_eval``.
+  ``engine.train_and_evaluate`` (it loads ``config.data`` itself) cannot take; ``engine.fit`` trains it
+  as a group of one. Returns ``(run, params, history)``; ``history`` holds one record per epoch with
+  ``train/*`` (means over the epoch's steps) and the ``test/*`` metrics of the family's ``eval``.
   Raises ConfigError for an invalid config or a batch larger than the data, FloatingPointError when
   the loss stops being finite.
   """
-  config_lib.validate(config)
-  if config.train.batch_size > len(dataset.x_train):
-    raise config_lib.ConfigError(f'train.batch_size={config.train.batch_size} is larger than the '
-                                 f'{len(dataset.x_train)} training examples; lower it.')
-  run = train.Run(config, dataset)
-  state = run.init_state()
-  x_train, x_test = jnp.asarray(dataset.x_train), jnp.asarray(dataset.x_test)
-  evaluate = lambda: {f'test/{k}': float(v) for k, v in run.evaluate(state['params'], x_test, run.hp).items()}
-  history = [{'epoch': 0, **evaluate()}]
-  num_epochs = config.train.num_epochs
-  for epoch in range(1, num_epochs + 1):
-    state, metrics = run.train_epoch(state, x_train, jax.random.fold_in(run.train_key, epoch), run.hp)
-    loss = np.asarray(metrics['loss'])
-    if not np.all(np.isfinite(loss)):
-      raise FloatingPointError(f'The training loss became non-finite at epoch {epoch}; lower the learning rate.')
-    if epoch == num_epochs or (eval_every and epoch % eval_every == 0):
-      history.append({'epoch': epoch, 'train/loss': float(loss.mean()), **evaluate()})
-      log(f'  epoch {epoch}/{num_epochs} ' + ' '.join(f'{k}={v:.4g}' for k, v in history[-1].items()
-                                                       if k in ('train/loss', 'test/recon')))
-  return run, state['params'], history
+  return engine.fit(config, dataset, log)
 
 
 def arrays_dataset(x_train: np.ndarray, x_test: np.ndarray, name: str, y_train=None, y_test=None,
@@ -133,8 +113,7 @@ def pretrain(config: ml_collections.ConfigDict, x_train_NxD: np.ndarray, x_test_
   h_train, h_test = x_train_NxD, x_test_MxD
   for layer, width in enumerate(config.pretrain.widths):
     log(f'pretraining layer {layer + 1}/{len(config.pretrain.widths)}: {h_train.shape[1]} -> {width}')
-    run, params, history = fit(layer_config(config, layer), arrays_dataset(h_train, h_test, f'layer{layer}'),
-                               log, eval_every=max(1, config.pretrain.num_epochs // 5))
+    run, params, history = fit(layer_config(config, layer), arrays_dataset(h_train, h_test, f'layer{layer}'), log)
     dense = params['params']['encoder']['mlp']['dense_0']
     encoders.append({'kernel': dense['kernel'], 'bias': dense['bias']})
     histories.append(history)
@@ -199,8 +178,8 @@ def finetune(config: ml_collections.ConfigDict, params: Params, x_NxD: np.ndarra
   steps_per_epoch = len(x_NxD) // batch
   num_epochs = -(-f.num_steps // steps_per_epoch)
   tx = optax.adam(f.learning_rate)
-  step = train.make_train_step(make_classifier_objective(classifier(config, num_classes)), tx)
-  epoch_fn = train.make_train_epoch(step, batch, dynamic_binarize=False)
+  step = optimizers.make_train_step(make_classifier_objective(classifier(config, num_classes)), tx)
+  epoch_fn = engine.make_train_epoch(step, batch, dynamic_binarize=False)
   xy = jnp.asarray(np.concatenate([x_NxD, np.asarray(y_N, np.float32)[:, None]], 1), jnp.float32)
   state = {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': tx.init(params)}
   for epoch in range(1, num_epochs + 1):

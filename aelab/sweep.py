@@ -6,14 +6,13 @@ defines ``get_sweep(arg=None)``. Runs whose configs differ only in numeric hyper
 that reach the objective through ``hp``, found by :func:`vectorized_fields`; ``seed``; and
 ``optimizer.learning_rate``) form one group; runs that differ in anything else (widths, latent size,
 penalty name, data) form separate groups. A group is one compiled program: the states stacked on a
-leading model axis (sharded over the local devices), the scanned epoch of ``train.make_train_epoch``
-``vmap``ped over it, each model with its own keys and ``hp``, the data shared (see ``sweep_train``).
+leading model axis (sharded over the local devices), the scanned epoch ``vmap``ped over it, each model
+with its own keys and ``hp``, the data shared (``aelab/engine.py``, the engine of single runs too).
 
 Each run writes the outputs of a single run to ``<workdir>/<run name>/``, and its numbers match a single
 run of its config with the same seed to float tolerance.
 """
 import dataclasses
-import importlib.util
 import itertools
 import json
 import os
@@ -24,13 +23,10 @@ import jax
 import ml_collections
 
 from aelab import config as config_lib
-from aelab import models
-from aelab.workdir import _flatten
+from aelab import data, engine, models
+from aelab.workdir import Workdir, flatten
 
 Overrides = dict[str, Any]
-
-# Fields that may feed hp but change what a run does beyond its objective (loop length, data).
-_NEVER_VECTORIZED = ('train.', 'data.')
 
 
 class SweepError(config_lib.ConfigError):
@@ -75,9 +71,7 @@ def load(spec: str) -> list[Overrides]:
   path, _, arg = spec.partition(':')
   if not os.path.isfile(path):
     raise SweepError(f'Sweep file {path!r} not found (e.g. --sweep=configs/sweeps/kl_weight.py).')
-  module_spec = importlib.util.spec_from_file_location(f'sweep_{os.path.basename(path)[:-3]}', path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  module = config_lib.load_module(path, 'sweep')
   if not callable(getattr(module, 'get_sweep', None)):
     raise SweepError(f'Sweep file {path} defines no get_sweep(arg=None) returning a list of override dicts.')
   return check(module.get_sweep(arg or None), f'get_sweep() of {path}')
@@ -147,29 +141,16 @@ def members(config: ml_collections.ConfigDict, sweep: list[Overrides]) -> list[M
 
 
 def vectorized_fields(config: ml_collections.ConfigDict) -> set[str]:
-  """Fields whose values may differ within one compiled group: ``seed``, every numeric field outside
-  ``train.*`` / ``data.*`` whose change changes ``models.hyperparams(config)`` (so it reaches the
-  objective only through ``hp``: DESIGN.md), and ``optimizer.learning_rate`` for families trained with
-  ``config.optimizer`` (see ``sweep_train.swept_learning_rate``)."""
-  base, fields = models.hyperparams(config), {'seed'}
-  for field, value in _flatten(config.to_dict()).items():
-    if field.startswith(_NEVER_VECTORIZED) or isinstance(value, bool) or not isinstance(value, (int, float)):
-      continue
-    try:
-      changed = models.hyperparams(apply(config, {field: value + 1})) != base
-    except (SweepError, ValueError, TypeError, KeyError):
-      changed = False
-    if changed:
-      fields.add(field)
-  if not hasattr(models.get(config.model.name), 'make_train_step'):
-    fields.add('optimizer.learning_rate')
-  return fields
+  """Fields whose values may differ within one compiled group: ``seed``, ``optimizer.learning_rate``
+  (held in the optimizer state, see ``aelab/optimizers.py``) and the config fields of the family's
+  traced hyperparameters (its ``HYPERPARAMS``, e.g. ``model.kl_weight``: DESIGN.md)."""
+  return {'seed', 'optimizer.learning_rate', *models.hyperparam_fields(config.model.name).values()}
 
 
 def structure_key(config: ml_collections.ConfigDict) -> str:
   """The config without its vectorized fields, as JSON: runs with equal keys train as one group."""
   skip = vectorized_fields(config)
-  return json.dumps({k: v for k, v in _flatten(config.to_dict()).items() if k not in skip},
+  return json.dumps({k: v for k, v in flatten(config.to_dict()).items() if k not in skip},
                     sort_keys=True, default=str)
 
 
@@ -198,21 +179,22 @@ def read_summary(workdir: str, member: Member) -> dict[str, Any] | None:
 def run_sweep(config: ml_collections.ConfigDict, sweep: list[Overrides], workdir: str,
               devices: Sequence[jax.Device] | None = None, log: Callable[[str], None] = print) -> dict[str, dict]:
   """Trains every run of ``sweep`` over ``config`` into ``workdir/<run name>/``, one compiled program per
-  group; finished runs are skipped and interrupted ones resume from their checkpoints. With several
-  processes (``jax.distributed``), process ``i`` of ``P`` takes runs ``i, i + P, ...`` on its local
-  devices (``P`` must divide the number of runs; runs should share ``train.num_epochs``).
+  group (``aelab/engine.py``, group checkpoints under ``workdir/groups/``); finished runs are skipped and
+  interrupted ones resume from their checkpoints. With several processes (``jax.distributed``), process
+  ``i`` of ``P`` takes runs ``i, i + P, ...`` on its local devices (``P`` must divide the number of runs;
+  runs should share ``train.num_epochs``).
 
   Returns ``{run name: summary}`` (this process's runs) and writes ``workdir/sweep.json``. Raises
-  SweepError / ConfigError / DataError before training, and FloatingPointError after the other runs
-  finished when some runs' loss stopped being finite (their last good checkpoints are kept).
+  SweepError / ConfigError / DataError before training, engine.Interrupted on SIGTERM / SIGINT (after
+  checkpointing), and FloatingPointError after the other runs finished when some runs' loss stopped
+  being finite (their last good checkpoints are kept).
   """
-  from aelab import sweep_train  # training pulls in the model code; declaring sweeps does not
   runs = _runs_of_this_process(members(config, sweep))
   groups = group(runs)
   log(f'Sweep of {len(runs)} runs in {len(groups)} groups: ' + ', '.join(str(len(g)) for g in groups))
   summaries, diverged = {}, []
   for i, runs_of_group in enumerate(groups):
-    done, bad = sweep_train.train_group(runs_of_group, workdir, devices, f'group {i + 1}/{len(groups)}', log)
+    done, bad = train_group(runs_of_group, workdir, devices, f'group {i + 1}/{len(groups)} ', log)
     summaries.update(done)
     diverged += bad
   _write_index(workdir, runs, summaries)
@@ -220,6 +202,26 @@ def run_sweep(config: ml_collections.ConfigDict, sweep: list[Overrides], workdir
     raise FloatingPointError(f'The training loss stopped being finite in {len(diverged)} runs: {diverged} '
                              f'(see their lines above); the other runs finished in {workdir}.')
   return summaries
+
+
+def train_group(group: list[Member], workdir: str, devices: Sequence[jax.Device] | None, label: str,
+                log: Callable[[str], None]) -> tuple[dict[str, dict], list[str]]:
+  """Trains the runs of one group that have not finished; returns ``({name: summary}, diverged names)``.
+  The data is loaded once and checked against every run's config (ConfigError / DataError)."""
+  summaries = {m.name: s for m in group if (s := read_summary(workdir, m)) is not None}
+  todo = [m for m in group if m.name not in summaries]
+  if summaries:
+    log(f'{label}{len(summaries)} of {len(group)} runs already finished, skipped')
+  if not todo:
+    return summaries, []
+  dataset = data.load(todo[0].config.data)
+  for member in todo:
+    engine.check_compatible(member.config, dataset)
+  runs = [engine.make_run(m.config, dataset.shape, m.name) for m in todo]
+  outs = [Workdir(run_dir(workdir, m), m.config) for m in todo]
+  done = engine.train_runs(runs, dataset, outs, os.path.join(workdir, 'groups'), log, label, devices)
+  summaries.update({m.name: s for m, s in zip(todo, done) if s is not None})
+  return summaries, [m.name for m, s in zip(todo, done) if s is None]
 
 
 def _runs_of_this_process(runs: list[Member]) -> list[Member]:

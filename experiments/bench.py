@@ -3,6 +3,7 @@
   python experiments/bench.py            # a table
   python experiments/bench.py --json     # the table, then one JSON line
   python experiments/bench.py --only_sweep --sweep_models=64 --json    # the sweep benchmark alone
+  python experiments/bench.py --whole_process --rounds=3 --json        # aelab vs PyTorch, whole processes
 
 Times whole epochs of the jitted, scanned train step after compilation, on random data (speed does not
 depend on the values): the VAE 784-400-20 (ReLU, Bernoulli likelihood, Adam, batch 128) and the DAE
@@ -17,22 +18,40 @@ end with every run's outputs (metrics, checkpoints, summary, final figures): onc
 sweep (``aelab.sweep.run_sweep``) and once one after another (``train.train_and_evaluate`` each, as
 separate commands would). Wall times include compilation; model-examples/s counts training examples of
 all models. Without the MNIST folder it falls back to the bundled digits (``sweep_data`` says which).
+
+``--whole_process`` times whole processes instead, wall clock from launch to exit (interpreter start-up,
+imports, data loading, compilation and outputs included), alternating in each of ``--rounds`` rounds (the
+order swapped every other round): ``experiments/torch_vaes.py`` (the 8 VAEs of
+``configs/sweeps/kl_weight.py:seeds=1``, one after another, in a bare PyTorch process; skipped where torch
+is not importable) and aelab's vectorized sweep of the same 8 VAEs (``python -m aelab.main
+--config=configs/vae.py:idx=../shared/data/mnist --sweep=configs/sweeps/kl_weight.py:seeds=1`` with batch
+128, 3 epochs, no figures, no final metrics; a fresh workdir each round). It reports each command's min /
+median / max wall seconds, model-examples per second of the median wall time (models x epochs x the
+examples of an epoch's full batches) and the ratio aelab / PyTorch (> 1: aelab faster). ``--cache``
+picks JAX's persistent compilation cache of the aelab runs: ``none`` (no cache flag), ``cold`` (a fresh
+empty ``--config.train.compilation_cache_dir`` each round) or ``warm`` (one directory for all rounds,
+primed by an untimed run); ``cold`` and ``warm`` need the ``train.compilation_cache_dir`` config field.
+Needs the MNIST folder.
 """
 import argparse
 import contextlib
+import importlib.util
 import io
+import itertools
 import json
 import os
 import pathlib
+import shlex
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
+import common  # experiments/common.py, beside this file
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-import common  # experiments/common.py, beside this file
 from aelab import config as aelab_config
 from aelab import models, sweep, train
 
@@ -42,7 +61,7 @@ D = 784
 
 def matmul_flops_per_example(widths: list[int]) -> float:
   """Forward + backward FLOPs of an MLP chain with these widths: 3 x 2 x sum(d_in * d_out)."""
-  return 3 * 2 * sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+  return 3 * 2 * sum(a * b for a, b in itertools.pairwise(widths))
 
 
 def peak_gflops(n: int = 2048, repeats: int = 10) -> float:
@@ -168,6 +187,135 @@ def sweep_benchmark(num_models: int, epochs: int) -> dict:
           'sweep_devices': jax.local_device_count()}
 
 
+REPO = pathlib.Path(__file__).resolve().parents[1]
+MNIST = REPO.parent / 'shared' / 'data' / 'mnist'
+WHOLE_SWEEP = 'configs/sweeps/kl_weight.py:seeds=1'  # the 8 KL weights of torch_vaes.py, seed 0
+WHOLE_EPOCHS = 3  # torch_vaes.py's default
+CACHE_FIELD = 'compilation_cache_dir'  # train.<CACHE_FIELD>: not in aelab's config yet (see whole_process)
+
+
+def aelab_sweep_command(workdir: str, extra_flags: list[str]) -> list[str]:
+  """``python -m aelab.main`` training the sweep ``WHOLE_SWEEP`` into ``workdir``, then ``extra_flags``."""
+  return [sys.executable, '-m', 'aelab.main', f'--config=configs/vae.py:idx={MNIST}', f'--sweep={WHOLE_SWEEP}',
+          f'--config.train.batch_size={BATCH}', f'--config.train.num_epochs={WHOLE_EPOCHS}',
+          '--config.train.figures_every=0', '--config.eval.final_metrics=False', f'--workdir={workdir}',
+          *extra_flags]
+
+
+def torch_command() -> list[str] | None:
+  """``python experiments/torch_vaes.py``, or None where torch is not importable."""
+  if importlib.util.find_spec('torch') is None:
+    return None
+  return [sys.executable, str(REPO / 'experiments' / 'torch_vaes.py'), f'--epochs={WHOLE_EPOCHS}',
+          f'--batch_size={BATCH}']
+
+
+def cache_flags(cache_dir: str) -> list[str]:
+  """The aelab flag that points JAX's persistent compilation cache at ``cache_dir``."""
+  return [f'--config.train.{CACHE_FIELD}={cache_dir}']
+
+
+def timed_process(command: list[str]) -> tuple[float, str]:
+  """Runs ``command`` from the repository root; returns (wall seconds from launch to exit, stdout).
+  Exits with the command's stderr tail when it fails."""
+  t0 = time.perf_counter()
+  proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+  wall = time.perf_counter() - t0
+  if proc.returncode != 0:
+    tail = '\n'.join(proc.stderr.splitlines()[-25:])
+    raise SystemExit(f'error: exit status {proc.returncode} after {wall:.1f} s from\n  {shlex.join(command)}\n'
+                     f'stderr (last lines):\n{tail}')
+  return wall, proc.stdout
+
+
+def whole_process_work() -> tuple[int, int]:
+  """(models, training examples per epoch and model): the sweep's runs, and the full batches of ``BATCH``
+  of the training split that ``configs/vae.py`` makes of the MNIST folder (8,000 -> 62 x 128 = 7,936)."""
+  config = common.load_config('vae', f'idx={MNIST}')
+  models = len(sweep.load(str(REPO / WHOLE_SWEEP)))
+  return models, len(train.data.load(config.data).x_train) // BATCH * BATCH
+
+
+def check_cache_field(cache: str) -> None:
+  """Exits with an explanation when ``--cache`` needs ``train.compilation_cache_dir`` and aelab lacks it."""
+  if cache != 'none' and CACHE_FIELD not in common.load_config('vae').train:
+    raise SystemExit(f'error: --cache={cache} passes --config.train.{CACHE_FIELD}=DIR, a config field aelab '
+                     'does not have yet; use --cache=none until it lands.')
+
+
+def _round_commands(cache: str, warm_dir: str | None, tmp: str, r: int) -> list[tuple[str, list[str]]]:
+  """Round ``r``'s commands, (name, command), PyTorch first in even rounds, aelab first in odd ones."""
+  extra = []
+  if cache == 'cold':
+    extra = cache_flags(tempfile.mkdtemp(prefix=f'cache{r}_', dir=tmp))
+  elif cache == 'warm':
+    extra = cache_flags(warm_dir)
+  commands = [('aelab', aelab_sweep_command(tempfile.mkdtemp(prefix=f'workdir{r}_', dir=tmp), extra))]
+  if torch_command():
+    commands.insert(0, ('torch', torch_command()))
+  return commands if r % 2 == 0 else commands[::-1]
+
+
+def whole_process_benchmark(rounds: int, cache: str) -> dict:
+  """Wall times of whole processes: PyTorch's 8 VAEs one after another and aelab's sweep (see the docstring).
+
+  ``cache``: 'none' passes no cache flag (the default while ``train.compilation_cache_dir`` does not exist);
+  'cold' a fresh empty cache directory each round; 'warm' one directory for all rounds, primed by an untimed
+  aelab run. 'cold' and 'warm' only work once aelab's config has that field (``check_cache_field``)."""
+  if not MNIST.is_dir():
+    raise SystemExit(f'error: --whole_process needs the MNIST folder {MNIST}.')
+  check_cache_field(cache)
+  if cache == 'none' and os.environ.get('JAX_COMPILATION_CACHE_DIR'):
+    print(f'warning: JAX_COMPILATION_CACHE_DIR={os.environ["JAX_COMPILATION_CACHE_DIR"]} is set: the aelab '
+          'runs may use that persistent cache.', file=sys.stderr)
+  models, examples = whole_process_work()
+  model_examples = models * WHOLE_EPOCHS * examples
+  walls = {'torch': [], 'aelab': []}
+  with tempfile.TemporaryDirectory(prefix='bench_whole_') as tmp:
+    warm_dir = tempfile.mkdtemp(prefix='cache_warm_', dir=tmp) if cache == 'warm' else None
+    if warm_dir:  # untimed: fills the cache the timed rounds read
+      timed_process(aelab_sweep_command(tempfile.mkdtemp(prefix='workdir_prime_', dir=tmp), cache_flags(warm_dir)))
+    for r in range(rounds):
+      for name, command in _round_commands(cache, warm_dir, tmp, r):
+        wall, stdout = timed_process(command)
+        walls[name].append(wall)
+        if name == 'torch':
+          _check_torch_work(stdout, model_examples)
+      print(f'  round {r + 1}: ' + ', '.join(f'{n} {w[-1]:.1f} s' for n, w in walls.items() if w), flush=True)
+  result = {'whole_models': models, 'whole_epochs': WHOLE_EPOCHS, 'whole_examples_per_epoch': examples,
+            'whole_model_examples': model_examples, 'whole_rounds': rounds, 'whole_cache': cache,
+            'whole_torch_skipped': not walls['torch']}
+  for name, w in walls.items():
+    if w:
+      result.update({f'{name}_wall_s': w, f'{name}_min_s': min(w), f'{name}_median_s': statistics.median(w),
+                     f'{name}_max_s': max(w), f'{name}_model_examples_per_s': model_examples / statistics.median(w)})
+  if walls['torch']:
+    result['aelab_vs_torch'] = result['aelab_model_examples_per_s'] / result['torch_model_examples_per_s']
+  return result
+
+
+def _check_torch_work(stdout: str, model_examples: int) -> None:
+  """Warns when torch_vaes.py's JSON line reports other work than aelab's sweep does."""
+  reported = json.loads(stdout.strip().splitlines()[-1])['model_examples']
+  if reported != model_examples:
+    print(f'warning: torch_vaes.py trained {reported:,} model-examples, aelab {model_examples:,}.', file=sys.stderr)
+
+
+def _print_whole_process(result: dict) -> None:
+  print(f'{result["whole_models"]} VAEs x {result["whole_epochs"]} epochs x {result["whole_examples_per_epoch"]:,} '
+        f'examples = {result["whole_model_examples"]:,} model-examples, whole processes, {result["whole_rounds"]} '
+        f'round(s), compilation cache: {result["whole_cache"]}')
+  print(f'{"command":<32}{"min s":>8}{"median s":>10}{"max s":>8}{"model-examples/s":>18}')
+  for name, label in (('torch', 'PyTorch, one after another'), ('aelab', 'aelab, one vectorized sweep')):
+    if f'{name}_median_s' in result:
+      print(f'{label:<32}{result[f"{name}_min_s"]:>8.1f}{result[f"{name}_median_s"]:>10.1f}'
+            f'{result[f"{name}_max_s"]:>8.1f}{result[f"{name}_model_examples_per_s"]:>18,.0f}')
+    else:
+      print(f'{label:<32}  skipped (torch is not importable)')
+  if 'aelab_vs_torch' in result:
+    print(f'aelab / PyTorch model-examples/s: {result["aelab_vs_torch"]:.2f}x (> 1: aelab faster)')
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--json', action='store_true', help='print one final JSON line with the numbers')
@@ -177,8 +325,19 @@ def main() -> None:
   parser.add_argument('--sweep_epochs', type=int, default=3, help='epochs of each model in the sweep benchmark')
   parser.add_argument('--no_sweep', action='store_true', help='skip the sweep benchmark')
   parser.add_argument('--only_sweep', action='store_true', help='run only the sweep benchmark')
+  parser.add_argument('--whole_process', action='store_true',
+                      help='time whole processes: PyTorch one after another vs the aelab sweep (see above)')
+  parser.add_argument('--cache', choices=('none', 'cold', 'warm'), default='none',
+                      help='--whole_process: JAX compilation cache of the aelab runs (cold/warm need '
+                      'train.compilation_cache_dir)')
   args = parser.parse_args()
 
+  if args.whole_process:
+    result = whole_process_benchmark(args.rounds, args.cache)
+    _print_whole_process(result)
+    if args.json:
+      print(json.dumps(result))
+    return
   if args.only_sweep:
     result = sweep_benchmark(args.sweep_models, args.sweep_epochs)
     _print_sweep(result)

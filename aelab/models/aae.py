@@ -21,8 +21,11 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from aelab import nets
+from aelab import losses, nets
 from aelab.models import ae, common
+from aelab.models.family import COMMON_HYPERPARAMS, Family
+
+HYPERPARAMS = {**COMMON_HYPERPARAMS, 'adversarial_weight': 'aae.adversarial_weight'}
 
 
 class Model(NamedTuple):
@@ -69,15 +72,14 @@ def _on_autoencoder(fn: Callable) -> Callable:
   return lambda params, *args: fn(params['autoencoder'], *args)
 
 
-def make_train_step(model: Model, config: ml_collections.ConfigDict, total_steps: int):
-  """``(init_opt_state(params), train_step)``: three optax optimizers (reconstruction over the autoencoder,
-  discriminator, encoder as generator) updated in one pure ``train_step(state, x_BxD, key, hp)``.
+def make_update(model: Model, config: ml_collections.ConfigDict, tx_recon: optax.GradientTransformation):
+  """``(init_opt_state(params), train_step)``: three optax optimizers (``tx_recon``, the reconstruction
+  phase's ``config.optimizer`` over the autoencoder; the discriminator's; the encoder's as generator)
+  updated in one pure ``train_step(state, x_BxD, key, hp)``.
 
   Metrics: ``loss`` and ``recon`` (reconstruction phase), ``disc_loss`` (nats per example, ``2 log 2`` at
   chance), ``gen_loss`` (unweighted), ``disc_accuracy`` (on prior and code samples together).
   """
-  from aelab import train  # train imports the model families
-  tx_recon = train.make_optimizer(config.optimizer, total_steps)
   tx_disc = optax.adam(config.aae.disc_learning_rate, b1=0.5)
   tx_gen = optax.adam(config.aae.gen_learning_rate, b1=0.5)
   recon_objective = ae.make_objective(model.autoencoder, config)
@@ -90,13 +92,13 @@ def make_train_step(model: Model, config: ml_collections.ConfigDict, total_steps
 
   def disc_loss(disc_params, z_prior, z_code):
     logits_prior, logits_code = discriminate(disc_params, z_prior), discriminate(disc_params, z_code)
-    loss = jnp.mean(optax.sigmoid_binary_cross_entropy(logits_prior, 1.0)
-                    + optax.sigmoid_binary_cross_entropy(logits_code, 0.0))
+    loss = jnp.mean(losses.sigmoid_bce(logits_prior, 1.0)
+                    + losses.sigmoid_bce(logits_code, 0.0))
     return loss, jnp.mean(jnp.concatenate([logits_prior > 0, logits_code < 0]))
 
   def gen_loss(encoder_params, ae_params, disc_params, x_BxD):
     z = encode(_with_encoder(ae_params, encoder_params), x_BxD)
-    return jnp.mean(optax.sigmoid_binary_cross_entropy(discriminate(disc_params, z), 1.0))
+    return jnp.mean(losses.sigmoid_bce(discriminate(disc_params, z), 1.0))
 
   def train_step(state, x_BxD, key, hp):
     recon_key, prior_key = jax.random.split(key)
@@ -168,3 +170,12 @@ def make_sample(model: Model, config: ml_collections.ConfigDict) -> Callable:
   """``sample(params, key, num) -> x_NxD``: decoded samples of the prior (the AAE as a generative model)."""
   decode = make_decode(model, config)
   return lambda params, key, num: decode(params, sample_prior(config, key, num))
+
+
+def family(config: ml_collections.ConfigDict, data_shape: int | Sequence[int]) -> Family:
+  """The AAE's ``Family`` (see ``aelab/models/family.py``): its own three-optimizer update, prior samples."""
+  model = build(config, data_shape)
+  return Family(model=model, init=lambda key, x_BxD: init(model, key, x_BxD), eval=make_eval(model, config),
+                reconstruct=make_reconstruct(model, config), encode=make_encode(model, config),
+                decode=make_decode(model, config), make_update=lambda tx: make_update(model, config, tx),
+                sample=make_sample(model, config), sample_prior=lambda key, num: sample_prior(config, key, num))

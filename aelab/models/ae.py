@@ -15,6 +15,9 @@ import ml_collections
 
 from aelab import nets
 from aelab.models import common
+from aelab.models.family import COMMON_HYPERPARAMS, Family
+
+HYPERPARAMS = dict(COMMON_HYPERPARAMS)
 
 
 class Model(nn.Module):
@@ -130,3 +133,11 @@ def make_encode(model: Model, config: ml_collections.ConfigDict) -> Callable:
 def make_decode(model: Model, config: ml_collections.ConfigDict) -> Callable:
   """``decode(params, z_BxZ) -> x_BxD``: the reconstruction mean ``E[x|z]`` of codes."""
   return lambda params, z_BxZ: common.mean_of(config.model, model.apply(params, z_BxZ, method=Model.decode))
+
+
+def family(config: ml_collections.ConfigDict, data_shape: int | Sequence[int]) -> Family:
+  """The deterministic autoencoder's ``Family`` (see ``aelab/models/family.py``)."""
+  model = build(config, data_shape)
+  return Family(model=model, init=lambda key, x_BxD: init(model, key, x_BxD), eval=make_eval(model, config),
+                reconstruct=make_reconstruct(model, config), encode=make_encode(model, config),
+                decode=make_decode(model, config), objective=make_objective(model, config))

@@ -21,6 +21,10 @@ import ml_collections
 
 from aelab import losses, nets
 from aelab.models import common
+from aelab.models.family import COMMON_HYPERPARAMS, Family
+
+HYPERPARAMS = {**COMMON_HYPERPARAMS, 'kl_weight': 'model.kl_weight', 'kl_warmup_steps': 'model.kl_warmup_steps',
+               'free_bits': 'model.free_bits'}
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -53,10 +57,14 @@ class Model(nn.Module):
     return mean, log_var, self.decode(reparameterize(key, mean, log_var))
 
 
-def reparameterize(key: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.Array:
+def reparameterize(key: jax.Array, mean_BxZ: jax.Array, log_var_BxZ: jax.Array,
+                   num_samples: int | None = None) -> jax.Array:
   """``z = mean + exp(log_var / 2) * eps``, ``eps ~ N(0, I)``: a differentiable sample of ``q(z|x)``
-  (Kingma & Welling 2014, Eq. 10). Shapes ``B x Z``."""
-  return mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape, mean.dtype)
+  (Kingma & Welling 2014, Eq. 10). Returns ``z_BxZ``, or ``z_KxBxZ`` with ``num_samples = K``."""
+  if num_samples is None:
+    return mean_BxZ + jnp.exp(0.5 * log_var_BxZ) * jax.random.normal(key, mean_BxZ.shape, mean_BxZ.dtype)
+  eps_KxBxZ = jax.random.normal(key, (num_samples, *mean_BxZ.shape), mean_BxZ.dtype)
+  return mean_BxZ[None] + jnp.exp(0.5 * log_var_BxZ)[None] * eps_KxBxZ
 
 
 def build(config: ml_collections.ConfigDict, data_shape: int | Sequence[int]) -> Model:
@@ -78,12 +86,6 @@ def _terms(model, config, params, x_BxD, key, hp):
   x_tilde = common.corrupt_fn(config)(corrupt_key, x_BxD, hp)
   mean, log_var, out = model.apply(params, x_tilde, sample_key)
   return common.reconstruction_loss(config.model)(out, x_BxD), mean, log_var
-
-
-def kl_per_dim(mean_BxZ: jax.Array, log_var_BxZ: jax.Array) -> jax.Array:
-  """``KL(q(z_j|x) || N(0, 1))`` per example and latent dimension, nats, shape ``B x Z``; its sum over
-  ``Z`` is ``losses.kl_standard_normal`` (Kingma & Welling 2014, Appendix B)."""
-  return -0.5 * (1.0 + log_var_BxZ - jnp.square(mean_BxZ) - jnp.exp(log_var_BxZ))
 
 
 def free_bits_kl(kl_BxZ: jax.Array, free_bits: jax.Array | float) -> jax.Array:
@@ -116,7 +118,7 @@ def make_log_weights(model: Model, config: ml_collections.ConfigDict) -> Callabl
     corrupt_key, sample_key = jax.random.split(key)
     x_tilde = x_BxD if hp is None else corrupt(corrupt_key, x_BxD, hp)
     mean, log_var = model.apply(params, x_tilde, method=Model.encode)
-    z_KxBxZ = mean + jnp.exp(0.5 * log_var) * jax.random.normal(sample_key, (k, *mean.shape), mean.dtype)
+    z_KxBxZ = reparameterize(sample_key, mean, log_var, k)
     out = model.apply(params, z_KxBxZ.reshape(-1, mean.shape[-1]), method=Model.decode)
     log_px = -recon_loss(out.reshape(k, *x_BxD.shape), x_BxD[None])
     log_prior_ratio = log_normal_diag(z_KxBxZ, 0.0, 0.0) - log_normal_diag(z_KxBxZ, mean, log_var)
@@ -148,7 +150,7 @@ def make_objective(model: Model, config: ml_collections.ConfigDict) -> Callable:
       loss = neg_iwae + hp['penalty_weight'] * pen
       metrics['neg_iwae'] = neg_iwae
     else:
-      floored = jnp.mean(recon) + hp['kl_weight'] * free_bits_kl(kl_per_dim(mean, log_var), hp['free_bits'])
+      floored = jnp.mean(recon) + hp['kl_weight'] * free_bits_kl(losses.kl_standard_normal_per_dim(mean, log_var), hp['free_bits'])
       elbo_loss = jnp.where(hp['free_bits'] > 0, floored, jnp.mean(recon + hp['kl_weight'] * kl))
       loss = elbo_loss + hp['penalty_weight'] * pen
     return loss, common.with_penalty(config, {'loss': loss, **metrics}, pen)
@@ -226,3 +228,13 @@ def make_encode(model: Model, config: ml_collections.ConfigDict) -> Callable:
 def make_decode(model: Model, config: ml_collections.ConfigDict) -> Callable:
   """``decode(params, z_BxZ) -> x_BxD``: the likelihood mean ``E[x|z]``."""
   return lambda params, z_BxZ: common.mean_of(config.model, model.apply(params, z_BxZ, method=Model.decode))
+
+
+def family(config: ml_collections.ConfigDict, data_shape: int | Sequence[int]) -> Family:
+  """The VAE's ``Family`` (see ``aelab/models/family.py``): also ``sample``, ``log_weights`` and the prior."""
+  model = build(config, data_shape)
+  return Family(model=model, init=lambda key, x_BxD: init(model, key, x_BxD), eval=make_eval(model, config),
+                reconstruct=make_reconstruct(model, config), encode=make_encode(model, config),
+                decode=make_decode(model, config), objective=make_objective(model, config),
+                sample=make_sample(model, config), log_weights=make_log_weights(model, config),
+                sample_prior=lambda key, num: sample_prior(config, key, num))

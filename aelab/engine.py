@@ -1,0 +1,604 @@
+"""The training engine: one loop for a single run, a sweep group and in-memory fitting.
+
+A group is ``K`` models that share every structural config field (a single run is a group of one).
+Their states are stacked on a leading model axis; one jitted program per group trains an epoch of every
+model (a ``lax.scan`` over batches, ``vmap``ped over the model axis when ``K > 1``), evaluates the test
+split and reconstructs the figure images, and only those metrics come back to the host. Checkpoints are
+one asynchronous orbax save of the stacked state every ``train.checkpoint_every`` epochs, at the end,
+and when SIGTERM or SIGINT arrives (then the run stops cleanly; rerunning resumes it to the same
+numbers). Figures are drawn on a background thread.
+
+Keys (DESIGN.md): ``init_key, train_key = split(key(seed))``; epoch ``e`` uses ``fold_in(train_key, e)``,
+split into a permutation key and a step key; step ``s`` (global) uses ``fold_in(step_key, s)``, split
+once into a binarization key and an objective key.
+"""
+import contextlib
+import dataclasses
+import hashlib
+import os
+import signal
+import time
+from typing import Any, Callable, Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from aelab import checkpoints, config as config_lib, data, figures, metrics, models, nets, optimizers, parallel
+from aelab.models import Family
+from aelab.workdir import Workdir
+
+State = optimizers.State
+Log = Callable[[str], None]
+
+
+class Interrupted(Exception):
+  """Training stopped on SIGTERM / SIGINT after checkpointing the epoch it was in; rerun to resume."""
+
+  def __init__(self, signum: int, epoch: int, where: str):
+    self.signum, self.epoch = signum, epoch
+    super().__init__(f'Stopped by {signal.Signals(signum).name} after epoch {epoch}, checkpointed in {where}; '
+                     'rerun the same command to resume.')
+
+
+def process_start_time() -> float:
+  """The Unix time this process started (from /proc; the time aelab was imported elsewhere)."""
+  try:
+    with open('/proc/self/stat') as f:
+      start_ticks = int(f.read().rsplit(')', 1)[1].split()[19])
+    with open('/proc/uptime') as f:
+      uptime = float(f.read().split()[0])
+    return time.time() - uptime + start_ticks / os.sysconf('SC_CLK_TCK')
+  except (OSError, ValueError, IndexError):
+    return _IMPORTED
+
+
+_IMPORTED = time.time()
+
+
+def make_train_epoch(train_step: Callable, batch_size: int, dynamic_binarize: bool,
+                     batch_sharding: jax.sharding.Sharding | None = None) -> Callable:
+  """Jitted ``train_epoch(state, x_NxD, epoch_key, hp) -> (state, metrics of every step)``.
+
+  One ``lax.scan`` over ``N // batch_size`` batches of a fresh permutation (the remainder is dropped);
+  the data stays on the device and no Python runs per step. ``batch_sharding`` (see
+  ``parallel.batch_sharding``) splits each batch over devices: data parallelism, the same numbers up to
+  float rounding. The epoch is pure in its arguments, so a group ``vmap``s it over a leading model axis
+  of ``state``, ``epoch_key`` and ``hp`` (each model its own permutation and step keys, the data shared).
+  """
+
+  @jax.jit
+  def train_epoch(state, x_NxD, epoch_key, hp):
+    perm_key, step_key = jax.random.split(epoch_key)
+    num_batches = x_NxD.shape[0] // batch_size
+    perm = jax.random.permutation(perm_key, x_NxD.shape[0])[:num_batches * batch_size]
+
+    def body(state, batch_idx):
+      binarize_key, objective_key = jax.random.split(jax.random.fold_in(step_key, state['step']))
+      x = x_NxD[batch_idx]
+      x = x if batch_sharding is None else jax.lax.with_sharding_constraint(x, batch_sharding)
+      x = data.dynamic_binarize(binarize_key, x) if dynamic_binarize else x
+      return train_step(state, x, objective_key, hp)
+
+    return jax.lax.scan(body, state, perm.reshape(num_batches, batch_size))
+
+  return train_epoch
+
+
+def check_compatible(config: ml_collections.ConfigDict, dataset: data.Dataset) -> None:
+  """Checks config choices against the data. Raises ConfigError saying which field to change."""
+  tabular = dataset.kind != 'image'
+  if tabular and config.model.likelihood == 'bernoulli':
+    raise config_lib.ConfigError('model.likelihood=bernoulli needs data in [0, 1]; for tabular data use '
+                                 '--config.model.likelihood=mse (or gaussian for a VAE).')
+  if tabular and config.model.likelihood != 'bernoulli' and config.model.output_activation == 'sigmoid':
+    raise config_lib.ConfigError('model.output_activation=sigmoid bounds reconstructions to (0, 1), but '
+                                 'standardized tabular features are not: set --config.model.output_activation=identity.')
+  if tabular and config.corruption.name == 'gaussian' and config.corruption.clip:
+    raise config_lib.ConfigError('Gaussian corruption clips to [0, 1], which is wrong for standardized '
+                                 'tabular data: set --config.corruption.clip=False.')
+  if config.model.net == 'conv':
+    if dataset.kind != 'image':
+      raise config_lib.ConfigError('model.net=conv needs images, but this data is tabular: set '
+                                   '--config.model.net=mlp.')
+    try:
+      nets.check_conv_shape(dataset.shape, len(config.model.conv_channels))
+    except ValueError as e:
+      raise config_lib.ConfigError(str(e)) from None
+  if config.train.batch_size > len(dataset.x_train):
+    raise config_lib.ConfigError(f'train.batch_size={config.train.batch_size} is larger than the '
+                                 f'{len(dataset.x_train)} training examples; lower it.')
+
+
+@dataclasses.dataclass
+class Run:
+  """One model of a group: its config, family, traced hyperparameters (float32 scalars) and keys."""
+  config: ml_collections.ConfigDict
+  family: Family
+  hp: dict[str, jax.Array]
+  init_key: jax.Array
+  train_key: jax.Array
+  name: str = ''
+
+
+def make_run(config: ml_collections.ConfigDict, data_shape: Sequence[int], name: str = '') -> Run:
+  """The ``Run`` of ``config`` for examples of ``data_shape``. Raises ValueError for a model that cannot
+  take that shape."""
+  init_key, train_key = jax.random.split(jax.random.key(config.seed))
+  hp = {k: jnp.asarray(v, jnp.float32) for k, v in models.hyperparams(config).items()}
+  return Run(config, models.get(config, data_shape), hp, init_key, train_key, name)
+
+
+def make_train_step(run: Run, total_steps: int) -> tuple[Callable, Callable]:
+  """``(init_state(init_key), train_step(state, x_BxD, key, hp))`` of ``run``'s family with its optimizer
+  (``optimizers.make_swept_optimizer``: the learning rate in the optimizer state)."""
+  tx = optimizers.make_swept_optimizer(run.config.optimizer, total_steps)
+  if run.family.make_update is not None:
+    init_opt_state, train_step = run.family.make_update(tx)
+  else:
+    init_opt_state, train_step = tx.init, optimizers.make_train_step(run.family.objective, tx)
+
+  def init_state(init_key, x_1xD):
+    params = run.family.init(init_key, x_1xD)
+    return {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': init_opt_state(params)}
+
+  return init_state, train_step
+
+
+def over_models(fn: Callable, num_models: int, in_axes: Sequence[int | None]) -> Callable:
+  """``fn`` over a leading model axis: ``vmap`` for several models; for one, ``fn`` on the row itself
+  (the single-model program, unchanged) with the axis added back to its outputs."""
+  if num_models > 1:
+    return jax.vmap(fn, in_axes=tuple(in_axes))
+
+  def one(*args):
+    rows = [a if axis is None else jax.tree.map(lambda x: x[0], a) for a, axis in zip(args, in_axes)]
+    return jax.tree.map(lambda x: x[None], fn(*rows))
+
+  return one
+
+
+def stack(trees: Sequence[Any]) -> Any:
+  """Host trees stacked on a new leading model axis."""
+  return jax.tree.map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *trees)
+
+
+def row(tree: Any, m: int) -> Any:
+  """Model ``m``'s slice of a tree with a leading model axis (host arrays)."""
+  return jax.tree.map(lambda x: np.asarray(x[m]), tree)
+
+
+class Program:
+  """The compiled functions of one group of ``K`` runs (sharing their structure) on ``dataset``.
+
+  ``init(init_keys_K, rates_K) -> state_K``; ``epoch(state_K, x_train, x_test, x_fig, epoch, train_keys_K,
+  hp_K) -> (state_K, out)``, where ``out`` holds each model's per-step training metrics (``K x S``), its
+  test metrics (``K``) and, with ``x_fig``, the figure images' ``x_tilde`` and ``x_hat``; ``final(params_K,
+  x_test) -> figures.make_final_arrays`` per model. Several models are sharded over the local devices
+  along the model axis; one model over several devices shards its batch (data parallel).
+  """
+
+  def __init__(self, runs: Sequence[Run], dataset: data.Dataset, devices: Sequence[jax.Device] | None = None):
+    rep, cfg = runs[0], runs[0].config
+    self.num_models = len(runs)
+    self.steps_per_epoch = len(dataset.x_train) // cfg.train.batch_size
+    init_state, train_step = make_train_step(rep, self.steps_per_epoch * cfg.train.num_epochs)
+    k = self.num_models
+    self.mesh = parallel.model_mesh(k, devices) if k > 1 else None
+    batch_sharding = None if k > 1 else parallel.batch_sharding(parallel.data_mesh(cfg.train.batch_size, devices))
+    train_epoch = make_train_epoch(train_step, cfg.train.batch_size, cfg.data.binarize == 'dynamic', batch_sharding)
+    evaluate = metrics.make_evaluate(rep.family.eval, cfg.train.eval_batch_size)
+    reconstruct = rep.family.reconstruct
+    x_1xD = jnp.zeros((1, dataset.x_train.shape[1]), jnp.float32)
+    self.sharding = (None if self.mesh is None else
+                     jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(parallel.MODEL_AXIS)))
+
+    def init(init_keys, rates):
+      states = over_models(lambda key: init_state(key, x_1xD), k, [0])(init_keys)
+      return {**states, 'opt_state': optimizers.set_learning_rates(states['opt_state'], rates)}
+
+    def one_epoch(state, x_train, x_test, x_fig, epoch, train_key, hp):
+      state, step_metrics = train_epoch(state, x_train, jax.random.fold_in(train_key, epoch), hp)
+      out = {'train': step_metrics, 'test': evaluate(state['params'], x_test, hp)}
+      if x_fig is not None:
+        out['x_tilde'], out['x_hat'] = reconstruct(state['params'], x_fig, jax.random.key(metrics.EVAL_SEED), hp)
+      return state, out
+
+    def epoch(state, x_train, x_test, x_fig, epoch, train_keys, hp):
+      return over_models(one_epoch, k, [0, None, None, None, None, 0, 0])(
+          state, x_train, x_test, x_fig, epoch, train_keys, hp)
+
+    final_arrays = figures.make_final_arrays(rep.family, cfg)
+    jit = (lambda f: jax.jit(f)) if self.sharding is None else (lambda f: jax.jit(f, out_shardings=self.sharding))
+    self.init, self.epoch = jit(init), jit(epoch)
+    self.final = jit(lambda params, x_test: over_models(final_arrays, k, [0, None])(params, x_test))
+
+  def shard(self, tree: Any) -> Any:
+    """Puts a tree with a leading model axis on the devices (split along the model axis)."""
+    return jax.device_put(tree, self.sharding) if self.sharding is not None else jax.device_put(tree)
+
+  def replicate(self, tree: Any) -> Any:
+    """Puts data shared by the models on every device of the group."""
+    return parallel.replicate(tree, self.mesh) if self.mesh is not None else jax.device_put(tree)
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[list[int]]:
+  """Yields a list that receives the number of a SIGTERM or SIGINT when one arrives (the loop then
+  checkpoints and stops after its epoch); a second signal acts as usual. Only in the main thread."""
+  received: list[int] = []
+  import threading  # noqa: PLC0415
+  if threading.current_thread() is not threading.main_thread():
+    yield received
+    return
+  previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+  def handler(signum, frame):
+    received.append(signum)
+    for s, h in previous.items():
+      signal.signal(s, h)
+
+  for s in previous:
+    signal.signal(s, handler)
+  try:
+    yield received
+  finally:
+    for s, h in previous.items():
+      signal.signal(s, h)
+
+
+@dataclasses.dataclass
+class Timer:
+  """Seconds spent per part of the run, for summary.json (``time_<part>_s``)."""
+  seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+
+  @contextlib.contextmanager
+  def __call__(self, part: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    try:
+      yield
+    finally:
+      self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - t0
+
+
+def abstract_state(run: Run, dataset: data.Dataset) -> Any:
+  """Shapes and dtypes of one model's state (no computation)."""
+  init_state, _ = make_train_step(run, 1)
+  return jax.eval_shape(init_state, run.init_key, jnp.zeros((1, dataset.x_train.shape[1]), jnp.float32))
+
+
+def restore(out: Workdir, abstract: Any) -> tuple[Any, int]:
+  """``(state, epoch)`` of the run in ``out`` from its latest checkpoint (host arrays without the model
+  axis), or ``(None, 0)``. Raises ConfigError when the stored arrays do not fit ``abstract`` (the workdir
+  holds a run of another model), naming the config fields that changed."""
+  found = checkpoints.latest(out.path)
+  if found is None:
+    return None, 0
+  directory, index, epoch = found
+  ckpt = checkpoints.GroupCheckpoints(directory)
+  try:
+    stored = ckpt.shapes(epoch)
+    out.check_shapes([s[1:] for s in stored], [tuple(x.shape) for x in jax.tree.leaves(abstract)], f'of epoch {epoch}')
+    num_stored = stored[0][0]
+    stacked = jax.tree.map(lambda x: jax.ShapeDtypeStruct((num_stored, *x.shape), x.dtype), abstract)
+    return row(ckpt.restore(epoch, stacked), index), epoch
+  finally:
+    ckpt.close()
+
+
+def _progress(label: str, epoch: int, num_epochs: int, records: list[dict], alive: np.ndarray,
+              examples_per_s: float, seconds_per_epoch: float) -> str:
+  """One line: a single run's main metrics, or for a group the range over models of the loss and the
+  main test metric."""
+  eta = time.strftime('%H:%M:%S', time.gmtime(seconds_per_epoch * (num_epochs - epoch)))
+  if len(records) == 1:
+    shown = ' '.join(f'{k}={v:.4g}' for k, v in records[0].items() if k in _PROGRESS_METRICS)
+    return f'{label}epoch {epoch}/{num_epochs} {shown} | {examples_per_s:,.0f} examples/s | ETA {eta}'
+  live = [r for r, a in zip(records, alive) if a]
+  shown = []
+  for key in ('train/loss', 'test/neg_elbo' if live and 'test/neg_elbo' in live[0] else 'test/recon'):
+    values = [r[key] for r in live if key in r]
+    if values:
+      shown.append(f'{key} {min(values):.4g}..{max(values):.4g}')
+  return (f'{label}epoch {epoch}/{num_epochs} | {len(live)}/{len(records)} models | {" | ".join(shown)} | '
+          f'{examples_per_s:,.0f} model-examples/s | ETA {eta}')
+
+
+_PROGRESS_METRICS = ('train/loss', 'test/recon', 'test/neg_elbo', 'test/kl', 'test/recon_mse',
+                     'test/recon_mse_clean_input')
+
+
+def _first_nonfinite(losses_S: np.ndarray) -> int | None:
+  bad = np.flatnonzero(~np.isfinite(losses_S))
+  return int(bad[0]) if bad.size else None
+
+
+@dataclasses.dataclass
+class Group:
+  """A group to train: its runs, their output directories (None: in memory, see :func:`fit`), where the
+  group's checkpoints go, and the states and epoch it starts from."""
+  runs: list[Run]
+  outs: list[Workdir] | None
+  checkpoint_dir: str | None
+  states: list[Any | None]
+  start_epoch: int
+
+
+class _Loop:
+  """The epochs of one :class:`Group` (see the module docstring)."""
+
+  def __init__(self, group: Group, dataset: data.Dataset, log: Log, label: str, timer: Timer,
+               devices: Sequence[jax.Device] | None):
+    self.group, self.dataset, self.log, self.label, self.timer = group, dataset, log, label, timer
+    self.runs, self.k = group.runs, len(group.runs)
+    self.cfg = self.runs[0].config.train
+    with timer('build'):
+      self.program = Program(self.runs, dataset, devices)
+    self.ckpt = (checkpoints.GroupCheckpoints(group.checkpoint_dir, self.cfg.keep_checkpoints)
+                 if group.checkpoint_dir else None)
+    self.painter = figures.Painter()
+    self.alive = np.ones(self.k, bool)
+    self.records: list[dict] = [{} for _ in self.runs]
+    self.history: list[list[dict]] = [[] for _ in self.runs]
+    self.pinned: set[int] = set()
+    self.good_epoch = [group.start_epoch] * self.k
+    self.figures_on = bool(self.cfg.figures_every) and dataset.kind == 'image' and group.outs is not None
+    self.by_epoch = [figures.load_reconstructions(o.figure_path, group.start_epoch) if self.figures_on else {}
+                     for o in (group.outs or [None] * self.k)]
+
+  def initial_state(self) -> Any:
+    rates = jnp.asarray([r.config.optimizer.learning_rate for r in self.runs], jnp.float32)
+    with self.timer('compile'):
+      init = self.program.init.lower(jnp.stack([r.init_key for r in self.runs]), rates).compile()
+    state = init(jnp.stack([r.init_key for r in self.runs]), rates)
+    if any(s is not None for s in self.group.states):
+      fresh = jax.device_get(state)
+      rows = [s if s is not None else row(fresh, m) for m, s in enumerate(self.group.states)]
+      state = stack(rows)
+      state['opt_state'] = optimizers.set_learning_rates(state['opt_state'], rates)  # the config's, not the stored
+    return self.program.shard(state)
+
+  def run(self) -> list[dict | None]:
+    """Trains the remaining epochs; returns each run's summary (None for a run whose loss diverged)."""
+    try:
+      state = self._epochs()
+      return self._finish(state)
+    finally:
+      self.painter.close()
+      self.timer.seconds['figures'] = self.timer.seconds.get('figures', 0.0) + self.painter.seconds
+      if self.ckpt is not None:
+        with self.timer('checkpoints'):
+          self.ckpt.close()
+      for out in self.group.outs or []:
+        out.close()
+
+  def _epochs(self) -> Any:
+    p, cfg, ds = self.program, self.cfg, self.dataset
+    state = self.initial_state()
+    hp = p.shard(stack([r.hp for r in self.runs]))
+    train_keys = p.shard(jnp.stack([r.train_key for r in self.runs]))
+    x_train, x_test = p.replicate((ds.x_train, ds.x_test))
+    self.x_test = x_test
+    x_fig = p.replicate(ds.x_test[:cfg.num_figure_images]) if self.figures_on else None
+    first = self.group.start_epoch + 1
+    if first > cfg.num_epochs:
+      return state
+    with self.timer('compile'):
+      epoch_fn = p.epoch.lower(state, x_train, x_test, x_fig, first, train_keys, hp).compile()
+    if self.group.outs is not None:
+      for out in self.group.outs:
+        out.write_config()
+    started = time.perf_counter()
+    with stop_on_signals() as received:
+      for epoch in range(first, cfg.num_epochs + 1):
+        t0 = time.perf_counter()
+        with self.timer('epochs'):
+          state, out = epoch_fn(state, x_train, x_test, x_fig, epoch, train_keys, hp)
+          out = jax.device_get(out)
+        seconds = time.perf_counter() - t0
+        for m in np.flatnonzero(self.alive):
+          self._record(m, epoch, jax.tree.map(lambda x, m=m: x[m], out), seconds)
+        if received or epoch == cfg.num_epochs or epoch % cfg.checkpoint_every == 0:
+          self._checkpoint(epoch, state)
+        examples = int(self.alive.sum()) * p.steps_per_epoch * cfg.batch_size / seconds
+        self.log(_progress(self.label, epoch, cfg.num_epochs, self.records, self.alive, examples,
+                           (time.perf_counter() - started) / (epoch - first + 1)))
+        if received:
+          if self.ckpt is not None:
+            self.ckpt.wait()
+          raise Interrupted(received[0], epoch, self.ckpt.directory if self.ckpt else 'memory')
+        if not self.alive.any():
+          break
+    return state
+
+  def _record(self, m: int, epoch: int, out: dict, seconds: float) -> None:
+    """One model's epoch: a finite check, then metrics, TensorBoard and the figure."""
+    run, cfg = self.runs[m], self.cfg
+    bad = _first_nonfinite(np.asarray(out['train']['loss']))
+    if bad is not None:
+      self.alive[m] = False
+      self.pinned.add(self.good_epoch[m])
+      kept = (f'the last good checkpoint (epoch {self.good_epoch[m]}) is kept' if self.good_epoch[m]
+              else 'no checkpoint yet')
+      message = (f'The training loss became {out["train"]["loss"][bad]} at epoch {epoch}, step {bad + 1} of '
+                 f'{self.program.steps_per_epoch}; stopped without saving this epoch ({kept}). Lower '
+                 'optimizer.learning_rate, check the data, or pick another likelihood; rerunning resumes from '
+                 'the last good checkpoint.')
+      if self.k == 1:
+        if self.ckpt is not None:
+          self.ckpt.wait()
+        raise FloatingPointError(message)
+      self.log(f'{self.group.outs[m].path if self.group.outs else run.name}: {message}')
+      return
+    record = {**{f'train/{k}': float(np.mean(v)) for k, v in out['train'].items()},
+              **{f'test/{k}': float(v) for k, v in out['test'].items()},
+              'epoch_time_s': seconds, 'examples_per_s': self.program.steps_per_epoch * cfg.batch_size / seconds}
+    self.records[m] = record
+    self.history[m].append({'epoch': epoch, **record})
+    if self.group.outs is None:
+      return
+    target = self.group.outs[m]
+    target.write_metrics(epoch * self.program.steps_per_epoch, epoch, record)
+    if self.figures_on and epoch % cfg.figures_every == 0:
+      rows = {'input': self.dataset.x_test[:cfg.num_figure_images], 'corrupted': out['x_tilde'],
+              'reconstruction': out['x_hat']}
+      if run.config.corruption.name == 'none':
+        del rows['corrupted']
+      self.painter.submit(figures.reconstructions, target.figure_path, epoch, rows, self.dataset.shape,
+                          self.by_epoch[m])
+
+  def _checkpoint(self, epoch: int, state: Any) -> None:
+    if self.ckpt is None:
+      return
+    with self.timer('checkpoints'):
+      self.ckpt.save(epoch, state, self.pinned)
+      for m in np.flatnonzero(self.alive):
+        self.good_epoch[m] = epoch
+        checkpoints.write_pointer(self.group.outs[m].path, self.ckpt.directory, int(m), epoch)
+
+  def _finish(self, state: Any) -> list[dict | None]:
+    """Final metrics, figures and summary.json of every run still alive."""
+    cfg, runs = self.cfg, self.runs
+    want_arrays = self.runs[0].config.eval.final_metrics or self.figures_on
+    arrays = None
+    if want_arrays and self.alive.any():
+      with self.timer('compile'):
+        final_fn = self.program.final.lower(state['params'], self.x_test).compile()
+      with self.timer('final_eval'):
+        arrays = jax.device_get(final_fn(state['params'], self.x_test))
+    summaries: list[dict | None] = []
+    for m, run in enumerate(runs):
+      if not self.alive[m]:
+        summaries.append(None)
+        continue
+      record = self.records[m] or (self.group.outs[m].read_metrics()[-1] if self.group.outs else {})
+      final = {}
+      if run.config.eval.final_metrics and arrays is not None:
+        final['test/active_units'] = int(metrics.active_units(arrays['codes'][m]))
+        if run.family.log_weights is not None:
+          with self.timer('final_eval'):
+            params = jax.tree.map(lambda x, m=m: x[m], state['params'])
+            final.update(_nll(run, params, self.x_test))
+      num_params = sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(state['params']))
+      summary = {**{k: v for k, v in record.items() if '/' in k}, **final, 'epochs': cfg.num_epochs,
+                 'num_params': num_params}
+      summaries.append(summary)
+      if self.group.outs is not None and self.figures_on:
+        out = self.group.outs[m]
+        self.painter.submit(figures.final, out.figure_path, jax.tree.map(lambda x, m=m: x[m], arrays),
+                            out.read_metrics(), self.dataset, run.config, self.by_epoch[m])
+      elif self.group.outs is not None and cfg.figures_every:
+        from aelab import plots  # noqa: PLC0415
+        self.painter.submit(plots.learning_curves, self.group.outs[m].read_metrics(),
+                            self.group.outs[m].figure_path('learning_curves.png'))
+    with self.timer('figures_wait'):
+      self.painter.wait()
+    return summaries
+
+
+def _nll(run: Run, params: Any, x_test: jax.Array) -> dict[str, Any]:
+  k = run.config.eval.nll_samples
+  nll = metrics.make_importance_nll(run.family.log_weights, k, run.config.eval.nll_batch_size,
+                                    run.config.eval.nll_chunk_size)
+  return {'test/nll': float(jnp.mean(nll(params, x_test, jax.random.key(metrics.EVAL_SEED)))), 'test/nll_k': k}
+
+
+def _checkpoint_dir(groups_dir: str | None, outs: list[Workdir]) -> str:
+  """A group of one keeps its checkpoints in its own directory; a larger group under ``groups_dir``, in
+  a folder named by a hash of its runs' directories."""
+  if len(outs) == 1 or groups_dir is None:
+    return os.path.join(outs[0].path, 'checkpoints')
+  digest = hashlib.sha1('\n'.join(o.path for o in outs).encode()).hexdigest()[:12]
+  return os.path.join(groups_dir, digest, 'checkpoints')
+
+
+def enable_compilation_cache(config: ml_collections.ConfigDict) -> None:
+  """Turns on JAX's persistent compilation cache in ``train.compilation_cache_dir`` (default
+  ``config.default_cache_dir()``) for every compilation, unless ``train.compilation_cache`` is False: a
+  second run of the same config then starts training without compiling."""
+  if not config.train.compilation_cache:
+    return
+  jax.config.update('jax_compilation_cache_dir', config.train.compilation_cache_dir or config_lib.default_cache_dir())
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+  jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+
+
+def train_runs(runs: list[Run], dataset: data.Dataset, outs: list[Workdir], groups_dir: str | None = None,
+               log: Log = print, label: str = '', devices: Sequence[jax.Device] | None = None) -> list[dict | None]:
+  """Trains ``runs`` (one structure) on ``dataset`` into their directories ``outs``, each resumed from
+  its checkpoint; runs stopped at different epochs train as separate groups. Returns each run's summary
+  (also its summary.json), None for a run whose loss stopped being finite (``K > 1``).
+
+  Raises FloatingPointError for a single run whose loss stops being finite (its last good checkpoint is
+  kept), Interrupted on SIGTERM / SIGINT (after checkpointing), ConfigError for a workdir of another model.
+  """
+  timer = Timer()
+  enable_compilation_cache(runs[0].config)
+  abstract = abstract_state(runs[0], dataset)
+  restored = [restore(out, abstract) for out in outs]
+  by_epoch: dict[int, list[int]] = {}
+  for i, (_, epoch) in enumerate(restored):
+    by_epoch.setdefault(epoch, []).append(i)
+  summaries: list[dict | None] = [None] * len(runs)
+  for epoch, idx in sorted(by_epoch.items()):
+    if epoch:
+      log(f'Resuming from the checkpoint of epoch {epoch} in {outs[idx[0]].path}' if len(runs) == 1 else
+          f'{label}resuming {len(idx)} runs from the checkpoints of epoch {epoch}')
+    group = Group([runs[i] for i in idx], [outs[i] for i in idx], _checkpoint_dir(groups_dir, [outs[i] for i in idx]),
+                  [restored[i][0] for i in idx], epoch)
+    if len(runs) > 1:
+      log(f'{label}{len(idx)} models in one program')
+    for i, summary in zip(idx, _Loop(group, dataset, log, label, timer, devices).run()):
+      summaries[i] = summary
+  times = {f'time_{k}_s': round(v, 3) for k, v in sorted(timer.seconds.items())}
+  wall = time.time() - process_start_time()
+  for out, summary in zip(outs, summaries):
+    if summary is not None:
+      summary.update(times, wall_time_s=wall)
+      out.write_summary(summary)
+  return summaries
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, log: Log = print) -> dict[str, Any]:
+  """Trains ``config`` and writes the workdir's outputs (DESIGN.md); resumes from its checkpoint.
+
+  Returns the summary (also written to summary.json): the last epoch's ``train/*`` and ``test/*``
+  metrics, end-of-training metrics (``eval.final_metrics``), ``num_params``, ``wall_time_s`` (since the
+  process started) and ``time_<part>_s`` (compile, epochs, checkpoints, final_eval, figures, ...).
+  A finished run's summary is returned as it is. Raises ConfigError or data.DataError for bad input
+  (before training), FloatingPointError when the loss stops being finite (the last good checkpoint is
+  kept), Interrupted on SIGTERM / SIGINT (the epoch is checkpointed; rerun to resume).
+  """
+  config_lib.validate(config)
+  dataset = data.load(config.data)
+  check_compatible(config, dataset)
+  out = Workdir(workdir, config)
+  summary = out.read_summary()
+  found = checkpoints.latest(out.path)
+  if summary and summary.get('epochs') == config.train.num_epochs and found and found[2] == config.train.num_epochs:
+    return summary
+  return train_runs([make_run(config, dataset.shape)], dataset, [out], log=log)[0]
+
+
+def fit(config: ml_collections.ConfigDict, dataset: data.Dataset, log: Log = lambda line: None
+        ) -> tuple[Run, Any, list[dict[str, Any]]]:
+  """Trains ``config``'s model on in-memory ``dataset`` for ``config.train.num_epochs``; no workdir.
+
+  Returns ``(run, params, history)``; ``history`` holds one record per epoch with ``train/*`` (means over
+  the epoch's steps) and ``test/*`` metrics. Raises ConfigError for an invalid config or a batch larger
+  than the data, FloatingPointError when the loss stops being finite.
+  """
+  config_lib.validate(config)
+  check_compatible(config, dataset)
+  config = config.copy_and_resolve_references()
+  config.train.figures_every = 0
+  config.eval.final_metrics = False
+  enable_compilation_cache(config)
+  run = make_run(config, dataset.shape)
+  loop = _Loop(Group([run], None, None, [None], 0), dataset, log, '  ', Timer(), None)
+  try:
+    state = loop._epochs()  # pylint: disable=protected-access
+  finally:
+    loop.painter.close()
+  return run, row(jax.device_get(state['params']), 0), loop.history[0]

@@ -1,0 +1,65 @@
+"""The contract of a model family: one typed object that says what the family provides.
+
+A family module (``aelab/models/ae.py``, ``vae.py``, ``aae.py``) defines ``HYPERPARAMS`` (the traced
+hyperparameters its pure functions read from ``hp``, each with the config field it comes from) and
+``family(config, data_shape) -> Family``, the functions bound to one model. The engine, the metrics and
+the figures use only what the ``Family`` holds: no attribute probing of modules.
+"""
+import dataclasses
+from typing import Any, Callable
+
+import jax
+
+Params = Any
+Hyperparams = dict[str, jax.Array]
+
+# hp key -> dotted config field, e.g. {'kl_weight': 'model.kl_weight'}.
+HyperparamFields = dict[str, str]
+
+# Every family's objective reads the corruption and penalty hyperparameters.
+COMMON_HYPERPARAMS: HyperparamFields = {
+    'penalty_weight': 'penalty.weight',
+    'sparsity_target': 'penalty.target',
+    'corruption_std': 'corruption.std',
+    'corruption_rate': 'corruption.rate',
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+  """What one model family provides for one config and data shape.
+
+  Shapes: ``x_BxD`` flattened examples, ``z_BxZ`` codes, ``hp`` the traced hyperparameters (float32
+  scalars, the keys of the module's ``HYPERPARAMS``). Exactly one of ``objective`` and ``make_update``
+  is set.
+
+  Attributes:
+    model: the flax module(s).
+    init: ``(key, x_1xD) -> params``.
+    eval: ``(params, x_BxD, key, hp) -> {name: per-example metric, shape B}``.
+    reconstruct: ``(params, x_BxD, key, hp) -> (x_tilde_BxD, x_hat_BxD)``: corrupted input and
+      reconstruction mean.
+    encode: ``(params, x_BxD) -> z_BxZ``: the code (a VAE's posterior mean).
+    decode: ``(params, z_BxZ) -> x_BxD``: the likelihood mean ``E[x|z]``.
+    objective: ``(params, x_BxD, key, hp) -> (scalar loss, metrics)``, minimized by ``config.optimizer``.
+    make_update: ``(tx) -> (init_opt_state(params), train_step(state, x_BxD, key, hp))`` for a family with
+      its own update (the AAE: several optimizers); ``tx`` is ``config.optimizer``'s transformation.
+    sample: ``(params, key, num) -> x_NxD``: means of decoded prior samples (generative families).
+    log_weights: ``(params, x_BxD, key, k, hp=None) -> log_w_KxB``: importance log-weights, nats.
+    sample_prior: ``(key, num) -> z_NxZ``: samples of the prior ``p(z)``.
+  """
+  model: Any
+  init: Callable[[jax.Array, jax.Array], Params]
+  eval: Callable
+  reconstruct: Callable
+  encode: Callable
+  decode: Callable
+  objective: Callable | None = None
+  make_update: Callable | None = None
+  sample: Callable | None = None
+  log_weights: Callable | None = None
+  sample_prior: Callable | None = None
+
+  def __post_init__(self):
+    if (self.objective is None) == (self.make_update is None):
+      raise TypeError('A Family provides exactly one of objective and make_update.')
