@@ -1,24 +1,36 @@
-"""Shared helpers: small configs on the bundled digits, and the real MNIST folder when it exists."""
-import importlib.util
-import pathlib
+"""Shared helpers: small configs on the bundled digits, and the real MNIST folder when it exists.
 
+Every test runs with ``jax_numpy_rank_promotion='raise'``, so that arrays named by their shapes
+(``z_BxZ``) meet only arrays of the same rank unless a test or the code broadcasts on purpose.
+"""
+import os
+import pathlib
+import tempfile
+
+import jax
 import pytest
+
+from aelab import config as config_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MNIST_DIR = ROOT.parent / 'shared' / 'data' / 'mnist'
 CONFIG_NAMES = ('ae', 'deep_ae', 'sparse', 'dae', 'vae')
 
+jax.config.update('jax_numpy_rank_promotion', 'raise')
+# One persistent compilation cache for the whole suite (and its subprocesses): the many small runs of the
+# same configs compile once.
+CACHE_DIR = os.environ.setdefault('AELAB_TEST_CACHE', os.path.join(tempfile.gettempdir(), 'aelab-test-jax-cache'))
+
 
 def load_config(name: str, arg: str | None = None):
   """``configs/<name>.py``'s ``get_config(arg)``, as ``--config=configs/<name>.py:arg`` would load it."""
-  spec = importlib.util.spec_from_file_location(f'config_{name}', ROOT / 'configs' / f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  config = config_lib.load(str(ROOT / 'configs' / f'{name}.py') + (f':{arg}' if arg else ''))
+  config.train.compilation_cache_dir = CACHE_DIR
+  return config
 
 
 def small(config, epochs: int = 3):
-  """Few epochs, no per-epoch figures, a 100-sample NLL: fast enough for the test suite."""
+  """Few epochs, no figures, a 100-sample NLL: fast enough for the test suite."""
   config.train.update(num_epochs=epochs, figures_every=0)
   config.eval.nll_samples = 100
   return config
