@@ -475,7 +475,7 @@ class _Loop:
       record = self.records[m] or (self.group.outs[m].read_metrics()[-1] if self.group.outs else {})
       final = {}
       if run.config.eval.final_metrics and arrays is not None:
-        final['test/active_units'] = int(metrics.active_units(arrays['codes'][m]))
+        final['test/active_units'] = int(arrays['active_units'][m])
         if run.family.log_weights is not None:
           with self.timer('final_eval'):
             params = jax.tree.map(lambda x, m=m: x[m], state['params'])
@@ -517,9 +517,11 @@ def enable_compilation_cache(config: ml_collections.ConfigDict) -> None:
   """Turns on JAX's persistent compilation cache in ``train.compilation_cache_dir`` (default
   ``config.default_cache_dir()``) for every compilation, unless ``train.compilation_cache`` is False: a
   second run of the same config then starts training without compiling."""
-  if not config.train.compilation_cache:
-    return
-  jax.config.update('jax_compilation_cache_dir', config.train.compilation_cache_dir or config_lib.default_cache_dir())
+  from jax.experimental.compilation_cache import compilation_cache  # noqa: PLC0415
+  directory = (config.train.compilation_cache_dir or config_lib.default_cache_dir()) if config.train.compilation_cache else None
+  if jax.config.jax_compilation_cache_dir != directory:
+    compilation_cache.reset_cache()  # the cache keeps the directory it first used otherwise
+    jax.config.update('jax_compilation_cache_dir', directory)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
   jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
 
@@ -537,6 +539,8 @@ def train_runs(runs: list[Run], dataset: data.Dataset, outs: list[Workdir], grou
   enable_compilation_cache(runs[0].config)
   abstract = abstract_state(runs[0], dataset)
   restored = [restore(out, abstract) for out in outs]
+  for out, (_, epoch) in zip(outs, restored):
+    out.truncate_metrics(epoch)  # records past the checkpoint are trained again
   by_epoch: dict[int, list[int]] = {}
   for i, (_, epoch) in enumerate(restored):
     by_epoch.setdefault(epoch, []).append(i)
@@ -547,9 +551,11 @@ def train_runs(runs: list[Run], dataset: data.Dataset, outs: list[Workdir], grou
           f'{label}resuming {len(idx)} runs from the checkpoints of epoch {epoch}')
     group = Group([runs[i] for i in idx], [outs[i] for i in idx], _checkpoint_dir(groups_dir, [outs[i] for i in idx]),
                   [restored[i][0] for i in idx], epoch)
+    loop = _Loop(group, dataset, log, label, timer, devices)
     if len(runs) > 1:
-      log(f'{label}{len(idx)} models in one program')
-    for i, summary in zip(idx, _Loop(group, dataset, log, label, timer, devices).run()):
+      devices_used = 1 if loop.program.mesh is None else loop.program.mesh.devices.size
+      log(f'{label}{len(idx)} models in one program on {devices_used} device(s)')
+    for i, summary in zip(idx, loop.run()):
       summaries[i] = summary
   times = {f'time_{k}_s': round(v, 3) for k, v in sorted(timer.seconds.items())}
   wall = time.time() - process_start_time()

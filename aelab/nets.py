@@ -90,7 +90,7 @@ class TiedDecoder(nn.Module):
     kernels = list(reversed(encoder_kernels))
     for i, kernel in enumerate(kernels):
       bias = self.param(f'bias_{i}', nn.initializers.zeros, (kernel.shape[0],))
-      h = h @ kernel.T + bias
+      h = h @ kernel.T + jnp.reshape(bias, (1,) * (h.ndim - 1) + bias.shape)  # explicit: no rank promotion
       last = i == len(kernels) - 1
       h = activation(self.output_activation if last else self.activation)(h)
     return h

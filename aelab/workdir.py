@@ -96,7 +96,10 @@ class Workdir:
 
   def truncate_metrics(self, epoch: int) -> None:
     """Drops records past ``epoch`` (left by a run that stopped after its last checkpoint)."""
-    kept = [r for r in self.read_metrics() if r['epoch'] <= epoch]
+    records = self.read_metrics()
+    kept = [r for r in records if r['epoch'] <= epoch]
+    if len(kept) == len(records):
+      return
     with open(os.path.join(self.path, 'metrics.jsonl'), 'w') as f:
       f.writelines(json.dumps(r) + '\n' for r in kept)
 

@@ -4,19 +4,19 @@ import argparse
 import json
 import os
 import pathlib
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import matplotlib
 
 matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
-import ml_collections  # noqa: E402
-import numpy as np  # noqa: E402
+import common  # experiments/common.py, beside this file
+import matplotlib.pyplot as plt
+import ml_collections
+import numpy as np
 
-import jax.numpy as jnp  # noqa: E402
-
-import common  # noqa: E402  (experiments/common.py, beside this file)
-from aelab import data, models, sweep, sweep_train  # noqa: E402
+import aelab
+from aelab import api, data, sweep
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MNIST = ROOT.parent / 'shared' / 'data' / 'mnist'
@@ -36,7 +36,7 @@ def parse_args(doc: str, name: str) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, config_file: str, sweep_file: str,
-        extra: Callable[[sweep.Member, Any], dict[str, float]]) -> tuple[ml_collections.ConfigDict, list[Row]]:
+        extra: Callable[[sweep.Member, api.Trained], dict[str, float]]) -> tuple[ml_collections.ConfigDict, list[Row]]:
   """Trains the sweep of ``sweep_file`` over ``config_file`` (finished runs are skipped) with the
   command line's data, epochs and seeds; returns the config and :func:`rows_with_params`."""
   config = common.load_config(pathlib.Path(config_file).stem, args.data)
@@ -47,33 +47,38 @@ def run(args: argparse.Namespace, config_file: str, sweep_file: str,
   return config, rows_with_params(sweep.group(sweep.members(config, overrides)), args.workdir, extra)
 
 
-def encode_test(member: sweep.Member, params) -> jnp.ndarray:
-  """The run's ``Model.encode`` of its test split: the code (AE) or ``(mean, log_var)`` (VAE)."""
-  family = models.get(member.config.model.name)
-  x_test = test_images(member)
-  model = family.build(member.config, x_test.shape[1])
-  return model.apply(params, x_test, method=family.Model.encode)
+def encode_test(member: sweep.Member, trained: api.Trained) -> np.ndarray:
+  """The trained run's codes of its test split (its family's ``encode``, ``N x Z``): the code (AE) or the
+  posterior mean ``E_q[z|x]`` (VAE)."""
+  return trained.encode(test_images(member))
 
 
 def rows_with_params(groups: list[list[sweep.Member]], workdir: str,
-                     extra: Callable[[sweep.Member, Any], dict[str, float]]) -> list[Row]:
-  """One row per run: its overrides, its summary.json and ``extra(member, final params)``."""
+                     extra: Callable[[sweep.Member, api.Trained], dict[str, float]]) -> list[Row]:
+  """One row per run: its overrides, its summary.json and ``extra(member, trained run)``, where the trained
+  run is ``aelab.load`` of the run's folder (its final parameters)."""
   rows = []
   for group in groups:
-    for member, params in zip(group, sweep_train.final_params(group, workdir)):
-      rows.append({**member.overrides, **sweep.read_summary(workdir, member), **extra(member, params)})
+    for member in group:
+      trained = aelab.load(sweep.run_dir(workdir, member), dataset(member))
+      rows.append({**member.overrides, **sweep.read_summary(workdir, member), **extra(member, trained)})
   return rows
 
 
-_TEST_IMAGES: dict[str, jnp.ndarray] = {}
+_DATASETS: dict[str, data.Dataset] = {}
 
 
-def test_images(member: sweep.Member) -> jnp.ndarray:
-  """The run's test split (``N x D``), loaded once per data config."""
+def dataset(member: sweep.Member) -> data.Dataset:
+  """The run's dataset, loaded once per data config."""
   key = json.dumps(member.config.data.to_dict(), sort_keys=True, default=str)
-  if key not in _TEST_IMAGES:
-    _TEST_IMAGES[key] = jnp.asarray(data.load(member.config.data).x_test)
-  return _TEST_IMAGES[key]
+  if key not in _DATASETS:
+    _DATASETS[key] = data.load(member.config.data)
+  return _DATASETS[key]
+
+
+def test_images(member: sweep.Member) -> np.ndarray:
+  """The run's test split (``N x D``), loaded once per data config."""
+  return dataset(member).x_test
 
 
 Stats = dict[str, tuple[float, float, int]]  # metric: (mean, std, number of runs)

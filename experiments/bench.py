@@ -15,7 +15,7 @@ and reports the median of the rounds.
 The sweep benchmark trains ``--sweep_models`` VAEs (``configs/vae.py`` on the real MNIST test images of
 ``../shared/data/mnist``, split 8,000 / 2,000; KL weights x seeds) for ``--sweep_epochs`` epochs, end to
 end with every run's outputs (metrics, checkpoints, summary, final figures): once as one vectorized
-sweep (``aelab.sweep.run_sweep``) and once one after another (``train.train_and_evaluate`` each, as
+sweep (``aelab.sweep.run_sweep``) and once one after another (``engine.train_and_evaluate`` each, as
 separate commands would). Wall times include compilation; model-examples/s counts training examples of
 all models. Without the MNIST folder it falls back to the bundled digits (``sweep_data`` says which).
 
@@ -53,7 +53,7 @@ import jax
 import jax.numpy as jnp
 
 from aelab import config as aelab_config
-from aelab import models, sweep, train
+from aelab import data, engine, models, optimizers, sweep
 
 BATCH = 128
 D = 784
@@ -96,13 +96,12 @@ class JaxTrainer:
   """A compiled epoch of ``steps`` train steps on random binary data."""
 
   def __init__(self, config, steps: int):
-    family = models.get(config.model.name)
-    model = family.build(config, D)
-    tx = train.make_optimizer(config.optimizer, steps)
-    step = train.make_train_step(family.make_objective(model, config), tx)
-    self.epoch = train.make_train_epoch(step, BATCH, dynamic_binarize=False)
+    family = models.get(config, D)
+    tx = optimizers.make_optimizer(config.optimizer, steps)
+    step = optimizers.make_train_step(family.objective, tx)
+    self.epoch = engine.make_train_epoch(step, BATCH, dynamic_binarize=False)
     self.x = jax.random.bernoulli(jax.random.key(1), 0.13, (steps * BATCH, D)).astype(jnp.float32)
-    params = family.init(model, jax.random.key(0), self.x[:1])
+    params = family.init(jax.random.key(0), self.x[:1])
     self.state = {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': tx.init(params)}
     self.hp = {k: jnp.asarray(v, jnp.float32) for k, v in models.hyperparams(config).items()}
     self.examples = steps * BATCH
@@ -167,14 +166,14 @@ def sweep_benchmark(num_models: int, epochs: int) -> dict:
   weights = [0.5, 1.0, 2.0, 4.0]
   overrides = sweep.product(sweep.axis('model.kl_weight', weights),
                             sweep.axis('seed', range(-(-num_models // len(weights)))))[:num_models]
-  examples = len(train.data.load(config.data).x_train) // config.train.batch_size * config.train.batch_size
+  examples = len(data.load(config.data).x_train) // config.train.batch_size * config.train.batch_size
   with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
     warm_up = _sweep_config(1)  # first-use costs (imports, font cache) would otherwise fall on one side
     warm_up.data.update(name='digits', path=None, max_train_examples=64)
-    train.train_and_evaluate(warm_up, os.path.join(tmp, 'warm_up'))
+    engine.train_and_evaluate(warm_up, os.path.join(tmp, 'warm_up'))
     t0 = time.perf_counter()
     for run in overrides:
-      train.train_and_evaluate(sweep.apply(config, run), os.path.join(tmp, 'one_by_one', sweep.run_name(run)))
+      engine.train_and_evaluate(sweep.apply(config, run), os.path.join(tmp, 'one_by_one', sweep.run_name(run)))
     sequential = time.perf_counter() - t0
     t0 = time.perf_counter()
     sweep.run_sweep(config, overrides, os.path.join(tmp, 'sweep'), log=lambda line: None)

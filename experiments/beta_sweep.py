@@ -13,10 +13,10 @@ import pathlib
 import matplotlib
 
 matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
+import common  # experiments/common.py, beside this file
+import matplotlib.pyplot as plt
 
-import common  # noqa: E402  (experiments/common.py, beside this file)
-from aelab import train  # noqa: E402
+from aelab import engine
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,7 @@ def main():
   parser.add_argument('--betas', default='0.5,1,2,4,8')
   args = parser.parse_args()
   betas = [float(b) for b in args.betas.split(',')]
-  rows = [train.train_and_evaluate(vae_config(args.data, b), os.path.join(args.out, f'beta_{b:g}')) for b in betas]
+  rows = [engine.train_and_evaluate(vae_config(args.data, b), os.path.join(args.out, f'beta_{b:g}')) for b in betas]
   print('| beta | test/kl | test/recon_bce | test/neg_elbo | test/recon_mse |\n| --- | --- | --- | --- | --- |')
   for b, s in zip(betas, rows):
     print(f'| {b:g} | {s["test/kl"]:.2f} | {s["test/recon_bce"]:.2f} | {s["test/neg_elbo"]:.2f} | {s["test/recon_mse"]:.4f} |')

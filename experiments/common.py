@@ -4,17 +4,18 @@ Run the experiments from the repository root (``python experiments/<name>.py``);
 beside them and is imported as ``common``.
 """
 import argparse
-import importlib.util
 import json
 import os
 import pathlib
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import ml_collections
 
-from aelab import data, train
-from aelab.workdir import Workdir
+import aelab
+from aelab import api, engine
+from aelab import config as config_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -31,25 +32,19 @@ def parser(doc: str, default_out: str) -> argparse.ArgumentParser:
 
 
 def load_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
-  """``configs/<name>.py``'s ``get_config(arg)``, as ``--config=configs/<name>.py:arg`` loads it."""
-  spec = importlib.util.spec_from_file_location(f'config_{name}', ROOT / 'configs' / f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  """``configs/<name>.py``'s ``get_config(arg)``, as ``--config=configs/<name>.py:arg`` loads it
+  (``aelab.config.load``)."""
+  path = ROOT / 'configs' / f'{name}.py'
+  return config_lib.load(f'{path}:{arg}' if arg else str(path))
 
 
-def train_or_restore(config: ml_collections.ConfigDict, workdir: str) -> tuple[train.Run, Any, dict]:
-  """Trains ``config`` with ``train.train_and_evaluate`` (resuming, or only reporting, when ``workdir``
-  already holds its checkpoints) and returns ``(run, params of the last epoch, summary)``."""
+def train_or_restore(config: ml_collections.ConfigDict, workdir: str) -> tuple[api.Trained, dict]:
+  """Trains ``config`` with ``engine.train_and_evaluate`` (resuming, or only reporting, when ``workdir``
+  already holds its checkpoints), without figures, and returns ``(aelab.load(workdir), summary)``: the
+  trained run (config, parameters of the last epoch, ``encode`` / ``decode`` / ...) and its summary."""
   config.train.figures_every = 0
-  summary = train.train_and_evaluate(config, workdir)
-  run = train.Run(config, data.load(config.data))
-  out = Workdir(workdir, config, config.train.keep_checkpoints)
-  try:
-    state, _ = out.restore(run.init_state())
-  finally:
-    out.close()
-  return run, state['params'], summary
+  summary = engine.train_and_evaluate(config, workdir)
+  return aelab.load(workdir), summary
 
 
 def markdown_table(rows: Sequence[dict], columns: Sequence[str], formats: dict[str, str] | None = None) -> str:

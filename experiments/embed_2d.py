@@ -19,13 +19,14 @@ Three figures in ``--out``:
 import os
 import time
 
+import common
+import jax
 import numpy as np
 from sklearn.datasets import make_blobs, make_s_curve
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
-import common
-from aelab import data, evaluate, plots, pretrain
+from aelab import data, plots, pretrain
 
 EXAMPLE_CSV = common.ROOT / 'experiments' / 'data' / 'blobs.csv'
 
@@ -59,11 +60,12 @@ def labelled_figure(data_arg: str, hidden: tuple[int, ...], epochs: int | None, 
                     name: str, title: str) -> dict:
   """Trains the 2-D autoencoder on ``data_arg`` and saves the three embeddings of (at most ``points``) test examples, then train examples."""
   config = two_d_config(data_arg, hidden, epochs)
-  run, params, summary = common.train_or_restore(config, os.path.join(out, 'runs', name))
-  ds = run.dataset  # test examples first, then train ones when the test split has fewer than ``points``
+  trained, summary = common.train_or_restore(config, os.path.join(out, 'runs', name))
+  ds = data.load(trained.config.data)
+  # test examples first, then train ones when the test split has fewer than ``points``
   x = np.concatenate([ds.x_test, ds.x_train])[:points]
   colour = np.zeros(len(x)) if ds.y_test is None else np.concatenate([ds.y_test, ds.y_train])[:points]
-  panels = embeddings(x, evaluate.encode(run.model, params, x))
+  panels = embeddings(x, trained.encode(x))
   plots.embedding_panels(panels, colour, os.path.join(out, f'{name}.png'), title, discrete=ds.y_test is not None)
   return {'figure': f'{name}.png', 'points': len(x), 'test/recon_mse': summary['test/recon_mse'],
           'pca_recon_mse': _pca_mse(ds.x_train, ds.x_test)}
@@ -78,8 +80,8 @@ def s_curve_figure(out: str, epochs: int, seed: int = 0) -> dict:
   config.train.update(num_epochs=epochs, batch_size=32, figures_every=0)
   config.seed = seed
   run, params, history = pretrain.fit(config, pretrain.arrays_dataset(x[:1600], x[1600:], 's_curve'))
-  panels = {'S-curve (3-D data)': x, 'autoencoder (2-unit code)': evaluate.encode(run.model, params, x),
-            'PCA': PCA(2).fit_transform(x)}
+  code = np.asarray(jax.jit(run.family.encode)(params, x))
+  panels = {'S-curve (3-D data)': x, 'autoencoder (2-unit code)': code, 'PCA': PCA(2).fit_transform(x)}
   plots.embedding_panels(panels, t, os.path.join(out, 's_curve.png'), 'S-curve: 3-D to 2-D', discrete=False)
   return {'figure': 's_curve.png', 'test/recon_mse': history[-1]['test/recon_mse'],
           'pca_recon_mse': _pca_mse(x[:1600], x[1600:])}

@@ -4,7 +4,7 @@
   python experiments/filters.py --data=idx=../shared/data/mnist --out=runs/filters_mnist
 
 All three are ``configs/sparse.py``'s one-layer model (sigmoid code, 196 units on 28x28 images, 100 on
-digits, cross-entropy reconstruction), trained with ``train.train_and_evaluate`` in
+digits, cross-entropy reconstruction), trained with ``engine.train_and_evaluate`` in
 ``<out>/runs/<name>``: ``ae`` without the sparsity penalty, ``sparse`` with KL(rho || rho_hat),
 rho = 0.05 (Ng 2011), ``dae`` without the penalty and with masking noise (``--rate`` of the inputs set
 to 0). Vincent et al. (2010), Sec. 5 and Fig. 6-7: the plain autoencoder's filters look like noise or
@@ -17,9 +17,9 @@ import json
 import os
 import time
 
+import common
 import numpy as np
 
-import common
 from aelab import plots
 
 
@@ -54,14 +54,14 @@ def main() -> None:
   titles = {'ae': 'AE', 'sparse': 'sparse AE (KL, rho=0.05)', 'dae': f'DAE (masking {args.rate:g})'}
   for name, title in titles.items():
     print(f'[{time.time() - t0:.0f} s] training or restoring {name}', flush=True)
-    run, params, summary = common.train_or_restore(filter_config(name, args.data, args.rate, args.epochs),
-                                                   os.path.join(args.out, 'runs', name))
-    kernels[title] = params['params']['encoder']['mlp']['dense_0']['kernel']
+    trained, summary = common.train_or_restore(filter_config(name, args.data, args.rate, args.epochs),
+                                               os.path.join(args.out, 'runs', name))
+    kernels[title] = np.asarray(trained.params['params']['encoder']['mlp']['dense_0']['kernel'])
     results[name] = {**{k: summary[k] for k in ('test/recon_mse', 'test/code_mean_abs') if k in summary},
-                     'filter_roughness': roughness(kernels[title], run.dataset.shape)}
+                     'filter_roughness': roughness(kernels[title], trained.data_shape)}
     print(f'{title}: filter roughness {results[name]["filter_roughness"]:.3f}', flush=True)
   path = os.path.join(args.out, 'filters.png')
-  plots.filter_panels(kernels, run.dataset.shape, path, args.num)
+  plots.filter_panels(kernels, trained.data_shape, path, args.num)
   with open(os.path.join(args.out, 'filters.json'), 'w') as f:
     json.dump(results, f, indent=2)
   print(f'wrote {path}; wall time {time.time() - t0:.0f} s', flush=True)

@@ -10,19 +10,19 @@ vectorized program (finished runs are skipped, so a rerun only rewrites the repo
 (nats per example, one posterior sample, always with weight 1 on the KL) and active units (latent
 dimensions whose posterior mean varies over the test set by more than 0.01; Burda et al. 2016).
 """
+import _ablation
 import matplotlib.pyplot as plt
 
-import _ablation
-from aelab import evaluate, sweep
+from aelab import api, metrics, sweep
 
 COLUMNS = {'test/recon_bce': ('reconstruction (nats)', '.2f'), 'test/kl': ('KL (nats)', '.2f'),
            'test/neg_elbo': ('test -ELBO (nats)', '.2f'), 'active_units': ('active units (of 20)', '.1f')}
 
 
-def active_units_of(member: sweep.Member, params) -> dict[str, float]:
+def active_units_of(member: sweep.Member, trained: api.Trained) -> dict[str, float]:
   """Active units of the run's posterior means ``E_q[z|x]`` on the test split."""
-  mean = _ablation.encode_test(member, params)[0]
-  return {'active_units': float(evaluate.active_units(mean))}
+  mean = _ablation.encode_test(member, trained)  # the VAE family's encode: the posterior mean
+  return {'active_units': float(metrics.active_units(mean))}
 
 
 def main() -> None:

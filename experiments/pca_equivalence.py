@@ -16,14 +16,15 @@ printed line is the list of ``{k, max_angle_deg, ae_mse, pca_mse, ...}``.
 """
 import dataclasses
 import os
+import re
 import time
 
+import common
 import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.decomposition import PCA
 
-import common
-from aelab import data, evaluate, pretrain
+from aelab import data, metrics, pretrain
 
 
 def autoencoder_config(data_arg: str, k: int, code_activation: str, epochs: int, seed: int = 0,
@@ -55,14 +56,21 @@ def compare_k(dataset: data.Dataset, data_arg: str, k: int, code_activation: str
   n, d = dataset.x_train.shape
   if not 1 <= k <= min(n, d):
     raise ValueError(f'k={k} code units must lie in [1, {min(n, d)}] (data dimension {d}, {n} examples).')
+  every = max(1, epochs // 4)
+
+  def log(line: str) -> None:  # every ``every`` epochs and the last, as before
+    epoch = re.search(r'epoch (\d+)/(\d+)', line)
+    if epoch is None or int(epoch[1]) % every == 0 or epoch[1] == epoch[2]:
+      print(f'k={k} {code_activation} code:{line}', flush=True)
+
   run, params, history = pretrain.fit(
-      autoencoder_config(data_arg, k, code_activation, epochs, seed, learning_rate), dataset,
-      log=lambda line: print(f'k={k} {code_activation} code:{line}', flush=True), eval_every=max(1, epochs // 4))
+      autoencoder_config(data_arg, k, code_activation, epochs, seed, learning_rate), dataset, log=log)
   pca = PCA(n_components=k, svd_solver='full').fit(dataset.x_train)
   decoder_kernel_KxD = params['params']['decoder']['mlp']['dense_0']['kernel']
   pca_mse = lambda x: float(np.mean(np.square(pca.inverse_transform(pca.transform(x)) - x)))
-  ae_train_mse = float(run.evaluate(params, dataset.x_train, run.hp)['recon_mse'])
-  return {'k': k, 'max_angle_deg': float(evaluate.principal_angles_deg(decoder_kernel_KxD.T, pca.components_.T)[0]),
+  evaluate = metrics.make_evaluate(run.family.eval, run.config.train.eval_batch_size)
+  ae_train_mse = float(evaluate(params, dataset.x_train, run.hp)['recon_mse'])
+  return {'k': k, 'max_angle_deg': float(metrics.principal_angles_deg(decoder_kernel_KxD.T, pca.components_.T)[0]),
           'ae_mse': history[-1]['test/recon_mse'], 'pca_mse': pca_mse(dataset.x_test),
           'ae_train_mse': ae_train_mse, 'pca_train_mse': pca_mse(dataset.x_train)}
 

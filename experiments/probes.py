@@ -4,20 +4,20 @@
   python experiments/probes.py --data=idx=../shared/data/mnist --dim=32 --out=runs/probes_mnist
 
 Trains ``configs/ae.py``, ``sparse.py``, ``dae.py`` and ``vae.py`` with ``model.latent_dim = --dim``
-(each with ``train.train_and_evaluate`` in ``<out>/runs/<name>``; a rerun reuses the checkpoints), fits
+(each with ``engine.train_and_evaluate`` in ``<out>/runs/<name>``; a rerun reuses the checkpoints), fits
 scikit-learn PCA with ``--dim`` components, and compares the frozen features of the train and test
-images: ``aelab.evaluate.linear_probe`` (standardized features, logistic regression) and
+images: ``aelab.metrics.linear_probe`` (standardized features, logistic regression) and
 ``knn_accuracy`` (``--k`` neighbours, Euclidean). The VAE's code is its posterior mean. All encoders see
 the same grey-level images. Writes ``probes.{json,md}`` to ``--out``.
 """
 import os
 import time
 
+import common
 import numpy as np
 from sklearn.decomposition import PCA
 
-import common
-from aelab import data, evaluate
+from aelab import data, metrics
 
 MODELS = ('ae', 'sparse', 'dae', 'vae')
 NAMES = {'ae': 'AE', 'sparse': 'sparse AE (KL, rho=0.05)', 'dae': 'DAE (Gaussian 0.5)', 'vae': 'VAE (posterior mean)'}
@@ -31,15 +31,15 @@ def model_codes(name: str, data_arg: str, dim: int, out: str, epochs: int | None
   config.model.latent_dim = dim
   if epochs:
     config.train.num_epochs = epochs
-  run, params, summary = common.train_or_restore(config, os.path.join(out, 'runs', name))
-  return evaluate.encode(run.model, params, x_train), evaluate.encode(run.model, params, x_test), summary
+  trained, summary = common.train_or_restore(config, os.path.join(out, 'runs', name))
+  return trained.encode(x_train), trained.encode(x_test), summary
 
 
 def probe_row(name: str, z_train, z_test, dataset: data.Dataset, k: int) -> dict:
   """One table row: the features' size, linear-probe and kNN test accuracies."""
   row = {'features': name, 'dim': z_train.shape[1],
-         'linear_probe_acc': evaluate.linear_probe(z_train, dataset.y_train, z_test, dataset.y_test),
-         'knn_acc': evaluate.knn_accuracy(z_train, dataset.y_train, z_test, dataset.y_test, k)}
+         'linear_probe_acc': metrics.linear_probe(z_train, dataset.y_train, z_test, dataset.y_test),
+         'knn_acc': metrics.knn_accuracy(z_train, dataset.y_train, z_test, dataset.y_test, k)}
   print(f'{name}: linear probe {row["linear_probe_acc"]:.4f}, {k}-NN {row["knn_acc"]:.4f}', flush=True)
   return row
 

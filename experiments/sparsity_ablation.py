@@ -10,21 +10,21 @@ finished runs are skipped), then writes ``<workdir>/sparsity_ablation.md`` (mean
 ``test/code_mean_abs`` (mean activation of the code), ``test/code_frac_zero`` (L0: fraction of code
 units below 1e-3 in magnitude, per example) and dead units (code units below 1e-3 on every test image).
 """
-import jax.numpy as jnp
-import matplotlib.pyplot as plt
-
 import _ablation
-from aelab import sweep
+import matplotlib.pyplot as plt
+import numpy as np
+
+from aelab import api, sweep
 
 COLUMNS = {'test/recon_bce': ('reconstruction (nats)', '.2f'), 'test/code_mean_abs': ('mean activation', '.4f'),
            'test/code_frac_zero': ('L0: fraction near zero', '.3f'), 'dead_units': ('dead units', '.1f')}
 DEAD_THRESHOLD = 1e-3  # the threshold of test/code_frac_zero
 
 
-def dead_units_of(member: sweep.Member, params) -> dict[str, float]:
+def dead_units_of(member: sweep.Member, trained: api.Trained) -> dict[str, float]:
   """Code units whose magnitude stays below DEAD_THRESHOLD on every test image."""
-  code = _ablation.encode_test(member, params)
-  return {'dead_units': float(jnp.sum(jnp.max(jnp.abs(code), axis=0) < DEAD_THRESHOLD))}
+  code = _ablation.encode_test(member, trained)
+  return {'dead_units': float(np.sum(np.max(np.abs(code), axis=0) < DEAD_THRESHOLD))}
 
 
 def main() -> None:

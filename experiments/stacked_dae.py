@@ -18,14 +18,14 @@ import time
 import matplotlib
 
 matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+import common
+import matplotlib.pyplot as plt
+import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
 
-import common  # noqa: E402
-from aelab import config as config_lib  # noqa: E402
-from aelab import data, pretrain  # noqa: E402
+from aelab import config as config_lib
+from aelab import data, pretrain
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/stacked_dae.py', 'configs/stacked_dae.py[:arg]')
 _LABELS = flags.DEFINE_string('labels', '100,1000,0', 'comma-separated numbers of labelled examples; 0: all')

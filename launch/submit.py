@@ -14,7 +14,8 @@ summaries are collected into ``<workdir>/sweep.json``. See launch/README.md for 
 """
 import json
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import ml_collections
 from absl import app, flags, logging
@@ -76,7 +77,7 @@ def submit_sweep(config: ml_collections.ConfigDict, overrides: list[Overrides], 
     try:
       job.result()
       log(f'job {job.job_id}: {len(job_overrides)} runs done')
-    except Exception as e:  # a failed job must not hide the others' results
+    except Exception as e:  # noqa: BLE001  (a failed job must not hide the others' results)
       log(f'job {job.job_id} failed ({type(e).__name__}); its log: {job.paths.stderr}\n{str(e)[-1500:]}')
   return collect(config, overrides, workdir)
 

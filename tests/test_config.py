@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from aelab import config as aelab_config
-from aelab import data, train
+from aelab import data, engine
 from conftest import CONFIG_NAMES, ROOT, load_config, small
 
 
@@ -67,12 +67,12 @@ def test_data_dependent_errors_before_training(tmp_path):
   config = small(load_config('ae'))
   config.train.batch_size = 5000
   with pytest.raises(aelab_config.ConfigError, match='larger than the 1438 training examples'):
-    train.train_and_evaluate(config, str(tmp_path / 'a'))
+    engine.train_and_evaluate(config, str(tmp_path / 'a'))
   assert not os.path.exists(tmp_path / 'a')  # nothing written before the check
   np.savez(tmp_path / 'tab.npz', x=np.random.default_rng(0).normal(size=(50, 4)))
   config = small(load_config('deep_ae', f'npz={tmp_path / "tab.npz"}'))
   with pytest.raises(aelab_config.ConfigError, match='likelihood=mse'):
-    train.train_and_evaluate(config, str(tmp_path / 'b'))
+    engine.train_and_evaluate(config, str(tmp_path / 'b'))
 
 
 def test_csv_config_trains_on_tabular_features(tmp_path):
@@ -82,7 +82,7 @@ def test_csv_config_trains_on_tabular_features(tmp_path):
              comments='')
   config = small(load_config('dae', f'csv={tmp_path / "purchases.csv"}'), epochs=3)
   config.model.latent_dim = 3
-  summary = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  summary = engine.train_and_evaluate(config, str(tmp_path / 'run'))
   assert summary['test/recon_mse_clean_input'] < 1.0  # standardized features: predicting 0 gives ~1
 
 

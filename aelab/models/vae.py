@@ -121,7 +121,7 @@ def make_log_weights(model: Model, config: ml_collections.ConfigDict) -> Callabl
     z_KxBxZ = reparameterize(sample_key, mean, log_var, k)
     out = model.apply(params, z_KxBxZ.reshape(-1, mean.shape[-1]), method=Model.decode)
     log_px = -recon_loss(out.reshape(k, *x_BxD.shape), x_BxD[None])
-    log_prior_ratio = log_normal_diag(z_KxBxZ, 0.0, 0.0) - log_normal_diag(z_KxBxZ, mean, log_var)
+    log_prior_ratio = log_normal_diag(z_KxBxZ, 0.0, 0.0) - log_normal_diag(z_KxBxZ, mean[None], log_var[None])
     return log_px + (1.0 if hp is None else hp['kl_weight']) * log_prior_ratio
 
   return log_weights

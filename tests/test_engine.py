@@ -1,0 +1,259 @@
+"""The engine end to end: every config learns, runs are reproducible and resumable (after a crash or a
+SIGTERM), NaNs stop cleanly, one compiled program per epoch, compilations cached across runs."""
+import json
+import os
+import signal
+import threading
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from aelab import checkpoints, config as config_lib, data, engine
+from aelab.workdir import Workdir
+from conftest import CONFIG_NAMES, load_config, small
+
+
+def _metrics(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def _main_metric(config):
+  return 'test/neg_elbo' if config.model.name == 'vae' else 'test/recon'
+
+
+def _same_metrics(a: dict, b: dict) -> None:
+  keys = [k for k in a if k.startswith(('train/', 'test/'))]
+  assert keys and all(a[k] == b[k] for k in keys), {k: (a[k], b[k]) for k in keys if a[k] != b[k]}
+
+
+@pytest.mark.parametrize('name', CONFIG_NAMES)
+def test_each_config_learns_on_digits(name, tmp_path):
+  config = small(load_config(name), epochs=4)
+  summary = engine.train_and_evaluate(config, str(tmp_path), log=lambda line: None)
+  history = _metrics(tmp_path)
+  metric = _main_metric(config)
+  assert len(history) == 4
+  assert history[-1][metric] < 0.95 * history[0][metric], [r[metric] for r in history]
+  assert summary[metric] == history[-1][metric]
+
+
+def test_outputs_of_a_run(tmp_path):
+  config = load_config('dae')
+  config.train.update(num_epochs=2, figures_every=1)
+  summary = engine.train_and_evaluate(config, str(tmp_path))
+  names = set(os.listdir(tmp_path))
+  assert {'config.json', 'metrics.jsonl', 'summary.json', 'checkpoints', 'checkpoint.json', 'tensorboard',
+          'figures'} <= names
+  assert any(f.startswith('events.out.tfevents') for f in os.listdir(tmp_path / 'tensorboard'))
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2']  # checkpoint_every=5: the last epoch only
+  figures = set(os.listdir(tmp_path / 'figures'))
+  assert {'reconstructions_epoch001.png', 'reconstructions_epoch002.png', 'learning_curves.png',
+          'reconstructions_over_epochs.png', 'interpolation.png', 'traversal.png'} <= figures
+  assert summary['test/recon_mse'] > 0 and summary['test/recon_mse_clean_input'] > 0
+  assert json.load(open(tmp_path / 'config.json'))['corruption']['name'] == 'gaussian'
+  parts = ('compile', 'epochs', 'checkpoints', 'final_eval', 'figures')
+  assert all(summary[f'time_{p}_s'] >= 0 for p in parts), summary
+  assert summary['wall_time_s'] > summary['time_epochs_s'] + summary['time_compile_s']
+
+
+def test_vae_writes_samples_and_elbo_parts(tmp_path):
+  config = small(load_config('vae'), epochs=1)
+  config.train.figures_every = 1
+  summary = engine.train_and_evaluate(config, str(tmp_path))
+  assert os.path.exists(tmp_path / 'figures' / 'samples.png')
+  np.testing.assert_allclose(summary['test/neg_elbo'], summary['test/recon_bce'] + summary['test/kl'], rtol=1e-5)
+  assert summary['test/nll_k'] == 100 and summary['test/nll'] < summary['test/neg_elbo']
+
+
+def test_same_seed_same_numbers_other_seed_different(tmp_path):
+  def run(seed, sub):
+    config = small(load_config('vae'), epochs=2)
+    config.seed = seed
+    return engine.train_and_evaluate(config, str(tmp_path / sub))['test/neg_elbo']
+
+  first, again, other = run(0, 'a'), run(0, 'b'), run(1, 'c')
+  assert first == again
+  assert first != other
+
+
+class _Crash(Exception):
+  pass
+
+
+def _resumable_config():
+  config = small(load_config('dae'), epochs=4)
+  config.optimizer.schedule = 'cosine'
+  config.train.checkpoint_every = 3
+  return config
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(tmp_path_factory):
+  path = tmp_path_factory.mktemp('full')
+  return engine.train_and_evaluate(_resumable_config(), str(path)), path
+
+
+def test_resume_after_a_crash_equals_uninterrupted(tmp_path, monkeypatch, uninterrupted):
+  """Killed after epoch 4's metrics but before its checkpoint: the rerun resumes from epoch 3."""
+  config = _resumable_config()
+  save = checkpoints.GroupCheckpoints.save
+
+  def crash_at_the_end(self, epoch, state, pinned=frozenset()):
+    if epoch == 4:
+      raise _Crash()
+    save(self, epoch, state, pinned)
+
+  monkeypatch.setattr(checkpoints.GroupCheckpoints, 'save', crash_at_the_end)
+  with pytest.raises(_Crash):
+    engine.train_and_evaluate(config, str(tmp_path))
+  monkeypatch.undo()
+  assert [r['epoch'] for r in _metrics(tmp_path)] == [1, 2, 3, 4]
+  lines = []
+  resumed = engine.train_and_evaluate(config, str(tmp_path), log=lines.append)
+  assert lines[0].startswith('Resuming from the checkpoint of epoch 3'), lines
+  _same_metrics(resumed, uninterrupted[0])
+  assert [r['epoch'] for r in _metrics(tmp_path)] == [1, 2, 3, 4]
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason='signals need the main thread')
+def test_sigterm_checkpoints_stops_and_resumes_to_the_same_numbers(tmp_path, monkeypatch, uninterrupted):
+  config = _resumable_config()
+  write = Workdir.write_metrics
+
+  def write_then_sigterm(self, step, epoch, record):
+    write(self, step, epoch, record)
+    if epoch == 2:
+      os.kill(os.getpid(), signal.SIGTERM)  # as SLURM does before preempting a job
+
+  monkeypatch.setattr(Workdir, 'write_metrics', write_then_sigterm)
+  with pytest.raises(engine.Interrupted, match='SIGTERM after epoch 2'):
+    engine.train_and_evaluate(config, str(tmp_path))
+  monkeypatch.undo()
+  assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is removed again
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2']  # epoch 2 is not on the schedule (every 3)
+  resumed = engine.train_and_evaluate(config, str(tmp_path))
+  _same_metrics(resumed, uninterrupted[0])
+  assert [r['epoch'] for r in _metrics(tmp_path)] == [1, 2, 3, 4]
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3', '4']
+
+
+def test_finished_run_is_reported_without_training_again(uninterrupted):
+  summary, path = uninterrupted
+  lines = []
+  assert engine.train_and_evaluate(_resumable_config(), str(path), log=lines.append) == summary
+  assert not lines
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+  config = small(load_config('deep_ae'), epochs=2)
+  config.optimizer.update(name='sgd', learning_rate=0.01)
+  engine.train_and_evaluate(config, str(tmp_path))
+  config.train.num_epochs = 4
+  config.optimizer.learning_rate = 1e30
+  with pytest.raises(FloatingPointError, match='epoch 3.*last good checkpoint \\(epoch 2\\)'):
+    engine.train_and_evaluate(config, str(tmp_path))
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2']
+  assert [r['epoch'] for r in _metrics(tmp_path)] == [1, 2]
+
+
+def test_sparsity_penalty_pulls_mean_activation_to_target(tmp_path):
+  def mean_activation(weight, sub):
+    config = small(load_config('sparse'), epochs=4)
+    config.penalty.weight = weight
+    return engine.train_and_evaluate(config, str(tmp_path / sub))['test/code_mean_abs']
+
+  free, penalized = mean_activation(0.0, 'free'), mean_activation(3.0, 'penalized')
+  target = load_config('sparse').penalty.target
+  assert abs(penalized - target) < 0.5 * abs(free - target), (free, penalized, target)
+
+
+def test_denoising_vae_and_denoising_sparse_ae_train(tmp_path):
+  vae = small(load_config('vae'), epochs=2)
+  vae.corruption.update(name='masking', rate=0.25)
+  summary = engine.train_and_evaluate(vae, str(tmp_path / 'dvae'))
+  assert summary['test/recon_mse_clean_input'] < summary['test/recon_mse']
+  sparse = small(load_config('sparse'), epochs=2)
+  sparse.corruption.update(name='salt_and_pepper', rate=0.1)
+  assert np.isfinite(engine.train_and_evaluate(sparse, str(tmp_path / 'dsae'))['train/penalty'])
+
+
+def test_optimizers_and_schedules_train(tmp_path):
+  for name, schedule in (('adamw', 'warmup_cosine'), ('sgd', 'cosine'), ('adadelta', 'constant')):
+    config = small(load_config('ae'), epochs=2)
+    config.optimizer.update(name=name, schedule=schedule, warmup_steps=5,
+                            learning_rate=1.0 if name == 'adadelta' else 1e-2)
+    engine.train_and_evaluate(config, str(tmp_path / name))
+    history = _metrics(tmp_path / name)
+    assert history[-1]['test/recon'] < history[0]['test/recon'], name
+
+
+def test_tfds_source_trains_under_mock_data(tmp_path):
+  config = small(load_config('vae', 'mnist'), epochs=2)
+  config.train.batch_size = 16
+  with tfds.testing.mock_data(num_examples=96, policy=tfds.testing.MockPolicy.USE_CODE):
+    summary = engine.train_and_evaluate(config, str(tmp_path))
+  assert np.isfinite(summary['test/neg_elbo'])
+  assert summary['test/neg_elbo'] > 0
+
+
+def test_real_mnist_vae_and_dae(tmp_path, mnist_dir):
+  vae = small(load_config('vae', f'idx={mnist_dir}'), epochs=3)
+  summary = engine.train_and_evaluate(vae, str(tmp_path / 'vae'))
+  assert summary['test/neg_elbo'] < 135  # 127.5 seen after 3 epochs; ~550 nats at initialization
+  dae = small(load_config('dae', f'idx={mnist_dir}'), epochs=3)
+  summary = engine.train_and_evaluate(dae, str(tmp_path / 'dae'))
+  assert summary['test/recon_mse'] < 0.04
+
+
+def test_one_epoch_is_one_compiled_program():
+  """The scanned epoch (training, test metrics, figure reconstructions) compiles once and is reused."""
+  config = small(load_config('ae'))
+  dataset = data.load(config.data)
+  run = engine.make_run(config, dataset.shape)
+  program = engine.Program([run], dataset)
+  state = program.init(run.init_key[None], jax.numpy.ones(1))
+  args = (jax.numpy.asarray(dataset.x_train), jax.numpy.asarray(dataset.x_test), None)
+  for epoch in (1, 2):
+    state, out = program.epoch(state, *args, epoch, run.train_key[None], jax.tree.map(lambda x: x[None], run.hp))
+  assert program.epoch._cache_size() == 1
+  assert out['train']['loss'].shape == (1, len(dataset.x_train) // config.train.batch_size)
+  assert set(out['test']) >= {'recon', 'recon_mse'} and out['test']['recon'].shape == (1,)
+
+
+def test_second_run_of_a_config_compiles_nothing_new(tmp_path):
+  """The persistent compilation cache: the same config again adds no cache entry; the cache can be off."""
+  config = small(load_config('ae'), epochs=1)
+  config.train.compilation_cache_dir = str(tmp_path / 'cache')
+  engine.train_and_evaluate(config, str(tmp_path / 'first'))
+  entries = set(os.listdir(tmp_path / 'cache'))
+  assert any(e.startswith('jit_epoch') for e in entries), entries
+  engine.train_and_evaluate(config, str(tmp_path / 'second'))
+  assert set(os.listdir(tmp_path / 'cache')) == entries
+  config.train.compilation_cache = False
+  config.model.hidden = (64,)  # another epoch program, not written to the cache
+  engine.train_and_evaluate(config, str(tmp_path / 'off'))
+  assert set(os.listdir(tmp_path / 'cache')) == entries
+
+
+def test_workdir_of_another_model_is_refused_and_kept(tmp_path):
+  config = small(load_config('ae'), epochs=1)
+  engine.train_and_evaluate(config, str(tmp_path))
+  other = small(load_config('ae'), epochs=2)
+  other.model.hidden = (64,)
+  with pytest.raises(config_lib.ConfigError, match=r'model.hidden: \[128\] -> \[64\]'):
+    engine.train_and_evaluate(other, str(tmp_path))
+  assert json.load(open(tmp_path / 'config.json'))['model']['hidden'] == [128]
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['1']
+
+
+def test_fit_trains_in_memory_without_a_workdir(tmp_path):
+  config = small(load_config('ae'), epochs=3)
+  dataset = data.load(config.data)
+  run, params, history = engine.fit(config, dataset)
+  assert [r['epoch'] for r in history] == [1, 2, 3]
+  assert history[-1]['test/recon'] < history[0]['test/recon']
+  z = run.family.encode(params, jax.numpy.asarray(dataset.x_test[:5]))
+  assert z.shape == (5, config.model.latent_dim)
