@@ -547,8 +547,8 @@ def train_runs(runs: list[Run], dataset: data.Dataset, outs: list[Workdir], grou
   summaries: list[dict | None] = [None] * len(runs)
   for epoch, idx in sorted(by_epoch.items()):
     if epoch:
-      log(f'Resuming from the checkpoint of epoch {epoch} in {outs[idx[0]].path}' if len(runs) == 1 else
-          f'{label}resuming {len(idx)} runs from the checkpoints of epoch {epoch}')
+      log(f'{label}resuming {len(idx)} runs from the checkpoints of epoch {epoch}' if label else
+          f'Resuming from the checkpoint of epoch {epoch} in {outs[idx[0]].path}')
     group = Group([runs[i] for i in idx], [outs[i] for i in idx], _checkpoint_dir(groups_dir, [outs[i] for i in idx]),
                   [restored[i][0] for i in idx], epoch)
     loop = _Loop(group, dataset, log, label, timer, devices)

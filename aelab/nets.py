@@ -134,7 +134,8 @@ class Conv(nn.Module):
     k, c_in = self.kernel_size, h_BxHxWxC.shape[-1]
     kernel = self.param('kernel', nn.initializers.lecun_normal(), (k, k, c_in, self.features))
     bias = self.param('bias', nn.initializers.zeros, (self.features,))
-    return image_patches(h_BxHxWxC, k, self.stride) @ kernel.reshape(k * k * c_in, self.features) + bias
+    out = image_patches(h_BxHxWxC, k, self.stride) @ kernel.reshape(k * k * c_in, self.features)
+    return out + bias[None, None, None]
 
 
 class ConvEncoder(nn.Module):

@@ -116,6 +116,7 @@ def main() -> None:
   columns = ['k', 'max_angle_deg', 'ae_mse', 'pca_mse', 'ae_over_pca_mse', 'sigmoid_max_angle_deg', 'sigmoid_ae_mse']
   table = common.markdown_table(rows, columns, {c: '.5f' for c in columns[1:]} | {'max_angle_deg': '.2f',
                                                                                    'sigmoid_max_angle_deg': '.2f'})
+  os.makedirs(args.out, exist_ok=True)
   _figure(rows, os.path.join(args.out, 'pca_equivalence.png'))
   common.write_results(args.out, 'pca_equivalence', rows, table, t0, args.json)
 

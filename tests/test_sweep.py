@@ -10,11 +10,11 @@ import jax
 import numpy as np
 import pytest
 
-from aelab import parallel, sweep, train
+from aelab import checkpoints, config as config_lib, data, engine, parallel, sweep
 from conftest import ROOT, load_config, small
 
-# 8 models in one group: two KL weights x two seeds x two learning rates (the rate is swept through the
-# optimizer state, see sweep_train.swept_learning_rate).
+# 8 models in one group: two KL weights x two seeds x two learning rates (the rate is held in the
+# optimizer state, see aelab/optimizers.py).
 SWEEP8 = sweep.product(sweep.axis('model.kl_weight', [0.5, 2.0]), sweep.axis('seed', [0, 1]),
                        sweep.axis('optimizer.learning_rate', [1e-3, 3e-3]))
 
@@ -23,21 +23,15 @@ def tiny_vae():
   config = small(load_config('vae'), epochs=2)
   config.model.update(hidden=(32,), latent_dim=4)
   config.data.max_train_examples = 640  # 10 steps per epoch: compilation dominates anyway
+  config.train.checkpoint_every = 1
   return config
-
-
-def _no_final_figures(patch):
-  """Final figures (matplotlib) are tested for single runs; here they would only cost time."""
-  patch.setattr(train, '_final_figures', lambda *args: None)
 
 
 @pytest.fixture(scope='module')
 def sweep8(tmp_path_factory):
   """The 8-model sweep trained once, vectorized, on one device: ``(workdir, {name: summary})``."""
   workdir = str(tmp_path_factory.mktemp('sweep8'))
-  with pytest.MonkeyPatch.context() as patch:
-    _no_final_figures(patch)
-    return workdir, sweep.run_sweep(tiny_vae(), SWEEP8, workdir)
+  return workdir, sweep.run_sweep(tiny_vae(), SWEEP8, workdir)
 
 
 def _metrics(path):
@@ -81,7 +75,7 @@ def test_bad_sweeps_fail_early_with_a_message(tmp_path):
     sweep.members(tiny_vae(), [{'model.kl_wieght': 2.0}])
   with pytest.raises(sweep.SweepError, match='same run more than once'):
     sweep.members(tiny_vae(), [{'seed': 1}, {'seed': 1}])
-  with pytest.raises(train.config_lib.ConfigError, match='kl_weight'):
+  with pytest.raises(config_lib.ConfigError, match='kl_weight'):
     sweep.members(tiny_vae(), [{'model.kl_weight': -1.0}])
 
 
@@ -99,18 +93,19 @@ def test_runs_are_grouped_by_structure():
   assert [len(g) for g in sweep.group(sparsity)] == [18, 18]  # L1 on a ReLU code, KL on a sigmoid code
 
 
-def test_vectorized_sweep_equals_single_runs(sweep8, tmp_path, monkeypatch):
+def test_vectorized_sweep_equals_single_runs(sweep8, tmp_path):
   workdir, summaries = sweep8
   assert sorted(summaries) == sorted(sweep.run_name(o) for o in SWEEP8)
-  _no_final_figures(monkeypatch)
   for overrides in SWEEP8[-1:]:  # kl 2, seed 1, lr 3e-3: no field at the config's value
     name = sweep.run_name(overrides)
-    single = train.train_and_evaluate(sweep.apply(tiny_vae(), overrides), str(tmp_path / name))
+    single = engine.train_and_evaluate(sweep.apply(tiny_vae(), overrides), str(tmp_path / name))
     _assert_same_numbers(summaries[name], single)
     for swept, alone in zip(_metrics(os.path.join(workdir, name)), _metrics(tmp_path / name), strict=True):
       _assert_same_numbers(swept, alone)
   names = set(os.listdir(os.path.join(workdir, sweep.run_name(SWEEP8[0]))))
-  assert {'config.json', 'metrics.jsonl', 'summary.json', 'checkpoints', 'tensorboard'} <= names
+  assert {'config.json', 'metrics.jsonl', 'summary.json', 'checkpoint.json', 'tensorboard'} <= names
+  assert 'checkpoints' not in names  # the group's one stacked checkpoint is under groups/
+  assert len(os.listdir(os.path.join(workdir, 'groups'))) == 1
   losses = {s['train/loss'] for s in summaries.values()}
   assert len(losses) == 8  # every model trained with its own seed, weight and rate
 
@@ -120,16 +115,48 @@ def test_rerun_skips_finished_and_resumes_interrupted(sweep8):
   name = sweep.run_name(SWEEP8[5])
   run_path = os.path.join(workdir, name)
   os.remove(os.path.join(run_path, 'summary.json'))  # as if stopped after its first epoch
-  subprocess.run(['rm', '-r', os.path.join(run_path, 'checkpoints', '2')], check=True)
+  pointer = checkpoints.read_pointer(run_path)
+  checkpoints.write_pointer(run_path, pointer['directory'], pointer['index'], 1)
   lines = []
-  with pytest.MonkeyPatch.context() as patch:
-    _no_final_figures(patch)
-    again = sweep.run_sweep(tiny_vae(), SWEEP8, workdir, log=lines.append)
+  again = sweep.run_sweep(tiny_vae(), SWEEP8, workdir, log=lines.append)
   assert any('7 of 8 runs already finished' in line for line in lines), lines
   assert any('resuming 1 runs from the checkpoints of epoch 1' in line for line in lines), lines
   assert [r['epoch'] for r in _metrics(run_path)] == [1, 2]
   _assert_same_numbers(again[name], summaries[name])
   assert json.load(open(os.path.join(workdir, 'sweep.json')))[5]['name'] == name
+  assert sorted(os.listdir(os.path.join(run_path, 'checkpoints'))) == ['2']  # now a group of one
+
+
+def test_a_sweep_run_resumes_as_a_single_run(sweep8, tmp_path):
+  """The run's folder of a sweep, given as --workdir of a single run with more epochs, continues it."""
+  workdir, summaries = sweep8
+  overrides = SWEEP8[3]
+  config = sweep.apply(tiny_vae(), overrides)
+  config.train.num_epochs = 3
+  lines = []
+  run_path = os.path.join(workdir, sweep.run_name(overrides))
+  longer = engine.train_and_evaluate(config, run_path, log=lines.append)
+  assert lines[0].startswith('Resuming from the checkpoint of epoch 2'), lines
+  assert [r['epoch'] for r in _metrics(run_path)] == [1, 2, 3]
+  alone = engine.train_and_evaluate(config, str(tmp_path / 'alone'))  # 3 epochs from scratch
+  _assert_same_numbers(longer, alone)
+
+
+def test_a_single_run_resumes_in_a_sweep(sweep8, tmp_path):
+  """A single run trained for one epoch in a sweep run's folder is resumed by the sweep with the rest."""
+  _, summaries = sweep8
+  workdir = str(tmp_path)
+  first = SWEEP8[2]
+  config = sweep.apply(tiny_vae(), first)
+  config.train.num_epochs = 1
+  engine.train_and_evaluate(config, os.path.join(workdir, sweep.run_name(first)))
+  lines = []
+  done = sweep.run_sweep(tiny_vae(), SWEEP8[:4], workdir, log=lines.append)
+  assert any('resuming 1 runs from the checkpoints of epoch 1' in line for line in lines), lines
+  for overrides in SWEEP8[:4]:
+    name = sweep.run_name(overrides)
+    _assert_same_numbers(done[name], summaries[name])
+  assert [r['epoch'] for r in _metrics(os.path.join(workdir, sweep.run_name(first)))] == [1, 2]
 
 
 _EIGHT_DEVICES = textwrap.dedent('''
@@ -137,25 +164,22 @@ _EIGHT_DEVICES = textwrap.dedent('''
     import jax
     sys.path.insert(0, 'tests')
     import test_sweep as t
-    from aelab import sweep, sweep_train, train
-    train._final_figures = lambda *args: None
+    from aelab import data, engine, sweep
     assert jax.device_count() == 8, jax.devices()
     out = {}
-    # The model axis: the sweep's own compiled epoch, with the shardings of what it returns recorded.
-    vectorized = sweep_train._vectorized
-
-    def recording(run, mesh):
-      train_epochs, evaluate = vectorized(run, mesh)
-
-      def train_epochs_recorded(*args):
-        states, metrics = train_epochs(*args)
-        kernel = jax.tree.leaves(states['params'])[0]
-        out['spec'] = str(kernel.sharding.spec)
-        out['shards'] = sorted((s.device.id, s.data.shape[0]) for s in kernel.addressable_shards)
-        return states, metrics
-      return train_epochs_recorded, evaluate
-
-    sweep_train._vectorized = recording
+    # The model axis: the group's own compiled epoch, and the shardings of the states it returns.
+    config = t.tiny_vae()
+    dataset = data.load(config.data)
+    runs = [engine.make_run(m.config, dataset.shape) for m in sweep.members(config, t.SWEEP8)]
+    program = engine.Program(runs, dataset)
+    keys = jax.numpy.stack([r.init_key for r in runs])
+    states = program.init(keys, jax.numpy.ones(8))
+    states, _ = program.epoch(states, dataset.x_train, dataset.x_test, None, 1,
+                              program.shard(jax.numpy.stack([r.train_key for r in runs])),
+                              program.shard(engine.stack([r.hp for r in runs])))
+    kernel = jax.tree.leaves(states['params'])[0]
+    out['spec'] = str(kernel.sharding.spec)
+    out['shards'] = sorted((s.device.id, s.data.shape[0]) for s in kernel.addressable_shards)
     lines = []
     out['summaries'] = sweep.run_sweep(t.tiny_vae(), t.SWEEP8, sys.argv[1], log=lines.append)
     out['lines'] = lines
@@ -168,10 +192,13 @@ _EIGHT_DEVICES = textwrap.dedent('''
 def one_epoch_loss() -> tuple[bool, float]:
   """(whether the compiled epoch all-reduces, its mean loss) of one epoch of tiny_vae() as a single run."""
   config = tiny_vae()
-  run = train.Run(config, train.data.load(config.data))
-  args = (run.init_state(), jax.numpy.asarray(run.dataset.x_train), jax.random.key(0), run.hp)
-  compiled = run.train_epoch.lower(*args).compile()
-  return 'all-reduce' in compiled.as_text(), float(np.mean(compiled(*args)[1]['loss']))
+  dataset = data.load(config.data)
+  run = engine.make_run(config, dataset.shape)
+  program = engine.Program([run], dataset)
+  state = program.init(run.init_key[None], jax.numpy.ones(1))
+  args = (state, dataset.x_train, dataset.x_test, None, 1, run.train_key[None], jax.tree.map(lambda x: x[None], run.hp))
+  compiled = program.epoch.lower(*args).compile()
+  return 'all-reduce' in compiled.as_text(), float(np.mean(compiled(*args)[1]['train']['loss']))
 
 
 @pytest.fixture(scope='module')

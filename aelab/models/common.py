@@ -114,11 +114,11 @@ def contractive_sigmoid_mlp(kernels: Sequence[jax.Array], biases: Sequence[jax.A
   ``sum_j (h_j (1 - h_j))^2 sum_i W_ij^2``. Deeper encoders chain the layer Jacobians explicitly.
   """
   if len(kernels) == 1:
-    h = jax.nn.sigmoid(x_BxD @ kernels[0] + biases[0])
-    return jnp.sum(jnp.square(h * (1.0 - h)) * jnp.sum(jnp.square(kernels[0]), axis=0), axis=-1)
+    h = jax.nn.sigmoid(x_BxD @ kernels[0] + biases[0][None])
+    return jnp.sum(jnp.square(h * (1.0 - h)) * jnp.sum(jnp.square(kernels[0]), axis=0)[None], axis=-1)
   h, jac_BxHxD = x_BxD, None
   for kernel, bias in zip(kernels, biases):
-    h = jax.nn.sigmoid(h @ kernel + bias)
+    h = jax.nn.sigmoid(h @ kernel + bias[None])
     layer = kernel.T[None] if jac_BxHxD is None else jnp.einsum('ih,bid->bhd', kernel, jac_BxHxD)
     jac_BxHxD = (h * (1.0 - h))[:, :, None] * layer
   return jnp.sum(jnp.square(jac_BxHxD), axis=(1, 2))
