@@ -93,8 +93,8 @@ def check_compatible(config: ml_collections.ConfigDict, dataset: data.Dataset) -
     raise config_lib.ConfigError('model.likelihood=bernoulli needs data in [0, 1]; for tabular data use '
                                  '--config.model.likelihood=mse (or gaussian for a VAE).')
   if tabular and config.model.likelihood != 'bernoulli' and config.model.output_activation == 'sigmoid':
-    raise config_lib.ConfigError('model.output_activation=sigmoid bounds reconstructions to (0, 1), but '
-                                 'standardized tabular features are not: set --config.model.output_activation=identity.')
+    raise config_lib.ConfigError('model.output_activation=sigmoid bounds reconstructions to (0, 1), but standardized '
+                                 'tabular features are not: set --config.model.output_activation=identity.')
   if tabular and config.corruption.name == 'gaussian' and config.corruption.clip:
     raise config_lib.ConfigError('Gaussian corruption clips to [0, 1], which is wrong for standardized '
                                  'tabular data: set --config.corruption.clip=False.')
@@ -518,7 +518,9 @@ def enable_compilation_cache(config: ml_collections.ConfigDict) -> None:
   ``config.default_cache_dir()``) for every compilation, unless ``train.compilation_cache`` is False: a
   second run of the same config then starts training without compiling."""
   from jax.experimental.compilation_cache import compilation_cache  # noqa: PLC0415
-  directory = (config.train.compilation_cache_dir or config_lib.default_cache_dir()) if config.train.compilation_cache else None
+  directory = None
+  if config.train.compilation_cache:
+    directory = config.train.compilation_cache_dir or config_lib.default_cache_dir()
   if jax.config.jax_compilation_cache_dir != directory:
     compilation_cache.reset_cache()  # the cache keeps the directory it first used otherwise
     jax.config.update('jax_compilation_cache_dir', directory)

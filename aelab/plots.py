@@ -147,7 +147,8 @@ def embedding_panels(panels: dict[str, np.ndarray], colour_N: np.ndarray, path: 
                      discrete: bool = True, point_size: float = 3.0) -> None:
   """Saves scatter plots of ``N x 2`` (or ``N x 3``, drawn in 3-D) embeddings side by side.
 
-  Points are coloured by ``colour_N``: class labels (``discrete``, up to 10 classes, tab10, with a colour bar) or a continuous value (e.g. the position along an S-curve, viridis).
+  Points are coloured by ``colour_N``: class labels (``discrete``, up to 10 classes, tab10, with a colour
+  bar) or a continuous value (e.g. the position along an S-curve, viridis).
   Raises ValueError when a panel does not have ``N`` rows of 2 or 3 columns.
   """
   colour = np.asarray(colour_N)
@@ -157,7 +158,8 @@ def embedding_panels(panels: dict[str, np.ndarray], colour_N: np.ndarray, path: 
     if points.ndim != 2 or points.shape[1] not in (2, 3) or len(points) != len(colour):
       raise ValueError(f'panel {name!r}: expected {len(colour)} x 2 or x 3 points, got {points.shape}.')
     ax = fig.add_subplot(1, len(panels), i + 1, **({'projection': '3d'} if points.shape[1] == 3 else {}))
-    scale = {'cmap': 'tab10', 'vmin': colour.min() - 0.5, 'vmax': colour.min() + 9.5} if discrete else {'cmap': 'viridis'}
+    scale = ({'cmap': 'tab10', 'vmin': colour.min() - 0.5, 'vmax': colour.min() + 9.5} if discrete
+             else {'cmap': 'viridis'})
     scatter = ax.scatter(*points.T, c=colour, s=point_size, linewidths=0, **scale)
     ax.set_title(name)
     ax.set_xticks([])

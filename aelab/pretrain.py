@@ -20,7 +20,6 @@ import copy
 import math
 from typing import Any, Callable
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -190,7 +189,8 @@ def finetune(config: ml_collections.ConfigDict, params: Params, x_NxD: np.ndarra
   return state['params']
 
 
-def classification_error(config: ml_collections.ConfigDict, params: Params, x_MxD: np.ndarray, y_M: np.ndarray) -> float:
+def classification_error(config: ml_collections.ConfigDict, params: Params, x_MxD: np.ndarray,
+                         y_M: np.ndarray) -> float:
   """Fraction of ``x`` whose argmax logit is not its label (classification error in [0, 1])."""
   num_classes = params['params'][f'dense_{len(config.pretrain.widths)}']['kernel'].shape[1]
   logits = jax.jit(classifier(config, num_classes).apply)(params, jnp.asarray(x_MxD))

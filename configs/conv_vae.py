@@ -6,7 +6,8 @@ the decoder mirrors it with sub-pixel (3x3 conv + depth-to-space) upsampling.
   python -m aelab.main --config=configs/conv_vae.py:cifar10 --config.model.likelihood=gaussian \\
       --config.data.binarize=none --workdir=/tmp/conv_vae_cifar   # 32x32x3 (tfds)
 
-Same likelihood, binarization and latent size as configs/vae.py. Images only (H and W divisible by 4): tabular data stops with a ConfigError.
+Same likelihood, binarization and latent size as configs/vae.py. Images only (H and W divisible by 4):
+tabular data stops with a ConfigError.
 The end-of-training NLL uses eval.nll_samples=1000 here (the conv decoder is ~10x the MLP's cost on a
 CPU); evaluate with more later: python -m aelab.evaluate --workdir=/tmp/conv_vae_mnist --k=5000
 """

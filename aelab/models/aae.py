@@ -22,7 +22,7 @@ import ml_collections
 import optax
 
 from aelab import losses, nets
-from aelab.models import ae, common
+from aelab.models import ae
 from aelab.models.family import COMMON_HYPERPARAMS, Family
 
 HYPERPARAMS = {**COMMON_HYPERPARAMS, 'adversarial_weight': 'aae.adversarial_weight'}

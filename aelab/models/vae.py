@@ -150,7 +150,8 @@ def make_objective(model: Model, config: ml_collections.ConfigDict) -> Callable:
       loss = neg_iwae + hp['penalty_weight'] * pen
       metrics['neg_iwae'] = neg_iwae
     else:
-      floored = jnp.mean(recon) + hp['kl_weight'] * free_bits_kl(losses.kl_standard_normal_per_dim(mean, log_var), hp['free_bits'])
+      kl_BxZ = losses.kl_standard_normal_per_dim(mean, log_var)
+      floored = jnp.mean(recon) + hp['kl_weight'] * free_bits_kl(kl_BxZ, hp['free_bits'])
       elbo_loss = jnp.where(hp['free_bits'] > 0, floored, jnp.mean(recon + hp['kl_weight'] * kl))
       loss = elbo_loss + hp['penalty_weight'] * pen
     return loss, common.with_penalty(config, {'loss': loss, **metrics}, pen)

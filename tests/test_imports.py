@@ -1,0 +1,77 @@
+"""The package's layering: no import cycles, and each module imports only from the layers below it
+(DESIGN.md: losses / corruption / nets -> models -> optimizers -> metrics -> engine -> sweeps -> entry
+points). Imports inside functions count too."""
+import ast
+import pathlib
+
+import pytest
+
+PACKAGE = pathlib.Path(__file__).resolve().parents[1] / 'aelab'
+
+# Lower layers first; a module may import only from its own layer's listed modules below it and lower layers.
+LAYERS = [
+    {'aelab.losses', 'aelab.corruption', 'aelab.nets', 'aelab.data', 'aelab.plots', 'aelab.parallel'},
+    {'aelab.models', 'aelab.models.family', 'aelab.models.common', 'aelab.models.ae', 'aelab.models.vae',
+     'aelab.models.aae'},
+    {'aelab.config', 'aelab.optimizers'},
+    {'aelab.metrics', 'aelab.workdir', 'aelab.checkpoints'},
+    {'aelab.figures'},
+    {'aelab.engine'},
+    {'aelab.sweep', 'aelab.pretrain', 'aelab.api'},
+    {'aelab.main', 'aelab.evaluate', 'aelab'},
+]
+
+
+def _module_name(path: pathlib.Path) -> str:
+  parts = path.relative_to(PACKAGE.parent).with_suffix('').parts
+  return '.'.join(parts[:-1] if parts[-1] == '__init__' else parts)
+
+
+def _imports(path: pathlib.Path, modules: set[str]) -> set[str]:
+  """The aelab modules that ``path`` imports anywhere in its body (``from aelab import x`` is ``aelab.x``)."""
+  found = set()
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.Import):
+      found |= {a.name for a in node.names if a.name.startswith('aelab')}
+    elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith('aelab'):
+      for alias in node.names:
+        candidate = f'{node.module}.{alias.name}'
+        found.add(candidate if candidate in modules else node.module)
+  return found
+
+
+def _graph() -> dict[str, set[str]]:
+  paths = sorted(PACKAGE.rglob('*.py'))
+  modules = {_module_name(p) for p in paths}
+  return {_module_name(p): _imports(p, modules) - {_module_name(p)} for p in paths}
+
+
+def test_every_module_has_a_layer():
+  listed = set().union(*LAYERS)
+  assert set(_graph()) == listed, set(_graph()) ^ listed
+
+
+def test_no_import_cycles():
+  graph = _graph()
+  state: dict[str, str] = {}
+
+  def visit(module: str, path: list[str]) -> None:
+    state[module] = 'open'
+    for target in sorted(graph.get(module, ())):
+      if state.get(target) == 'open':
+        pytest.fail(f'import cycle: {" -> ".join(path + [module, target])}')
+      if target not in state:
+        visit(target, path + [module])
+    state[module] = 'done'
+
+  for module in sorted(graph):
+    if module not in state:
+      visit(module, [])
+
+
+def test_modules_import_only_from_lower_layers():
+  layer_of = {m: i for i, layer in enumerate(LAYERS) for m in layer}
+  graph = _graph()
+  wrong = [f'{m} (layer {layer_of[m]}) imports {t} (layer {layer_of[t]})'
+           for m, targets in graph.items() for t in targets if layer_of[t] > layer_of[m]]
+  assert not wrong, wrong
