@@ -439,7 +439,9 @@ class _Loop:
     if self.group.outs is None:
       return
     target = self.group.outs[m]
-    target.write_metrics(epoch * self.program.steps_per_epoch, epoch, record)
+    step = epoch * self.program.steps_per_epoch
+    target.write_metrics(step, epoch, record, tensorboard=False)
+    self.painter.submit(target.write_tensorboard, step, record)  # off the training path (a slow import)
     if self.figures_on and epoch % cfg.figures_every == 0:
       rows = {'input': self.dataset.x_test[:cfg.num_figure_images], 'corrupted': out['x_tilde'],
               'reconstruction': out['x_hat']}

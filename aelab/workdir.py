@@ -78,12 +78,18 @@ class Workdir:
       self._tensorboard = tensorboardX.SummaryWriter(os.path.join(self.path, 'tensorboard'))
     return self._tensorboard
 
-  def write_metrics(self, step: int, epoch: int, metrics: dict[str, Any]) -> None:
-    """Appends one line to metrics.jsonl and writes the scalars to TensorBoard (flushed on close)."""
+  def write_metrics(self, step: int, epoch: int, metrics: dict[str, Any], tensorboard: bool = True) -> None:
+    """Appends one line to metrics.jsonl and, with ``tensorboard``, writes the scalars to TensorBoard
+    (:meth:`write_tensorboard`; the engine calls that on its background thread instead)."""
     record = {'epoch': epoch, 'step': step, **_jsonable(metrics)}
     with open(os.path.join(self.path, 'metrics.jsonl'), 'a') as f:
       f.write(json.dumps(record) + '\n')
-    for name, value in record.items():
+    if tensorboard:
+      self.write_tensorboard(step, record)
+
+  def write_tensorboard(self, step: int, metrics: dict[str, Any]) -> None:
+    """Writes the scalar metrics to TensorBoard at ``step`` (flushed on close)."""
+    for name, value in metrics.items():
       if name not in ('epoch', 'step') and np.isscalar(value):
         self.tensorboard.add_scalar(name, value, step)
 

@@ -13,10 +13,11 @@ from conftest import load_config, small
 
 
 def test_make_evaluate_averages_over_the_split_without_the_padding():
-  # Per-example metric = the first feature; 10 examples in batches of 4 (the last padded with 2 zeros).
-  evaluate = metrics.make_evaluate(lambda params, x, key, hp: {'first': x[:, 0] * params}, batch_size=4)
+  # Per-example metric 2 x + 1 (1 on a padded row of zeros); 10 examples in batches of 4, the last padded
+  # with 2 rows: the mean is 12 only if the padding is masked out and the sum divided by 10.
+  evaluate = metrics.make_evaluate(lambda params, x, key, hp: {'m': x[:, 0] * params + 1.0}, batch_size=4)
   x = jnp.arange(10.0)[:, None] + 1.0
-  np.testing.assert_allclose(evaluate(2.0, x, {})['first'], 2.0 * 5.5, rtol=1e-6)
+  np.testing.assert_allclose(evaluate(2.0, x, {})['m'], 2.0 * 5.5 + 1.0, rtol=1e-6)
 
 
 def test_active_units_counts_dimensions_with_posterior_mean_variance_above_threshold():
