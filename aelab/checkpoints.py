@@ -27,7 +27,8 @@ class GroupCheckpoints:
 
   def __init__(self, directory: str, keep: int = 2):
     self.directory, self.keep = os.path.abspath(directory), keep
-    options = ocp.CheckpointManagerOptions(max_to_keep=None, create=True, enable_async_checkpointing=True)
+    options = ocp.CheckpointManagerOptions(max_to_keep=None, create=True, enable_async_checkpointing=True,
+                                           enable_background_delete=True)
     self.manager = ocp.CheckpointManager(self.directory, options=options,
                                          item_handlers=ocp.StandardCheckpointHandler())
 

@@ -112,11 +112,14 @@ def pretrain(config: ml_collections.ConfigDict, x_train_NxD: np.ndarray, x_test_
   h_train, h_test = x_train_NxD, x_test_MxD
   for layer, width in enumerate(config.pretrain.widths):
     log(f'pretraining layer {layer + 1}/{len(config.pretrain.widths)}: {h_train.shape[1]} -> {width}')
-    run, params, history = fit(layer_config(config, layer), arrays_dataset(h_train, h_test, f'layer{layer}'), log)
+    # Inputs and sigmoid codes lie in [0, 1], as the Bernoulli likelihood needs: kind 'image' tells
+    # engine.check_compatible so (a 'tabular' dataset is taken to be standardized).
+    layer_data = arrays_dataset(h_train, h_test, f'layer{layer}', kind='image')
+    run, params, history = fit(layer_config(config, layer), layer_data, log)
     dense = params['params']['encoder']['mlp']['dense_0']
     encoders.append({'kernel': dense['kernel'], 'bias': dense['bias']})
     histories.append(history)
-    code = jax.jit(lambda x, d=dense: nets.activation(config.model.activation)(x @ d['kernel'] + d['bias']))
+    code = jax.jit(lambda x, d=dense: nets.activation(config.model.activation)(x @ d['kernel'] + d['bias'][None]))
     h_train, h_test = np.asarray(code(h_train)), np.asarray(code(h_test))
   return encoders, histories
 

@@ -44,11 +44,13 @@ class Workdir:
 
   def __init__(self, path: str, config: ml_collections.ConfigDict):
     self.path = os.path.abspath(path)
-    os.makedirs(os.path.join(self.path, 'figures'), exist_ok=True)
+    os.makedirs(self.path, exist_ok=True)
     self.config = json.loads(config.to_json_best_effort())
     self._tensorboard = None
 
   def figure_path(self, name: str) -> str:
+    """``<workdir>/figures/<name>`` (the folder is made on first use)."""
+    os.makedirs(os.path.join(self.path, 'figures'), exist_ok=True)
     return os.path.join(self.path, 'figures', name)
 
   def previous_config(self) -> dict[str, Any]:

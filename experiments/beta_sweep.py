@@ -39,7 +39,8 @@ def main():
   rows = [engine.train_and_evaluate(vae_config(args.data, b), os.path.join(args.out, f'beta_{b:g}')) for b in betas]
   print('| beta | test/kl | test/recon_bce | test/neg_elbo | test/recon_mse |\n| --- | --- | --- | --- | --- |')
   for b, s in zip(betas, rows):
-    print(f'| {b:g} | {s["test/kl"]:.2f} | {s["test/recon_bce"]:.2f} | {s["test/neg_elbo"]:.2f} | {s["test/recon_mse"]:.4f} |')
+    print(f'| {b:g} | {s["test/kl"]:.2f} | {s["test/recon_bce"]:.2f} | {s["test/neg_elbo"]:.2f} '
+          f'| {s["test/recon_mse"]:.4f} |')
   fig, ax = plt.subplots(figsize=(5, 3.5))
   ax.plot(betas, [s['test/kl'] for s in rows], marker='o', label='KL')
   ax.plot(betas, [s['test/recon_bce'] for s in rows], marker='o', label='reconstruction')

@@ -58,7 +58,8 @@ def embeddings(x_NxD: np.ndarray, ae_code_Nx2: np.ndarray, seed: int = 0) -> dic
 
 def labelled_figure(data_arg: str, hidden: tuple[int, ...], epochs: int | None, points: int, out: str,
                     name: str, title: str) -> dict:
-  """Trains the 2-D autoencoder on ``data_arg`` and saves the three embeddings of (at most ``points``) test examples, then train examples."""
+  """Trains the 2-D autoencoder on ``data_arg`` and saves the three embeddings of (at most ``points``) test
+  examples, then train examples."""
   config = two_d_config(data_arg, hidden, epochs)
   trained, summary = common.train_or_restore(config, os.path.join(out, 'runs', name))
   ds = data.load(trained.config.data)

@@ -81,7 +81,8 @@ def _figure(rows: list[dict], path: str) -> None:
   ax_angle.plot(ks, [r['max_angle_deg'] for r in rows], 'o-', label='linear AE')
   ax_angle.plot(ks, [r['sigmoid_max_angle_deg'] for r in rows], 's--', label='sigmoid AE')
   ax_angle.set(xscale='log', xlabel='k (code units)', ylabel='largest principal angle (degrees)')
-  for key, label, style in (('pca_mse', 'PCA', 'k:'), ('ae_mse', 'linear AE', 'o-'), ('sigmoid_ae_mse', 'sigmoid AE', 's--')):
+  for key, label, style in (('pca_mse', 'PCA', 'k:'), ('ae_mse', 'linear AE', 'o-'),
+                            ('sigmoid_ae_mse', 'sigmoid AE', 's--')):
     ax_mse.plot(ks, [r[key] for r in rows], style, label=label)
   ax_mse.set(xscale='log', yscale='log', xlabel='k (code units)', ylabel='test MSE per pixel')
   for ax in (ax_angle, ax_mse):

@@ -28,14 +28,14 @@ import time
 _START = time.perf_counter()
 
 # pylint: disable=wrong-import-position
-import argparse
-import gzip
-import json
-import pathlib
+import argparse  # noqa: E402
+import gzip  # noqa: E402
+import json  # noqa: E402
+import pathlib  # noqa: E402
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 KL_WEIGHTS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 DEFAULT_DATA = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'mnist'
@@ -144,7 +144,8 @@ def main() -> None:
   train_examples = len(data[0])
   model_examples = args.models * args.epochs * (train_examples // args.batch_size * args.batch_size)
   print(f'Done: {args.models} VAEs x {args.epochs} epochs in {wall:.1f} s since the script began '
-        f'({model_examples / wall:,.0f} model-examples/s, torch {torch.__version__}, {torch.get_num_threads()} threads).')
+        f'({model_examples / wall:,.0f} model-examples/s, torch {torch.__version__}, '
+        f'{torch.get_num_threads()} threads).')
   print(json.dumps({'models': args.models, 'epochs': args.epochs, 'train_examples': train_examples,
                     'model_examples': model_examples, 'wall_s': wall}))
 
