@@ -1,5 +1,4 @@
 """aelab.api: ``aelab.load(workdir)`` of a trained run, numpy in and numpy out."""
-import json
 import shutil
 
 import jax
@@ -48,8 +47,9 @@ def test_load_gives_the_trained_model(run, request):
   np.testing.assert_allclose(x_hat, decoded, rtol=1e-5, atol=1e-6)
   # The parameters are those the run ended with: the reconstruction error is the summary's (last epoch).
   np.testing.assert_allclose(np.mean(losses.mse(x_hat, x)), summary['test/recon_mse'], rtol=1e-4)
-  np.testing.assert_allclose(trained.encode(x[:5]), z[:5], rtol=1e-5, atol=1e-6)  # host lists, any batch
-  assert jax.tree.structure(trained.params) == jax.tree.structure(trained.family.init(jax.random.key(0), x[:1]))
+  np.testing.assert_allclose(trained.encode(x[:5].tolist()), z[:5], rtol=1e-5, atol=1e-6)  # lists, any number
+  fresh = jax.eval_shape(trained.family.init, jax.random.key(0), x[:1])
+  assert jax.tree.structure(trained.params) == jax.tree.structure(fresh)
 
 
 def test_sample_of_a_vae_and_none_for_an_autoencoder(vae_run, ae_run):
@@ -66,6 +66,5 @@ def test_a_workdir_without_a_checkpoint_raises(ae_run, tmp_path):
   with pytest.raises(FileNotFoundError, match='config.json'):
     aelab.load(str(tmp_path))
   shutil.copy(f'{ae_run[0]}/config.json', tmp_path / 'config.json')
-  assert json.load(open(tmp_path / 'config.json'))['model']['name'] == 'ae'
   with pytest.raises(FileNotFoundError, match='No checkpoint'):
     aelab.load(str(tmp_path))

@@ -10,6 +10,8 @@ from aelab import config as aelab_config
 from aelab import data, engine
 from conftest import CONFIG_NAMES, ROOT, load_config, small
 
+NEW_CONFIGS = ('beta_vae', 'iwae', 'conv_vae', 'aae', 'cae')  # the configs besides conftest.CONFIG_NAMES
+
 
 @pytest.mark.parametrize('name', CONFIG_NAMES)
 def test_every_config_is_valid(name):
@@ -54,6 +56,28 @@ def test_invalid_values_raise_config_error(field, value, message):
   config[section][key] = value
   with pytest.raises(aelab_config.ConfigError, match=message):
     aelab_config.validate(config)
+
+
+def test_generative_config_errors_name_the_field():
+  cases = {'model.num_samples': 0, 'model.net': 'rnn', 'model.free_bits': -1.0, 'eval.nll_samples': 0}
+  for field, value in cases.items():
+    config = load_config('vae')
+    section, name = field.split('.')
+    config[section][name] = value
+    with pytest.raises(aelab_config.ConfigError, match=field.replace('.', r'\.')):
+      aelab_config.validate(config)
+  config = load_config('iwae')
+  config.model.free_bits = 0.5
+  with pytest.raises(aelab_config.ConfigError, match='free_bits'):
+    aelab_config.validate(config)
+
+
+@pytest.mark.parametrize('name', NEW_CONFIGS)
+def test_new_configs_validate_for_every_data_arg(name):
+  for arg in (None, 'mnist', 'idx=some/dir'):
+    config = load_config(name, arg)
+    aelab_config.validate(config)
+    assert config.data.name == (arg or 'digits').split('=')[0]
 
 
 def test_vae_needs_a_normalized_likelihood():

@@ -17,6 +17,10 @@ from sklearn import datasets as sk_datasets
 from tensorflow_datasets.core.download import downloader
 
 from aelab import data
+from conftest import ROOT, load_config
+
+sys.path.insert(0, str(ROOT / 'experiments'))
+import embed_2d  # noqa: E402
 
 MNIST_DIR = pathlib.Path(__file__).resolve().parents[2] / 'shared/data/mnist'
 
@@ -281,6 +285,14 @@ def test_csv_bad_contents_raise(tmp_path):
     load('1,2\n3,4\n', '1,2,3\n')
   with pytest.raises(data.DataError, match='0 examples'):
     load('a,b\n')
+
+
+def test_example_csv_is_reproducible_and_loads(tmp_path):
+  path = tmp_path / 'blobs.csv'
+  embed_2d.write_example_csv(str(path))
+  assert path.read_text() == pathlib.Path(embed_2d.EXAMPLE_CSV).read_text()
+  dataset = data.load(load_config('ae', f'csv={path}').data)
+  assert dataset.x_train.shape == (320, 10) and set(np.unique(dataset.y_train)) == {0, 1, 2, 3}
 
 
 # ---- tensorflow-datasets ----

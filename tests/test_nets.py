@@ -1,4 +1,5 @@
-"""Encoder/decoder shapes, the linear case, tied weights."""
+"""Encoder/decoder shapes, the linear case, tied weights, the convolution as a matmul over patches."""
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -63,3 +64,25 @@ def test_vae_encoder_splits_mean_and_log_variance():
 def test_unknown_activation():
   with pytest.raises(ValueError, match='relu'):
     nets.activation('swishy')
+
+
+def test_conv_net_refuses_odd_image_sizes():
+  with pytest.raises(ValueError, match='divisible by 4'):
+    nets.check_conv_shape((30, 30, 1), 2)
+  nets.check_conv_shape((28, 28, 1), 2)  # 28 = 4 * 7
+  with pytest.raises(ValueError, match='model.net=mlp'):
+    nets.check_conv_shape((64,), 2)
+
+
+@pytest.mark.parametrize('kernel_size,stride,shape',
+                         [(4, 2, (2, 8, 8, 3)), (3, 1, (2, 7, 7, 5)), (4, 2, (1, 28, 28, 1))])
+def test_patch_conv_equals_flax_conv(kernel_size, stride, shape):
+  x = jax.random.normal(jax.random.key(0), shape)
+  ours = nets.Conv(6, kernel_size, stride)
+  params = jax.jit(ours.init)(jax.random.key(1), x)
+  params = jax.tree.map(lambda p: p + 0.1, params)  # a nonzero bias too
+  reference = nn.Conv(6, (kernel_size, kernel_size), strides=(stride, stride), padding='SAME')
+  np.testing.assert_allclose(jax.jit(ours.apply)(params, x), jax.jit(reference.apply)(params, x), rtol=1e-5,
+                             atol=1e-5)
+  np.testing.assert_allclose(nets.depth_to_space(jnp.arange(8.0).reshape(1, 1, 1, 8))[0, :, :, 1],
+                             [[1.0, 3.0], [5.0, 7.0]])

@@ -1,10 +1,11 @@
 """Greedy layer-wise pretraining of stacked denoising autoencoders and supervised fine-tuning."""
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from aelab import config as config_lib
-from aelab import data, nets, pretrain, train
+from aelab import data, engine, metrics, nets, pretrain
 from conftest import load_config
 
 
@@ -27,24 +28,52 @@ def stack(digits):
   return config, *pretrain.pretrain(config, digits.x_train, digits.x_test)
 
 
-def test_each_layer_lowers_its_reconstruction_loss(stack):
-  _, encoders, histories = stack
+def _codes(x, encoder):
+  """Layer codes as ``pretrain.pretrain`` computes them (sigmoid units, in one jitted call)."""
+  code = jax.jit(lambda v: nets.activation('sigmoid')(v @ encoder['kernel'] + encoder['bias'][None]))
+  return np.asarray(code(jnp.asarray(x)))
+
+
+def _recon(config, params, x):
+  """The ``test/recon`` of a layer's parameters on ``x`` (the family's eval, as in the history)."""
+  run = engine.make_run(config, (x.shape[1],))
+  evaluate = metrics.make_evaluate(run.family.eval, config.train.eval_batch_size)
+  return float(evaluate(params, jnp.asarray(x), run.hp)['recon'])
+
+
+def _initial_params(config, dim):
+  """The parameters a layer starts from (``engine.fit`` initializes with the run's ``init_key``)."""
+  run = engine.make_run(config, (dim,))
+  return run.family.init(run.init_key, jnp.zeros((1, dim)))
+
+
+def test_each_layer_lowers_its_reconstruction_loss(stack, digits):
+  config, encoders, histories = stack
   assert [e['kernel'].shape for e in encoders] == [(64, 32), (32, 16)]
-  for history in histories:
-    recon = [h['test/recon'] for h in history]  # before training, then after each epoch
-    assert len(recon) == 4 and all(b < a for a, b in zip(recon, recon[1:])), recon
+  inputs = [digits.x_test, _codes(digits.x_test, encoders[0])]
+  for layer, (history, x_test) in enumerate(zip(histories, inputs)):
+    assert [h['epoch'] for h in history] == [1, 2, 3]  # one record per epoch, none before training
+    layer_config = pretrain.layer_config(config, layer)
+    before = _recon(layer_config, _initial_params(layer_config, x_test.shape[1]), x_test)
+    recon = [before] + [h['test/recon'] for h in history]  # before training, then after each epoch
+    assert all(b < a for a, b in zip(recon, recon[1:])), recon
     assert recon[-1] < 0.95 * recon[0], recon
 
 
 def test_layer_two_is_trained_on_the_codes_of_layer_one(stack, digits):
   config, encoders, histories = stack
-  code = lambda x, e: np.asarray(nets.activation('sigmoid')(x @ e['kernel'] + e['bias']))
-  h_train, h_test = code(digits.x_train, encoders[0]), code(digits.x_test, encoders[0])
-  run = train.Run(pretrain.layer_config(config, 1), pretrain.arrays_dataset(h_train, h_test, 'codes'))
-  before = run.evaluate(run.init_state()['params'], h_test, run.hp)['recon']  # layer 2 before training
-  np.testing.assert_allclose(histories[1][0]['test/recon'], float(before), rtol=1e-5)
-  raw = run.evaluate(run.init_state()['params'], np.full_like(h_test, 0.5), run.hp)['recon']
-  assert abs(float(raw) - float(before)) > 1e-3  # the check can tell other inputs apart
+  h_train, h_test = _codes(digits.x_train, encoders[0]), _codes(digits.x_test, encoders[0])
+  layer_config = pretrain.layer_config(config, 1)
+  run, params, history = pretrain.fit(layer_config, pretrain.arrays_dataset(h_train, h_test, 'codes', kind='image'))
+  assert run.config.model.latent_dim == 16 and run.config.train.num_epochs == 3
+  # Training layer 2 on the clean codes of layer 1 again gives the same encoder and the same history.
+  np.testing.assert_allclose(params['params']['encoder']['mlp']['dense_0']['kernel'], encoders[1]['kernel'],
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose([h['test/recon'] for h in history], [h['test/recon'] for h in histories[1]], rtol=1e-5)
+  after = _recon(layer_config, params, h_test)  # layer 2's test/recon is measured on the test codes
+  np.testing.assert_allclose(histories[1][-1]['test/recon'], after, rtol=1e-5)
+  raw = _recon(layer_config, params, np.full_like(h_test, 0.5))
+  assert abs(raw - after) > 1e-3  # the check can tell other inputs apart
 
 
 def test_finetuning_beats_chance_and_subsets_are_seeded(digits):
