@@ -123,8 +123,8 @@ def test_sigterm_checkpoints_stops_and_resumes_to_the_same_numbers(tmp_path, mon
   config = _resumable_config()
   write = Workdir.write_metrics
 
-  def write_then_sigterm(self, step, epoch, record):
-    write(self, step, epoch, record)
+  def write_then_sigterm(self, step, epoch, record, **kwargs):
+    write(self, step, epoch, record, **kwargs)
     if epoch == 2:
       os.kill(os.getpid(), signal.SIGTERM)  # as SLURM does before preempting a job
 
