@@ -116,9 +116,10 @@ def project_2d(codes_NxZ: np.ndarray, method: str = 'pca', seed: int = 0) -> tup
   codes = np.asarray(codes_NxZ, np.float64)
   if codes.shape[1] <= 2:
     return np.pad(codes, ((0, 0), (0, 2 - codes.shape[1]))), 'z'
-  if method == 'pca':
-    from sklearn.decomposition import PCA
-    return PCA(2, random_state=seed).fit_transform(codes), 'PC'
+  if method == 'pca':  # numpy's SVD of the centred codes (scikit-learn's PCA costs 0.6 s to import)
+    centred = codes - codes.mean(axis=0, keepdims=True)
+    _, _, components = np.linalg.svd(centred, full_matrices=False)
+    return centred @ components[:2].T, 'PC'
   if method == 'tsne':
     from sklearn.manifold import TSNE
     return TSNE(2, init='pca', random_state=seed).fit_transform(codes), 't-SNE '

@@ -67,3 +67,11 @@ def test_project_2d_and_latent_scatter(tmp_path):
   plots.latent_scatter(np.random.default_rng(2).normal(size=(40, 2)), np.arange(40) % 10, str(tmp_path / 's.png'),
                        prior_samples=np.zeros((40, 2)))
   assert _is_png(tmp_path / 's.png')
+
+
+def test_pca_projection_matches_scikit_learn_up_to_sign():
+  from sklearn.decomposition import PCA
+  codes = np.random.default_rng(1).normal(size=(200, 6)) * np.arange(1, 7)
+  points, _ = plots.project_2d(codes, 'pca')
+  expected = PCA(2).fit_transform(codes)
+  np.testing.assert_allclose(np.abs(points), np.abs(expected), rtol=1e-6, atol=1e-8)
