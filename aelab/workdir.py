@@ -3,6 +3,7 @@ summary.json, and checkpoint.json (the pointer to its checkpoint, see ``aelab/ch
 TensorBoard writing is tensorboardX's."""
 import json
 import os
+import sys
 from typing import Any
 
 import ml_collections
@@ -36,6 +37,21 @@ def write_json(path: str, value: Any) -> None:
   with open(tmp, 'w') as f:
     json.dump(value, f, indent=2, sort_keys=True, default=str)
   os.replace(tmp, path)
+
+
+def _import_tensorboardx():
+  """tensorboardX, imported on first use. Its writer imports PyTorch, where installed, only to recognise
+  torch tensors (1.5 s here); aelab passes floats, so torch is hidden during that import unless the
+  process already imported it."""
+  hide = 'torch' not in sys.modules
+  if hide:
+    sys.modules['torch'] = None  # `import torch` raises ImportError, which tensorboardX expects
+  try:
+    import tensorboardX  # noqa: PLC0415
+  finally:
+    if hide:
+      del sys.modules['torch']
+  return tensorboardX
 
 
 class Workdir:
@@ -76,8 +92,7 @@ class Workdir:
   @property
   def tensorboard(self):
     if self._tensorboard is None:
-      import tensorboardX  # noqa: PLC0415  (imported on first use: it is slow to import)
-      self._tensorboard = tensorboardX.SummaryWriter(os.path.join(self.path, 'tensorboard'))
+      self._tensorboard = _import_tensorboardx().SummaryWriter(os.path.join(self.path, 'tensorboard'))
     return self._tensorboard
 
   def write_metrics(self, step: int, epoch: int, metrics: dict[str, Any], tensorboard: bool = True) -> None:
