@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from aelab import checkpoints, config as config_lib, data, figures, metrics, models, nets, optimizers, parallel
+from aelab import checkpoints, config as config_lib, data, figures, metrics, models, nets, optimizers, parallel, plots
 from aelab.models import Family
 from aelab.workdir import Workdir
 
@@ -461,10 +461,12 @@ class _Loop:
 
   def _finish(self, state: Any) -> list[dict | None]:
     """Final metrics, figures and summary.json of every run still alive."""
-    cfg, runs = self.cfg, self.runs
-    want_arrays = self.runs[0].config.eval.final_metrics or self.figures_on
+    cfg, runs, outs = self.cfg, self.runs, self.group.outs
+    draw = outs is not None and bool(cfg.figures_every)
+    for m in np.flatnonzero(self.alive) if draw else ():  # drawn while the final arrays are computed
+      self.painter.submit(plots.learning_curves, outs[m].read_metrics(), outs[m].figure_path('learning_curves.png'))
     arrays = None
-    if want_arrays and self.alive.any():
+    if (runs[0].config.eval.final_metrics or self.figures_on) and self.alive.any():
       with self.timer('compile'):
         final_fn = self.program.final.lower(state['params'], self.x_test).compile()
       with self.timer('final_eval'):
@@ -474,26 +476,19 @@ class _Loop:
       if not self.alive[m]:
         summaries.append(None)
         continue
-      record = self.records[m] or (self.group.outs[m].read_metrics()[-1] if self.group.outs else {})
+      record = self.records[m] or (outs[m].read_metrics()[-1] if outs else {})
       final = {}
       if run.config.eval.final_metrics and arrays is not None:
         final['test/active_units'] = int(arrays['active_units'][m])
         if run.family.log_weights is not None:
           with self.timer('final_eval'):
-            params = jax.tree.map(lambda x, m=m: x[m], state['params'])
-            final.update(_nll(run, params, self.x_test))
+            final.update(_nll(run, jax.tree.map(lambda x, m=m: x[m], state['params']), self.x_test))
       num_params = sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(state['params']))
-      summary = {**{k: v for k, v in record.items() if '/' in k}, **final, 'epochs': cfg.num_epochs,
-                 'num_params': num_params}
-      summaries.append(summary)
-      if self.group.outs is not None and self.figures_on:
-        out = self.group.outs[m]
-        self.painter.submit(figures.final, out.figure_path, jax.tree.map(lambda x, m=m: x[m], arrays),
-                            out.read_metrics(), self.dataset, run.config, self.by_epoch[m])
-      elif self.group.outs is not None and cfg.figures_every:
-        from aelab import plots  # noqa: PLC0415
-        self.painter.submit(plots.learning_curves, self.group.outs[m].read_metrics(),
-                            self.group.outs[m].figure_path('learning_curves.png'))
+      summaries.append({**{k: v for k, v in record.items() if '/' in k}, **final, 'epochs': cfg.num_epochs,
+                        'num_params': num_params})
+      if self.figures_on and arrays is not None:
+        self.painter.submit(figures.final, outs[m].figure_path, jax.tree.map(lambda x, m=m: x[m], arrays),
+                            self.dataset, run.config, self.by_epoch[m])
     with self.timer('figures_wait'):
       self.painter.wait()
     return summaries

@@ -125,12 +125,10 @@ def load_reconstructions(path_of: Callable[[str], str], up_to_epoch: int) -> dic
   return {e: v for e, v in by_epoch.items() if e <= up_to_epoch}
 
 
-def final(path_of: Callable[[str], str], arrays: dict[str, np.ndarray], history: list[dict], dataset: Any,
+def final(path_of: Callable[[str], str], arrays: dict[str, np.ndarray], dataset: Any,
           config: ml_collections.ConfigDict, by_epoch: dict[int, np.ndarray]) -> None:
-  """Draws the end-of-training figures of one model from its :func:`make_final_arrays` (host arrays)."""
-  plots.learning_curves(history, path_of('learning_curves.png'))
-  if dataset.kind != 'image':
-    return
+  """Draws the end-of-training image figures of one model from its :func:`make_final_arrays` (host
+  arrays); ``learning_curves.png`` is ``plots.learning_curves`` of its metrics."""
   shape = dataset.shape
   plots.image_rows({f'{2 * i} -> {2 * i + 1}': arrays['interpolation'][i] for i in range(2)}, shape,
                    path_of('interpolation.png'), 'interpolation between test codes')

@@ -69,7 +69,9 @@ def learning_curves(history: list[dict], path: str) -> None:
     ax.set_title(name)
     ax.set_xlabel('epoch')
     ax.legend()
-  fig.tight_layout()
+  # Fixed margins: tight_layout took 40% of this figure's time, which a run waits for at its end.
+  fig.subplots_adjust(left=0.8 / fig.get_figwidth(), right=0.98, bottom=0.45 / fig.get_figheight(),
+                      top=1 - 0.35 / fig.get_figheight(), hspace=0.55, wspace=0.3)
   fig.savefig(path, dpi=80)
 
 
