@@ -43,7 +43,7 @@ def base() -> ml_collections.ConfigDict:
   c.penalty = dict(name='none', weight=0.0, target=0.05)
   c.optimizer = dict(name='adam', learning_rate=1e-3, schedule='constant', warmup_steps=0, momentum=0.9,
                      weight_decay=1e-4)
-  c.train = dict(num_epochs=30, batch_size=64, eval_batch_size=1000, figures_every=5, num_figure_images=8,
+  c.train = dict(num_epochs=30, batch_size=64, eval_batch_size=1000, figures_every=10, num_figure_images=8,
                  checkpoint_every=5, keep_checkpoints=2, compilation_cache=True,
                  compilation_cache_dir=config_dict.placeholder(str))
   c.eval = dict(nll_samples=5000, nll_batch_size=50, nll_chunk_size=200, final_metrics=True, projection='pca')
