@@ -25,8 +25,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from aelab import checkpoints, config as config_lib, data, figures, metrics, models, nets, optimizers, parallel, plots
-from aelab.models import Family
+from aelab import checkpoints, config as config_lib, data, figures, metrics, optimizers, plots
+from aelab.program import (  # noqa: F401  (re-exported: the engine's public names)
+    Program, Run, abstract_state, check_compatible, make_run, make_train_epoch, make_train_step, over_models, row,
+    stack)
 from aelab.workdir import Workdir
 
 State = optimizers.State
@@ -55,172 +57,6 @@ def process_start_time() -> float:
 
 
 _IMPORTED = time.time()
-
-
-def make_train_epoch(train_step: Callable, batch_size: int, dynamic_binarize: bool,
-                     batch_sharding: jax.sharding.Sharding | None = None) -> Callable:
-  """Jitted ``train_epoch(state, x_NxD, epoch_key, hp) -> (state, metrics of every step)``.
-
-  One ``lax.scan`` over ``N // batch_size`` batches of a fresh permutation (the remainder is dropped);
-  the data stays on the device and no Python runs per step. ``batch_sharding`` (see
-  ``parallel.batch_sharding``) splits each batch over devices: data parallelism, the same numbers up to
-  float rounding. The epoch is pure in its arguments, so a group ``vmap``s it over a leading model axis
-  of ``state``, ``epoch_key`` and ``hp`` (each model its own permutation and step keys, the data shared).
-  """
-
-  @jax.jit
-  def train_epoch(state, x_NxD, epoch_key, hp):
-    perm_key, step_key = jax.random.split(epoch_key)
-    num_batches = x_NxD.shape[0] // batch_size
-    perm = jax.random.permutation(perm_key, x_NxD.shape[0])[:num_batches * batch_size]
-
-    def body(state, batch_idx):
-      binarize_key, objective_key = jax.random.split(jax.random.fold_in(step_key, state['step']))
-      x = x_NxD[batch_idx]
-      x = x if batch_sharding is None else jax.lax.with_sharding_constraint(x, batch_sharding)
-      x = data.dynamic_binarize(binarize_key, x) if dynamic_binarize else x
-      return train_step(state, x, objective_key, hp)
-
-    return jax.lax.scan(body, state, perm.reshape(num_batches, batch_size))
-
-  return train_epoch
-
-
-def check_compatible(config: ml_collections.ConfigDict, dataset: data.Dataset) -> None:
-  """Checks config choices against the data. Raises ConfigError saying which field to change."""
-  tabular = dataset.kind != 'image'
-  if tabular and config.model.likelihood == 'bernoulli':
-    raise config_lib.ConfigError('model.likelihood=bernoulli needs data in [0, 1]; for tabular data use '
-                                 '--config.model.likelihood=mse (or gaussian for a VAE).')
-  if tabular and config.model.likelihood != 'bernoulli' and config.model.output_activation == 'sigmoid':
-    raise config_lib.ConfigError('model.output_activation=sigmoid bounds reconstructions to (0, 1), but standardized '
-                                 'tabular features are not: set --config.model.output_activation=identity.')
-  if tabular and config.corruption.name == 'gaussian' and config.corruption.clip:
-    raise config_lib.ConfigError('Gaussian corruption clips to [0, 1], which is wrong for standardized '
-                                 'tabular data: set --config.corruption.clip=False.')
-  if config.model.net == 'conv':
-    if dataset.kind != 'image':
-      raise config_lib.ConfigError('model.net=conv needs images, but this data is tabular: set '
-                                   '--config.model.net=mlp.')
-    try:
-      nets.check_conv_shape(dataset.shape, len(config.model.conv_channels))
-    except ValueError as e:
-      raise config_lib.ConfigError(str(e)) from None
-  if config.train.batch_size > len(dataset.x_train):
-    raise config_lib.ConfigError(f'train.batch_size={config.train.batch_size} is larger than the '
-                                 f'{len(dataset.x_train)} training examples; lower it.')
-
-
-@dataclasses.dataclass
-class Run:
-  """One model of a group: its config, family, traced hyperparameters (float32 scalars) and keys."""
-  config: ml_collections.ConfigDict
-  family: Family
-  hp: dict[str, jax.Array]
-  init_key: jax.Array
-  train_key: jax.Array
-  name: str = ''
-
-
-def make_run(config: ml_collections.ConfigDict, data_shape: Sequence[int], name: str = '') -> Run:
-  """The ``Run`` of ``config`` for examples of ``data_shape``. Raises ValueError for a model that cannot
-  take that shape."""
-  init_key, train_key = jax.random.split(jax.random.key(config.seed))
-  hp = {k: jnp.asarray(v, jnp.float32) for k, v in models.hyperparams(config).items()}
-  return Run(config, models.get(config, data_shape), hp, init_key, train_key, name)
-
-
-def make_train_step(run: Run, total_steps: int) -> tuple[Callable, Callable]:
-  """``(init_state(init_key), train_step(state, x_BxD, key, hp))`` of ``run``'s family with its optimizer
-  (``optimizers.make_swept_optimizer``: the learning rate in the optimizer state)."""
-  tx = optimizers.make_swept_optimizer(run.config.optimizer, total_steps)
-  if run.family.make_update is not None:
-    init_opt_state, train_step = run.family.make_update(tx)
-  else:
-    init_opt_state, train_step = tx.init, optimizers.make_train_step(run.family.objective, tx)
-
-  def init_state(init_key, x_1xD):
-    params = run.family.init(init_key, x_1xD)
-    return {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': init_opt_state(params)}
-
-  return init_state, train_step
-
-
-def over_models(fn: Callable, num_models: int, in_axes: Sequence[int | None]) -> Callable:
-  """``fn`` over a leading model axis: ``vmap`` for several models; for one, ``fn`` on the row itself
-  (the single-model program, unchanged) with the axis added back to its outputs."""
-  if num_models > 1:
-    return jax.vmap(fn, in_axes=tuple(in_axes))
-
-  def one(*args):
-    rows = [a if axis is None else jax.tree.map(lambda x: x[0], a) for a, axis in zip(args, in_axes)]
-    return jax.tree.map(lambda x: x[None], fn(*rows))
-
-  return one
-
-
-def stack(trees: Sequence[Any]) -> Any:
-  """Host trees stacked on a new leading model axis."""
-  return jax.tree.map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *trees)
-
-
-def row(tree: Any, m: int) -> Any:
-  """Model ``m``'s slice of a tree with a leading model axis (host arrays)."""
-  return jax.tree.map(lambda x: np.asarray(x[m]), tree)
-
-
-class Program:
-  """The compiled functions of one group of ``K`` runs (sharing their structure) on ``dataset``.
-
-  ``init(init_keys_K, rates_K) -> state_K``; ``epoch(state_K, x_train, x_test, x_fig, epoch, train_keys_K,
-  hp_K) -> (state_K, out)``, where ``out`` holds each model's per-step training metrics (``K x S``), its
-  test metrics (``K``) and, with ``x_fig``, the figure images' ``x_tilde`` and ``x_hat``; ``final(params_K,
-  x_test) -> figures.make_final_arrays`` per model. Several models are sharded over the local devices
-  along the model axis; one model over several devices shards its batch (data parallel).
-  """
-
-  def __init__(self, runs: Sequence[Run], dataset: data.Dataset, devices: Sequence[jax.Device] | None = None):
-    rep, cfg = runs[0], runs[0].config
-    self.num_models = len(runs)
-    self.steps_per_epoch = len(dataset.x_train) // cfg.train.batch_size
-    init_state, train_step = make_train_step(rep, self.steps_per_epoch * cfg.train.num_epochs)
-    k = self.num_models
-    self.mesh = parallel.model_mesh(k, devices) if k > 1 else None
-    batch_sharding = None if k > 1 else parallel.batch_sharding(parallel.data_mesh(cfg.train.batch_size, devices))
-    train_epoch = make_train_epoch(train_step, cfg.train.batch_size, cfg.data.binarize == 'dynamic', batch_sharding)
-    evaluate = metrics.make_evaluate(rep.family.eval, cfg.train.eval_batch_size)
-    reconstruct = rep.family.reconstruct
-    x_1xD = jnp.zeros((1, dataset.x_train.shape[1]), jnp.float32)
-    self.sharding = (None if self.mesh is None else
-                     jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(parallel.MODEL_AXIS)))
-
-    def init(init_keys, rates):
-      states = over_models(lambda key: init_state(key, x_1xD), k, [0])(init_keys)
-      return {**states, 'opt_state': optimizers.set_learning_rates(states['opt_state'], rates)}
-
-    def one_epoch(state, x_train, x_test, x_fig, epoch, train_key, hp):
-      state, step_metrics = train_epoch(state, x_train, jax.random.fold_in(train_key, epoch), hp)
-      out = {'train': step_metrics, 'test': evaluate(state['params'], x_test, hp)}
-      if x_fig is not None:
-        out['x_tilde'], out['x_hat'] = reconstruct(state['params'], x_fig, jax.random.key(metrics.EVAL_SEED), hp)
-      return state, out
-
-    def epoch(state, x_train, x_test, x_fig, epoch, train_keys, hp):
-      return over_models(one_epoch, k, [0, None, None, None, None, 0, 0])(
-          state, x_train, x_test, x_fig, epoch, train_keys, hp)
-
-    final_arrays = figures.make_final_arrays(rep.family, cfg)
-    jit = (lambda f: jax.jit(f)) if self.sharding is None else (lambda f: jax.jit(f, out_shardings=self.sharding))
-    self.init, self.epoch = jit(init), jit(epoch)
-    self.final = jit(lambda params, x_test: over_models(final_arrays, k, [0, None])(params, x_test))
-
-  def shard(self, tree: Any) -> Any:
-    """Puts a tree with a leading model axis on the devices (split along the model axis)."""
-    return jax.device_put(tree, self.sharding) if self.sharding is not None else jax.device_put(tree)
-
-  def replicate(self, tree: Any) -> Any:
-    """Puts data shared by the models on every device of the group."""
-    return parallel.replicate(tree, self.mesh) if self.mesh is not None else jax.device_put(tree)
 
 
 @contextlib.contextmanager
@@ -260,12 +96,6 @@ class Timer:
       yield
     finally:
       self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - t0
-
-
-def abstract_state(run: Run, dataset: data.Dataset) -> Any:
-  """Shapes and dtypes of one model's state (no computation)."""
-  init_state, _ = make_train_step(run, 1)
-  return jax.eval_shape(init_state, run.init_key, jnp.zeros((1, dataset.x_train.shape[1]), jnp.float32))
 
 
 def restore(out: Workdir, abstract: Any) -> tuple[Any, int]:

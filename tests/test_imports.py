@@ -16,6 +16,7 @@ LAYERS = [
     {'aelab.config', 'aelab.optimizers'},
     {'aelab.metrics', 'aelab.workdir', 'aelab.checkpoints'},
     {'aelab.figures'},
+    {'aelab.program'},
     {'aelab.engine'},
     {'aelab.sweep', 'aelab.pretrain', 'aelab.api'},
     {'aelab.main', 'aelab.evaluate', 'aelab'},
