@@ -35,6 +35,8 @@ class GroupCheckpoints:
   def save(self, epoch: int, state: Any, pinned: set[int] = frozenset()) -> None:
     """Starts writing ``state`` (leading model axis) as ``epoch``; returns once it is copied off the
     device, then deletes epochs beyond the ``keep`` latest that are not ``pinned``."""
+    if jax.process_count() > 1:  # orbax saves no process-local jax.Array across processes: host arrays
+      state = jax.device_get(state)
     self.manager.save(epoch, args=ocp.args.StandardSave(state))
     steps = sorted(self.manager.all_steps())
     for step in steps[:-self.keep]:
