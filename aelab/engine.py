@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import os
 import signal
+import threading
 import time
 from typing import Any, Callable, Iterator, Sequence
 
@@ -64,7 +65,6 @@ def stop_on_signals() -> Iterator[list[int]]:
   """Yields a list that receives the number of a SIGTERM or SIGINT when one arrives (the loop then
   checkpoints and stops after its epoch); a second signal acts as usual. Only in the main thread."""
   received: list[int] = []
-  import threading  # noqa: PLC0415
   if threading.current_thread() is not threading.main_thread():
     yield received
     return
@@ -192,7 +192,7 @@ class _Loop:
   def run(self) -> list[dict | None]:
     """Trains the remaining epochs; returns each run's summary (None for a run whose loss diverged)."""
     try:
-      state = self._epochs()
+      state = self.epochs()
       return self._finish(state)
     finally:
       self.painter.close()
@@ -203,7 +203,8 @@ class _Loop:
       for out in self.group.outs or []:
         out.close()
 
-  def _epochs(self) -> Any:
+  def epochs(self) -> Any:
+    """Trains the group's remaining epochs; returns the final stacked state (on the devices)."""
     p, cfg, ds = self.program, self.cfg, self.dataset
     state = self.initial_state()
     hp = p.shard(stack([r.hp for r in self.runs]))
@@ -433,7 +434,7 @@ def fit(config: ml_collections.ConfigDict, dataset: data.Dataset, log: Log = lam
   run = make_run(config, dataset.shape)
   loop = _Loop(Group([run], None, None, [None], 0), dataset, log, '  ', Timer(), None)
   try:
-    state = loop._epochs()  # pylint: disable=protected-access
+    state = loop.epochs()
   finally:
     loop.painter.close()
   return run, row(jax.device_get(state['params']), 0), loop.history[0]
