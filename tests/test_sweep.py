@@ -257,3 +257,15 @@ def test_main_runs_a_sweep_and_reports_bad_sweep_files(tmp_path):
                         env={**os.environ, 'PYTHONPATH': str(ROOT)})
   assert done.returncode != 0
   assert 'error: Sweep file' in done.stderr and 'defines no get_sweep' in done.stderr, done.stderr[-2000:]
+
+
+def test_a_diverged_model_stops_alone_and_the_others_finish(tmp_path):
+  runs = [{'optimizer.learning_rate': 1e-3}, {'optimizer.learning_rate': 1e30}]
+  lines = []
+  with pytest.raises(FloatingPointError, match=r'stopped being finite in 1 runs: \[.optimizer.learning_rate=1e\+30'):
+    sweep.run_sweep(tiny_vae(), runs, str(tmp_path), log=lines.append)
+  good, bad = (tmp_path / sweep.run_name(r) for r in runs)
+  assert json.load(open(good / 'summary.json'))['epochs'] == 2
+  assert not (bad / 'summary.json').exists()
+  assert any('The training loss became' in line and str(bad) in line for line in lines), lines
+  assert any('1/2 models' in line for line in lines), lines
