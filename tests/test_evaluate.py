@@ -11,6 +11,8 @@ import pytest
 from aelab import engine, evaluate
 from conftest import ROOT, load_config, small
 
+pytestmark = pytest.mark.xdist_group('test_evaluate')  # module fixtures computed once, on one worker
+
 
 @pytest.fixture(scope='module')
 def vae_workdir(tmp_path_factory):

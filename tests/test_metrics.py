@@ -11,6 +11,8 @@ from aelab import config as config_lib
 from aelab import data, engine, metrics, models
 from conftest import load_config, small
 
+pytestmark = pytest.mark.xdist_group('test_metrics')  # module fixtures computed once, on one worker
+
 
 def test_make_evaluate_averages_over_the_split_without_the_padding():
   # Per-example metric 2 x + 1 (1 on a padded row of zeros); 10 examples in batches of 4, the last padded

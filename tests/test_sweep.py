@@ -13,6 +13,10 @@ import pytest
 from aelab import checkpoints, config as config_lib, data, engine, parallel, sweep
 from conftest import ROOT, load_config, small
 
+# One pytest-xdist worker runs this file's tests, so that the module fixtures (the 8-model sweep, the
+# 8-device subprocess) are computed once.
+pytestmark = pytest.mark.xdist_group('test_sweep')
+
 # 8 models in one group: two KL weights x two seeds x two learning rates (the rate is held in the
 # optimizer state, see aelab/optimizers.py).
 SWEEP8 = sweep.product(sweep.axis('model.kl_weight', [0.5, 2.0]), sweep.axis('seed', [0, 1]),
