@@ -98,23 +98,27 @@ class Timer:
       self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - t0
 
 
-def restore(out: Workdir, abstract: Any) -> tuple[Any, int]:
+def restore(out: Workdir, abstract: Any, cache: dict | None = None) -> tuple[Any, int]:
   """``(state, epoch)`` of the run in ``out`` from its latest checkpoint (host arrays without the model
-  axis), or ``(None, 0)``. Raises ConfigError when the stored arrays do not fit ``abstract`` (the workdir
-  holds a run of another model), naming the config fields that changed."""
+  axis), or ``(None, 0)``. ``cache`` (a dict kept across calls) restores a group's stacked checkpoint
+  once for all of its runs. Raises ConfigError when the stored arrays do not fit ``abstract`` (the
+  workdir holds a run of another model), naming the config fields that changed."""
   found = checkpoints.latest(out.path)
   if found is None:
     return None, 0
   directory, index, epoch = found
-  ckpt = checkpoints.GroupCheckpoints(directory)
-  try:
-    stored = ckpt.shapes(epoch)
-    out.check_shapes([s[1:] for s in stored], [tuple(x.shape) for x in jax.tree.leaves(abstract)], f'of epoch {epoch}')
-    num_stored = stored[0][0]
-    stacked = jax.tree.map(lambda x: jax.ShapeDtypeStruct((num_stored, *x.shape), x.dtype), abstract)
-    return row(ckpt.restore(epoch, stacked), index), epoch
-  finally:
-    ckpt.close()
+  cache = {} if cache is None else cache
+  if (directory, epoch) not in cache:
+    ckpt = checkpoints.GroupCheckpoints(directory)
+    try:
+      stored = ckpt.shapes(epoch)
+      out.check_shapes([s[1:] for s in stored], [tuple(x.shape) for x in jax.tree.leaves(abstract)],
+                       f'of epoch {epoch}')
+      stacked = jax.tree.map(lambda x: jax.ShapeDtypeStruct((stored[0][0], *x.shape), x.dtype), abstract)
+      cache[directory, epoch] = ckpt.restore(epoch, stacked)
+    finally:
+      ckpt.close()
+  return row(cache[directory, epoch], index), epoch
 
 
 def _progress(label: str, epoch: int, num_epochs: int, records: list[dict], alive: np.ndarray,
@@ -163,8 +167,7 @@ class _Loop:
     self.group, self.dataset, self.log, self.label, self.timer = group, dataset, log, label, timer
     self.runs, self.k = group.runs, len(group.runs)
     self.cfg = self.runs[0].config.train
-    with timer('build'):
-      self.program = Program(self.runs, dataset, devices)
+    self.program = Program(self.runs, dataset, devices)
     self.ckpt = (checkpoints.GroupCheckpoints(group.checkpoint_dir, self.cfg.keep_checkpoints)
                  if group.checkpoint_dir else None)
     self.painter = figures.Painter()
@@ -302,6 +305,8 @@ class _Loop:
         final_fn = self.program.final.lower(state['params'], self.x_test).compile()
       with self.timer('final_eval'):
         arrays = jax.device_get(final_fn(state['params'], self.x_test))
+    test_nll = (metrics.make_test_nll(runs[0].family, runs[0].config)
+                if runs[0].config.eval.final_metrics and runs[0].family.log_weights is not None else None)
     summaries: list[dict | None] = []
     for m, run in enumerate(runs):
       if not self.alive[m]:
@@ -311,9 +316,9 @@ class _Loop:
       final = {}
       if run.config.eval.final_metrics and arrays is not None:
         final['test/active_units'] = int(arrays['active_units'][m])
-        if run.family.log_weights is not None:
+        if test_nll is not None:
           with self.timer('final_eval'):
-            final.update(_nll(run, jax.tree.map(lambda x, m=m: x[m], state['params']), self.x_test))
+            final.update(test_nll(jax.tree.map(lambda x, m=m: x[m], state['params']), self.x_test))
       num_params = sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(state['params']))
       summaries.append({**{k: v for k, v in record.items() if '/' in k}, **final, 'epochs': cfg.num_epochs,
                         'num_params': num_params})
@@ -323,13 +328,6 @@ class _Loop:
     with self.timer('figures_wait'):
       self.painter.wait()
     return summaries
-
-
-def _nll(run: Run, params: Any, x_test: jax.Array) -> dict[str, Any]:
-  k = run.config.eval.nll_samples
-  nll = metrics.make_importance_nll(run.family.log_weights, k, run.config.eval.nll_batch_size,
-                                    run.config.eval.nll_chunk_size)
-  return {'test/nll': float(jnp.mean(nll(params, x_test, jax.random.key(metrics.EVAL_SEED)))), 'test/nll_k': k}
 
 
 def _checkpoint_dir(groups_dir: str | None, outs: list[Workdir]) -> str:
@@ -368,7 +366,9 @@ def train_runs(runs: list[Run], dataset: data.Dataset, outs: list[Workdir], grou
   timer = Timer()
   enable_compilation_cache(runs[0].config)
   abstract = abstract_state(runs[0], dataset)
-  restored = [restore(out, abstract) for out in outs]
+  stacks: dict = {}
+  restored = [restore(out, abstract, stacks) for out in outs]
+  del stacks
   for out, (_, epoch) in zip(outs, restored):
     out.truncate_metrics(epoch)  # records past the checkpoint are trained again
   by_epoch: dict[int, list[int]] = {}

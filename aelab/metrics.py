@@ -188,8 +188,16 @@ def final_metrics(family: Family, config: ml_collections.ConfigDict, params, x_M
   codes = jax.jit(encode_split, static_argnums=(0, 3))(family.encode, params, x_MxD, config.train.eval_batch_size)
   metrics = {'test/active_units': int(active_units(codes))}
   if family.log_weights is not None:
-    k = num_samples or config.eval.nll_samples
-    nll = make_importance_nll(family.log_weights, k, config.eval.nll_batch_size, config.eval.nll_chunk_size)
-    metrics['test/nll'] = float(jnp.mean(nll(params, x_MxD, jax.random.key(EVAL_SEED))))
-    metrics['test/nll_k'] = k
+    metrics.update(make_test_nll(family, config, num_samples)(params, x_MxD))
   return metrics
+
+
+def make_test_nll(family: Family, config: ml_collections.ConfigDict,
+                  num_samples: int | None = None) -> Callable[[Any, jax.Array], dict[str, Any]]:
+  """``test_nll(params, x_MxD) -> {'test/nll': nats per example, 'test/nll_k': k}``: the mean of
+  :func:`make_importance_nll` with ``k = num_samples`` (default ``config.eval.nll_samples``), keyed by
+  ``EVAL_SEED``. Build it once and call it for every model of a group: it compiles once."""
+  k = num_samples or config.eval.nll_samples
+  nll = make_importance_nll(family.log_weights, k, config.eval.nll_batch_size, config.eval.nll_chunk_size)
+  return lambda params, x_MxD: {'test/nll': float(jnp.mean(nll(params, x_MxD, jax.random.key(EVAL_SEED)))),
+                                'test/nll_k': k}
