@@ -9,7 +9,6 @@ import aelab
 from aelab import api, data, engine, losses
 from conftest import load_config, small
 
-pytestmark = pytest.mark.xdist_group('test_api')  # module fixtures computed once, on one worker
 
 EPOCHS = 2
 

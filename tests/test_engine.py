@@ -96,7 +96,6 @@ def uninterrupted(tmp_path_factory):
   return engine.train_and_evaluate(_resumable_config(), str(path)), path
 
 
-@pytest.mark.xdist_group('uninterrupted')  # one worker computes the module fixture once
 def test_resume_after_a_crash_equals_uninterrupted(tmp_path, monkeypatch, uninterrupted):
   """Killed after epoch 4's metrics but before its checkpoint: the rerun resumes from epoch 3."""
   config = _resumable_config()
@@ -119,7 +118,6 @@ def test_resume_after_a_crash_equals_uninterrupted(tmp_path, monkeypatch, uninte
   assert [r['epoch'] for r in _metrics(tmp_path)] == [1, 2, 3, 4]
 
 
-@pytest.mark.xdist_group('uninterrupted')  # one worker computes the module fixture once
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason='signals need the main thread')
 def test_sigterm_checkpoints_stops_and_resumes_to_the_same_numbers(tmp_path, monkeypatch, uninterrupted):
   config = _resumable_config()
@@ -142,7 +140,6 @@ def test_sigterm_checkpoints_stops_and_resumes_to_the_same_numbers(tmp_path, mon
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3', '4']
 
 
-@pytest.mark.xdist_group('uninterrupted')  # one worker computes the module fixture once
 def test_finished_run_is_reported_without_training_again(uninterrupted):
   summary, path = uninterrupted
   lines = []

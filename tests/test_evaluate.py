@@ -11,7 +11,6 @@ import pytest
 from aelab import engine, evaluate
 from conftest import ROOT, load_config, small
 
-pytestmark = pytest.mark.xdist_group('test_evaluate')  # module fixtures computed once, on one worker
 
 
 @pytest.fixture(scope='module')

@@ -11,7 +11,6 @@ from aelab import config as config_lib
 from aelab import data, engine, metrics, models
 from conftest import load_config, small
 
-pytestmark = pytest.mark.xdist_group('test_metrics')  # module fixtures computed once, on one worker
 
 
 def test_make_evaluate_averages_over_the_split_without_the_padding():

@@ -8,7 +8,6 @@ from aelab import config as config_lib
 from aelab import data, engine, metrics, nets, pretrain
 from conftest import load_config
 
-pytestmark = pytest.mark.xdist_group('test_pretrain')  # module fixtures computed once, on one worker
 
 
 def _config(widths=(32, 16), epochs=3, steps=150):
