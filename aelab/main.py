@@ -8,11 +8,16 @@ Flags: ``--config`` (a ``configs/*.py`` file, optionally ``:arg``; fields overri
 One process of several (SLURM with several tasks, a multi-host TPU slice, or ``JAX_COORDINATOR_ADDRESS``
 with ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``) calls ``jax.distributed.initialize()`` first: before
 the config file is loaded, since loading it imports aelab modules that already touch the XLA backend.
+A process whose peers do not all connect within ``AELAB_DISTRIBUTED_TIMEOUT_S`` (45 s) stops with a
+one-line error.
 """
 from aelab import parallel
 
 if __name__ == '__main__':
-  parallel.initialize_distributed()
+  try:
+    parallel.initialize_distributed()
+  except parallel.DistributedError as e:
+    raise SystemExit(f'error: {e}') from None
 
 # pylint: disable=wrong-import-position
 import sys  # noqa: E402

@@ -23,7 +23,7 @@ import jax
 import ml_collections
 
 from aelab import config as config_lib
-from aelab import data, engine, models
+from aelab import data, engine, models, parallel
 from aelab.workdir import Workdir, flatten
 
 Overrides = dict[str, Any]
@@ -181,8 +181,9 @@ def run_sweep(config: ml_collections.ConfigDict, sweep: list[Overrides], workdir
   """Trains every run of ``sweep`` over ``config`` into ``workdir/<run name>/``, one compiled program per
   group (``aelab/engine.py``, group checkpoints under ``workdir/groups/``); finished runs are skipped and
   interrupted ones resume from their checkpoints. With several processes (``jax.distributed``), process
-  ``i`` of ``P`` takes runs ``i, i + P, ...`` on its local devices (``P`` must divide the number of runs;
-  runs should share ``train.num_epochs``).
+  ``i`` of ``P`` takes runs ``i, i + P, ...`` of the whole sweep on its local devices, independently of the
+  others (any number of runs, epochs and groups), and at the end waits for the others
+  (``parallel.wait_for_other_processes``; not when interrupted).
 
   Returns ``{run name: summary}`` (this process's runs) and writes ``workdir/sweep.json``. Raises
   SweepError / ConfigError / DataError before training, engine.Interrupted on SIGTERM / SIGINT (after
@@ -193,11 +194,18 @@ def run_sweep(config: ml_collections.ConfigDict, sweep: list[Overrides], workdir
   groups = group(runs)
   log(f'Sweep of {len(runs)} runs in {len(groups)} groups: ' + ', '.join(str(len(g)) for g in groups))
   summaries, diverged = {}, []
-  for i, runs_of_group in enumerate(groups):
-    done, bad = train_group(runs_of_group, workdir, devices, f'group {i + 1}/{len(groups)} ', log)
-    summaries.update(done)
-    diverged += bad
-  _write_index(workdir, runs, summaries)
+  try:
+    for i, runs_of_group in enumerate(groups):
+      done, bad = train_group(runs_of_group, workdir, devices, f'group {i + 1}/{len(groups)} ', log)
+      summaries.update(done)
+      diverged += bad
+    _write_index(workdir, runs, summaries)
+  except (engine.Interrupted, KeyboardInterrupt):
+    raise
+  except Exception:
+    parallel.wait_for_other_processes(log)  # process 0 hosts the coordinator: it must outlive the others
+    raise
+  parallel.wait_for_other_processes(log)
   if diverged:
     raise FloatingPointError(f'The training loss stopped being finite in {len(diverged)} runs: {diverged} '
                              f'(see their lines above); the other runs finished in {workdir}.')
@@ -225,14 +233,11 @@ def train_group(group: list[Member], workdir: str, devices: Sequence[jax.Device]
 
 
 def _runs_of_this_process(runs: list[Member]) -> list[Member]:
-  """Runs ``i, i + P, ...`` for process ``i`` of ``P``. orbax's checkpoint saves synchronize all
-  processes, so each must train as many runs: raises SweepError when ``P`` does not divide the runs."""
-  count = jax.process_count()
-  if len(runs) % count:
-    raise SweepError(f'{len(runs)} runs do not split evenly over {count} processes (each process saves '
-                     'its runs\' checkpoints in step with the others): change the number of runs or '
-                     'processes, or submit the groups as separate jobs with launch/submit.py.')
-  return runs[jax.process_index()::count]
+  """Runs ``i, i + P, ...`` of the whole sweep for process ``i`` of ``P`` (every process computes the same
+  split, finished runs included, so a rerun gives each process the runs it had). Processes never wait for
+  each other (checkpoints are per process, ``aelab/checkpoints.py``): any ``P``, any split, runs of
+  different lengths or structures."""
+  return runs[jax.process_index()::jax.process_count()]
 
 
 def _write_index(workdir: str, runs: list[Member], summaries: dict[str, dict]) -> None:

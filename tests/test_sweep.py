@@ -242,7 +242,7 @@ def test_distributed_is_initialized_only_in_multi_process_environments(monkeypat
   assert parallel.wants_distributed({'SLURM_PROCID': '1', 'SLURM_NTASKS': '4'})
   assert parallel.wants_distributed({'TPU_WORKER_HOSTNAMES': 'host0,host1'})
   calls = []
-  monkeypatch.setattr(jax.distributed, 'initialize', lambda *args: calls.append(args))
+  monkeypatch.setattr(jax.distributed, 'initialize', lambda *args, **kwargs: calls.append(args))
   monkeypatch.setenv('JAX_COORDINATOR_ADDRESS', '127.0.0.1:1234')
   monkeypatch.setenv('JAX_NUM_PROCESSES', '2')
   monkeypatch.setenv('JAX_PROCESS_ID', '1')
