@@ -58,10 +58,11 @@ class _ThisProcessNumpyHandler(ocp.type_handlers.NumpyHandler):
 def _use_this_process_handler() -> None:
   """With several processes, checkpoints hold host arrays (see ``GroupCheckpoints.save``), which every
   process must write itself: registers :class:`_ThisProcessNumpyHandler` (once) and quiets orbax's
-  warning, at every save, that it logs no global sizes without a primary host."""
+  warnings about that and, at every save, that it logs no global sizes without a primary host."""
   if not isinstance(ocp.type_handlers.get_type_handler(np.ndarray), _ThisProcessNumpyHandler):
+    logging.getLogger('absl').addFilter(
+        lambda record: not any(s in record.getMessage() for s in ('for `primary_host=None`', 'overriding np.ndarray')))
     ocp.type_handlers.register_type_handler(np.ndarray, _ThisProcessNumpyHandler(), override=True)
-    logging.getLogger('absl').addFilter(lambda record: 'for `primary_host=None`' not in record.getMessage())
 
 
 class GroupCheckpoints:

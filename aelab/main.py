@@ -22,6 +22,7 @@ if __name__ == '__main__':
 # pylint: disable=wrong-import-position
 import sys  # noqa: E402
 
+import jax  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
@@ -45,14 +46,31 @@ def main(argv: list[str]) -> None:
       summaries = sweep.run_sweep(_CONFIG.value, sweep.load(_SWEEP.value), _WORKDIR.value)
       print(f'Done: {len(summaries)} runs in {_WORKDIR.value}/*/summary.json, index in sweep.json.', flush=True)
       return
-    summary = engine.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    summary = _train_single_run()
   except engine.Interrupted as e:
     print(f'{e}', file=sys.stderr, flush=True)
     raise SystemExit(128 + e.signum) from None
   except (config_lib.ConfigError, data.DataError, data.DatasetUnavailableError, FloatingPointError) as e:
     raise SystemExit(f'error: {e}') from None
+  if summary is None:
+    return
   shown = ', '.join(f'{k}={v:.4g}' for k, v in summary.items() if k.startswith('test/'))
   print(f'Done in {summary["wall_time_s"]:.1f} s. {_WORKDIR.value}/summary.json: {shown}', flush=True)
+
+
+def _train_single_run() -> dict | None:
+  """The run of ``--config``. With several processes only process 0 trains it, on its local devices (every
+  process would train the same model into the same workdir), and the others wait for it (None)."""
+  if jax.process_count() == 1:
+    return engine.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  try:
+    if jax.process_index() == 0:
+      return engine.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    print(f'process {jax.process_index()} of {jax.process_count()}: a run without --sweep trains on process 0 '
+          'only; waiting for it', flush=True)
+    return None
+  finally:
+    parallel.wait_for_other_processes()
 
 
 if __name__ == '__main__':
