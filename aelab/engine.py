@@ -98,10 +98,12 @@ class Timer:
       self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - t0
 
 
-def restore(out: Workdir, abstract: Any, cache: dict | None = None, log: Log = print) -> tuple[Any, int]:
+def restore(out: Workdir, abstract: Any, cache: dict | None = None, log: Log = print,
+            discard_corrupt: bool = False) -> tuple[Any, int]:
   """``(state, epoch)`` of the run in ``out`` from its newest checkpoint that reads back intact (host
   arrays without the model axis), or ``(None, 0)``. A checkpoint that does not read back (a truncated or
-  deleted file) is reported in one line through ``log``, deleted, and the one before it is tried.
+  deleted file) is reported in one line through ``log`` and the one before it is tried; with
+  ``discard_corrupt`` (training, which saves that epoch again) it is deleted.
   ``cache`` (a dict kept across calls) restores a group's stacked checkpoint once for all of its runs.
   Raises ConfigError when the stored arrays do not fit ``abstract`` (the workdir holds a run of another
   model), naming the config fields that changed."""
@@ -115,8 +117,9 @@ def restore(out: Workdir, abstract: Any, cache: dict | None = None, log: Log = p
       except Exception as e:  # noqa: BLE001  (orbax and TensorStore raise many kinds for a damaged file)
         reason = ' '.join(str(e).split())[:200]
         log(f'The checkpoint of epoch {epoch} in {directory} does not read back ({type(e).__name__}: {reason}); '
-            'deleted it, trying the one before.')
-        checkpoints.discard(directory, epoch)
+            f'{"deleted it, " if discard_corrupt else ""}trying the one before.')
+        if discard_corrupt:
+          checkpoints.discard(directory, epoch)
         continue
     return row(cache[directory, epoch], index), epoch
   return None, 0
@@ -162,18 +165,20 @@ def _first_nonfinite(losses_S: np.ndarray) -> int | None:
   return int(bad[0]) if bad.size else None
 
 
-# A parameter larger than this in magnitude counts as diverged. Trained autoencoders' weights are O(1) to
-# O(10); an exploding optimizer (configs/ae.py with learning rate 1e6: codes of mean magnitude 2.7e16) puts
-# them far past it while a bounded loss (MSE of a sigmoid output) stays finite.
-DIVERGED_PARAM_ABS = 1e6
+# A parameter or a mean code larger than this in magnitude counts as diverged. Trained autoencoders'
+# weights and codes are O(1) to O(100); an exploding optimizer (configs/ae.py with learning rate 1e6:
+# parameters of 5e6 and codes of mean magnitude 2.6e16 after one epoch) puts them far past it while a
+# bounded loss (MSE of a sigmoid output) stays finite.
+DIVERGED_MAGNITUDE = 1e6
+CODE_METRICS = ('code_mean_abs', 'code_norm')
 
 
 def divergence(out: dict, epoch: int) -> str | None:
   """Why one model's epoch ``out`` (a row of ``Program.epoch``'s output) counts as diverged, or None.
 
-  Diverged: a step's training loss, a test metric or a parameter is not finite, or a parameter's
-  magnitude exceeds ``DIVERGED_PARAM_ABS`` (the outputs are then unbounded too, though a loss on a
-  bounded output may still look fine)."""
+  Diverged: a step's training loss, a test metric or a parameter is not finite, or the magnitude of a
+  parameter or of the test codes (``test/code_mean_abs``, ``test/code_norm``) exceeds ``DIVERGED_MAGNITUDE``
+  (a loss on a bounded output, such as MSE after a sigmoid, may still look fine then)."""
   losses = np.asarray(out['train']['loss'])
   bad = _first_nonfinite(losses.reshape(-1))
   if bad is not None:
@@ -184,8 +189,11 @@ def divergence(out: dict, epoch: int) -> str | None:
   biggest = float(out['param_max_abs'])
   if not np.isfinite(biggest):
     return f'A parameter became {biggest} at epoch {epoch}'
-  if biggest > DIVERGED_PARAM_ABS:
-    return f'A parameter reached magnitude {biggest:.3g} (> {DIVERGED_PARAM_ABS:g}) at epoch {epoch}'
+  if biggest > DIVERGED_MAGNITUDE:
+    return f'A parameter reached magnitude {biggest:.3g} (> {DIVERGED_MAGNITUDE:g}) at epoch {epoch}'
+  for name in CODE_METRICS:
+    if name in out['test'] and out['test'][name] > DIVERGED_MAGNITUDE:
+      return f'The test codes reached test/{name}={out["test"][name]:.3g} (> {DIVERGED_MAGNITUDE:g}) at epoch {epoch}'
   return None
 
 
@@ -279,7 +287,7 @@ class _Loop:
         for m in np.flatnonzero(self.alive):
           self._record(m, epoch, jax.tree.map(lambda x, m=m: x[m], out), seconds)
         rebuild = (self.ckpt is not None and 0 < self.alive.sum() < alive_before and epoch < cfg.num_epochs
-                   and not received)
+                   and not received and jax.process_count() == 1)  # processes save in step: no extra save
         if received or rebuild or epoch == cfg.num_epochs or epoch % cfg.checkpoint_every == 0:
           self._checkpoint(epoch, state)
         examples = int(self.alive.sum()) * p.steps_per_epoch * cfg.batch_size / seconds
@@ -450,7 +458,7 @@ def _train_groups(runs: list[Run], dataset: data.Dataset, outs: list[Workdir], g
   """:func:`train_runs` without writing the summaries."""
   abstract = abstract_state(runs[0], dataset)
   stacks: dict = {}
-  restored = [restore(out, abstract, stacks, log) for out in outs]
+  restored = [restore(out, abstract, stacks, log, discard_corrupt=True) for out in outs]
   del stacks
   for out, (_, epoch) in zip(outs, restored):
     note = out.truncate_metrics(epoch)  # records past the checkpoint are trained again

@@ -261,6 +261,19 @@ def test_exploding_parameters_stop_a_run_though_the_loss_stays_finite(tmp_path):
   assert not (tmp_path / 'summary.json').exists()
 
 
+def test_what_counts_as_diverged():
+  def out(loss=0.1, param=3.0, **test):
+    return {'train': {'loss': np.array([0.2, loss])}, 'test': {'recon': 0.1, **test}, 'param_max_abs': param}
+
+  assert engine.divergence(out(), 4) is None
+  assert engine.divergence(out(code_mean_abs=50.0, code_norm=900.0), 4) is None
+  assert engine.divergence(out(loss=np.inf), 4) == 'The training loss became inf at epoch 4, step 2 of 2'
+  assert 'test/recon_mse became nan' in engine.divergence(out(recon_mse=np.nan), 4)
+  assert 'A parameter became nan' in engine.divergence(out(param=np.nan), 4)
+  assert 'A parameter reached magnitude 2e+06' in engine.divergence(out(param=2e6), 4)
+  assert 'test/code_mean_abs=2.7e+16' in engine.divergence(out(code_mean_abs=2.7e16), 4)
+
+
 def test_a_diverged_model_of_a_sweep_stops_using_compute(tmp_path, monkeypatch):
   runs = [{'optimizer.learning_rate': 1e-3}, {'optimizer.learning_rate': 1e6}]
   sizes = []
