@@ -358,6 +358,15 @@ class _Loop:
     self.painter.submit(figures.reconstructions, self.group.outs[m].figure_path, epoch, rows, self.dataset.shape,
                         self.by_epoch[m])
 
+  def _test_metrics(self, state: Any, m: int) -> dict[str, float]:
+    """Model ``m``'s test metrics, computed again: for a summary whose epoch's record of metrics.jsonl
+    was lost (its ``train/*`` metrics cannot be recovered)."""
+    evaluate = metrics.make_evaluate(self.runs[m].family.eval, self.cfg.eval_batch_size)
+    params = jax.tree.map(lambda x: x[m], state['params'])
+    self.log(f'{self.group.outs[m].path}: no metrics of the last epoch; summary.json gets its test metrics '
+             'computed again and no train/* metrics.')
+    return {f'test/{k}': float(v) for k, v in evaluate(params, self.x_test, self.runs[m].hp).items()}
+
   def _checkpoint(self, epoch: int, state: Any) -> None:
     if self.ckpt is None:
       return
@@ -388,7 +397,7 @@ class _Loop:
       if not self.alive[m]:
         summaries.append(None)
         continue
-      record = self.records[m] or (histories[m][-1] if histories[m] else {})
+      record = self.records[m] or (histories[m][-1] if histories[m] else self._test_metrics(state, m))
       final = {}
       if run.config.eval.final_metrics and arrays is not None:
         final['test/active_units'] = int(arrays['active_units'][m])
