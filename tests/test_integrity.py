@@ -3,6 +3,7 @@ the one before, metrics survive kills, a second process is locked out, and diver
 not show is caught. Each test reproduces a case that went wrong before (see the issue)."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -126,7 +127,8 @@ def _delete_data_files(step_dir):
 @pytest.mark.parametrize('damage', [_truncate_data_file, _truncate_metadata, _delete_data_files])
 def test_a_corrupt_latest_checkpoint_falls_back_to_the_one_before(damage, finished, tmp_path):
   path, summary = finished
-  engine.train_and_evaluate(_tiny(), str(tmp_path))
+  tmp_path = tmp_path / 'run'
+  shutil.copytree(path, tmp_path)
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['1', '2']
   os.remove(tmp_path / 'summary.json')  # as if killed during the final evaluation
   damage(str(tmp_path / 'checkpoints' / '2'))
