@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 from typing import Any
 
 import jax
@@ -68,12 +69,13 @@ def _use_this_process_handler() -> None:
 class GroupCheckpoints:
   """Asynchronous orbax checkpoints of one group's stacked state in ``directory``.
 
-  ``keep``: how many of the latest epochs to keep; epochs in ``pinned`` (the last good epoch of a run
-  whose loss stopped being finite) are kept too.
+  ``keep``: how many of the latest epochs to keep, at least 2 (so that a latest save found corrupt has an
+  intact one before it, see :func:`candidates`); epochs in ``pinned`` (the last good epoch of a run whose
+  loss stopped being finite) are kept too.
   """
 
   def __init__(self, directory: str, keep: int = 2):
-    self.directory, self.keep = os.path.abspath(directory), keep
+    self.directory, self.keep = os.path.abspath(directory), max(keep, 2)
     multiprocessing = process_options()
     if jax.process_count() > 1:
       _use_this_process_handler()
@@ -137,11 +139,24 @@ def write_pointer(run_dir: str, directory: str, index: int, epoch: int) -> None:
   os.replace(tmp, os.path.join(run_dir, POINTER))
 
 
-def latest(run_dir: str) -> tuple[str, int, int] | None:
-  """``(directory, index, epoch)`` of the newest checkpoint on disk that holds ``run_dir``'s run at or
-  before its pointer's epoch (a save still in flight when the process stopped is skipped), or None."""
+def candidates(run_dir: str) -> list[tuple[str, int, int]]:
+  """``(directory, index, epoch)`` of every checkpoint on disk that holds ``run_dir``'s run at or before
+  its pointer's epoch (a save still in flight when the process stopped is skipped), newest first: the
+  engine restores the first that reads back intact."""
   pointer = read_pointer(run_dir)
   if pointer is None or not os.path.isdir(pointer['directory']):
-    return None
-  steps = [s for s in ocp.utils.checkpoint_steps(pointer['directory']) if s <= pointer['epoch']]
-  return (pointer['directory'], pointer['index'], max(steps)) if steps else None
+    return []
+  steps = sorted((s for s in ocp.utils.checkpoint_steps(pointer['directory']) if s <= pointer['epoch']), reverse=True)
+  return [(pointer['directory'], pointer['index'], s) for s in steps]
+
+
+def latest(run_dir: str) -> tuple[str, int, int] | None:
+  """The first of :func:`candidates` (the newest checkpoint of ``run_dir``'s run), or None."""
+  found = candidates(run_dir)
+  return found[0] if found else None
+
+
+def discard(directory: str, epoch: int) -> None:
+  """Deletes the step of ``epoch`` in ``directory`` (one that does not read back: a later save of that
+  epoch would otherwise find it in the way)."""
+  shutil.rmtree(os.path.join(directory, str(epoch)), ignore_errors=True)

@@ -21,6 +21,14 @@ PRIORS = ('gaussian', 'mixture')
 SCHEDULES = ('constant', 'cosine', 'warmup_cosine')
 FILE_SOURCES = ('idx', 'npz', 'csv')
 
+# Fields that change only what a run writes or how fast, never its trained parameters or its per-epoch
+# metrics: a workdir may be resumed with other values of these (``workdir.check_same_run``). Every other
+# field makes another run. ``train.num_epochs`` may be raised (training continues), not lowered.
+OUTPUT_ONLY_FIELDS = frozenset({
+    'train.figures_every', 'train.num_figure_images', 'train.checkpoint_every', 'train.keep_checkpoints',
+    'train.compilation_cache', 'train.compilation_cache_dir', 'eval.final_metrics', 'eval.nll_samples',
+    'eval.nll_batch_size', 'eval.nll_chunk_size', 'eval.projection', 'data.tfds_data_dir'})
+
 
 class ConfigError(ValueError):
   """A config value is unknown or out of range; the message names the field and the valid choices."""

@@ -12,6 +12,7 @@ with its own keys and ``hp``, the data shared (``aelab/engine.py``, the engine o
 Each run writes the outputs of a single run to ``<workdir>/<run name>/``, and its numbers match a single
 run of its config with the same seed to float tolerance.
 """
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -24,7 +25,7 @@ import ml_collections
 
 from aelab import config as config_lib
 from aelab import data, engine, models, parallel
-from aelab.workdir import Workdir, flatten
+from aelab.workdir import Workdir, flatten, result_changes, write_json
 
 Overrides = dict[str, Any]
 
@@ -166,14 +167,20 @@ def run_dir(workdir: str, member: Member) -> str:
   return os.path.join(workdir, member.name)
 
 
-def read_summary(workdir: str, member: Member) -> dict[str, Any] | None:
-  """The run's summary.json if it finished all of its epochs, else None."""
-  path = os.path.join(run_dir(workdir, member), 'summary.json')
-  if not os.path.exists(path):
+def read_summary(workdir: str, member: Member, log: Callable[[str], None] = lambda line: None
+                 ) -> dict[str, Any] | None:
+  """The run's summary.json if it finished all of its epochs with ``member``'s config (its config.json
+  differs in no field that changes the result, see ``workdir.result_changes``), else None. A torn
+  summary.json is reported through ``log`` (naming the file) and read as None."""
+  path = run_dir(workdir, member)
+  if not os.path.exists(os.path.join(path, 'summary.json')):
     return None
-  with open(path) as f:
-    summary = json.load(f)
-  return summary if summary.get('epochs') == member.config.train.num_epochs else None
+  out = Workdir(path, member.config)
+  summary = out.read_summary(log)
+  if summary is None or summary.get('epochs') != member.config.train.num_epochs:
+    return None
+  previous = out.previous_config()
+  return None if previous and result_changes(previous, out.config) else summary
 
 
 def run_sweep(config: ml_collections.ConfigDict, sweep: list[Overrides], workdir: str,
@@ -215,8 +222,21 @@ def run_sweep(config: ml_collections.ConfigDict, sweep: list[Overrides], workdir
 def train_group(group: list[Member], workdir: str, devices: Sequence[jax.Device] | None, label: str,
                 log: Callable[[str], None]) -> tuple[dict[str, dict], list[str]]:
   """Trains the runs of one group that have not finished; returns ``({name: summary}, diverged names)``.
-  The data is loaded once and checked against every run's config (ConfigError / DataError)."""
-  summaries = {m.name: s for m in group if (s := read_summary(workdir, m)) is not None}
+  Every run's folder is locked and its config.json compared with the run's whole config first
+  (``Workdir.locked``, ``Workdir.check_same_run``: ConfigError naming the changed fields). The data is
+  loaded once and checked against every run's config (ConfigError / DataError)."""
+  with contextlib.ExitStack() as held:
+    outs = {m.name: Workdir(run_dir(workdir, m), m.config) for m in group}
+    for out in outs.values():
+      held.enter_context(out.locked())
+      out.check_same_run(log)
+    return _train_unfinished(group, outs, workdir, devices, label, log)
+
+
+def _train_unfinished(group: list[Member], outs: dict[str, Workdir], workdir: str,
+                      devices: Sequence[jax.Device] | None, label: str, log: Callable[[str], None]
+                      ) -> tuple[dict[str, dict], list[str]]:
+  summaries = {m.name: s for m in group if (s := read_summary(workdir, m, log)) is not None}
   todo = [m for m in group if m.name not in summaries]
   if summaries:
     log(f'{label}{len(summaries)} of {len(group)} runs already finished, skipped')
@@ -226,8 +246,8 @@ def train_group(group: list[Member], workdir: str, devices: Sequence[jax.Device]
   for member in todo:
     engine.check_compatible(member.config, dataset)
   runs = [engine.make_run(m.config, dataset.shape, m.name) for m in todo]
-  outs = [Workdir(run_dir(workdir, m), m.config) for m in todo]
-  done = engine.train_runs(runs, dataset, outs, os.path.join(workdir, 'groups'), log, label, devices)
+  done = engine.train_runs(runs, dataset, [outs[m.name] for m in todo], os.path.join(workdir, 'groups'), log,
+                           label, devices)
   summaries.update({m.name: s for m, s in zip(todo, done) if s is not None})
   return summaries, [m.name for m, s in zip(todo, done) if s is None]
 
@@ -244,5 +264,4 @@ def _write_index(workdir: str, runs: list[Member], summaries: dict[str, dict]) -
   index = [{'name': m.name, 'overrides': m.overrides, 'summary': summaries.get(m.name)} for m in runs]
   suffix = f'.{jax.process_index()}' if jax.process_count() > 1 else ''
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, f'sweep{suffix}.json'), 'w') as f:
-    json.dump(index, f, indent=2, default=str)
+  write_json(os.path.join(workdir, f'sweep{suffix}.json'), index)

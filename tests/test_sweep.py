@@ -137,7 +137,8 @@ def test_a_sweep_run_resumes_as_a_single_run(sweep8, tmp_path):
   lines = []
   run_path = os.path.join(workdir, sweep.run_name(overrides))
   longer = engine.train_and_evaluate(config, run_path, log=lines.append)
-  assert lines[0].startswith('Resuming from the checkpoint of epoch 2'), lines
+  assert lines[0].startswith('train.num_epochs raised from 2 to 3'), lines
+  assert lines[1].startswith('Resuming from the checkpoint of epoch 2'), lines
   assert [r['epoch'] for r in _metrics(run_path)] == [1, 2, 3]
   alone = engine.train_and_evaluate(config, str(tmp_path / 'alone'))  # 3 epochs from scratch
   _assert_same_numbers(longer, alone)
