@@ -34,6 +34,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from aelab import superposition
+
 _LOCAL_SOURCES = ('digits', 'idx', 'npz', 'csv')
 _BINARIZE = ('none', 'static', 'dynamic')
 _IDX_IMAGES = re.compile(r'images[-.]idx3-ubyte(\.gz)?$')
@@ -65,6 +67,7 @@ class Dataset:
     shape: shape of one example before flattening: (H, W, C) for images, (D,) for tabular.
     kind: 'image' or 'tabular'.
     name: data.name of the source.
+    extras: source-specific ground truth, e.g. ``{'feature_directions': n x D}`` for superposition data.
   """
   x_train: np.ndarray
   y_train: np.ndarray | None
@@ -73,6 +76,7 @@ class Dataset:
   shape: tuple[int, ...]
   kind: str
   name: str
+  extras: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 class _Split(NamedTuple):
@@ -112,6 +116,8 @@ def load(data_config: ml_collections.ConfigDict) -> Dataset:
     DatasetUnavailableError: a tfds dataset could not be downloaded (e.g. no network).
   """
   opts = _options(data_config)
+  if opts.name == 'superposition':
+    return _load_superposition(data_config)
   train, test, kind = _LOADERS.get(opts.name, _load_tfds)(opts)
   if test is None:
     train, test = _holdout(train, opts.test_fraction, opts.split_seed)
@@ -476,6 +482,18 @@ def _tfds_records(source: Any, start: int, stop: int) -> list[dict[str, Any]]:
     return list(source.__getitems__(list(range(start, stop))))
   except (AttributeError, TypeError):
     return [source[i] for i in range(start, stop)]
+
+
+def _load_superposition(data_config: ml_collections.ConfigDict) -> Dataset:
+  """Sparse features in superposition (``aelab/superposition.py``, fields ``data.superposition``), not
+  standardized (that would skew the feature directions); ``extras['feature_directions']``: ``n x D``."""
+  try:
+    s = superposition.spec(data_config.get('superposition'))
+  except superposition.SuperpositionError as e:
+    raise DataError(str(e)) from None
+  x_train, x_test, directions = superposition.generate(s)
+  return Dataset(x_train, None, x_test, None, (s.dim,), 'tabular', 'superposition',
+                 {'feature_directions': directions})
 
 
 _LOADERS: dict[str, Callable[[_Options], _Loaded]] = {
