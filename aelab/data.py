@@ -7,6 +7,8 @@ labels, the shape of one example and its kind ('image' or 'tabular'). Sources (`
 - 'idx': a directory of MNIST-format IDX files (train-* and t10k-*, gzip-compressed or not).
 - 'npz': a file with array `x` (N x D, or N x H x W [x C]) and optional labels `y`.
 - 'csv': a numeric table with an optional header row and an optional label column `label` or `y`.
+- 'superposition': sparse features in superposition, generated (aelab/superposition.py, fields
+  data.superposition); the true feature directions in `Dataset.extras['feature_directions']`.
 - any tensorflow-datasets image dataset ('mnist', 'fashion_mnist', 'cifar10', ...), read through
   `tfds.data_source` (no TensorFlow needed; tfds is imported only when such a name is used).
 

@@ -124,6 +124,19 @@ def test_train_step_sets_the_bias_keeps_unit_rows_and_counts_dead_latents():
   assert (float(metrics['aux']) > 0) == bool(dead.any())
 
 
+def test_batchtopk_keeps_k_per_example_on_average_and_learns_its_evaluation_threshold():
+  config = _tiny(load_config('sae_topk', 'superposition'))
+  config.model.sae_activation = 'batchtopk'
+  x = jnp.asarray(data.load(config.data).x_train[:128])
+  family, state, train_step, hp = _state_and_step(config, x)
+  for i in range(5):
+    state, metrics = train_step(state, x, jax.random.key(i), hp)
+    assert float(metrics['l0']) == pytest.approx(2.0)  # k * B kept over the batch
+  threshold = float(state['params']['threshold'])
+  z = family.encode(state['params'], x)
+  assert threshold > 0 and float(jnp.min(jnp.where(z > 0, z, jnp.inf))) > threshold
+
+
 def test_aux_loss_reaches_only_dead_latents():
   model = sae.build(_tiny(load_config('sae_topk', 'superposition')), 12)
   params = sae.init(model, jax.random.key(0))
@@ -132,7 +145,7 @@ def test_aux_loss_reaches_only_dead_latents():
   dead = jnp.arange(24) < 6
   residual = x - sae.decode(params, sae.topk(pre, 3))
   assert float(sae.aux_loss(model, params, pre, residual, jnp.zeros(24, bool))) == 0.0
-  grads = jax.grad(lambda p: sae.aux_loss(model, p, sae.pre_activations(p, x), residual, dead))(params)
+  grads = jax.jit(jax.grad(lambda p: sae.aux_loss(model, p, sae.pre_activations(p, x), residual, dead)))(params)
   assert float(jnp.max(jnp.abs(grads['W_enc'][:, 6:]))) == 0.0 and float(jnp.max(jnp.abs(grads['W_enc'][:, :6]))) > 0
   assert float(jnp.max(jnp.abs(grads['W_dec'][6:]))) == 0.0
 

@@ -5,14 +5,14 @@ One hidden layer of ``M = model.latent_dim`` latents: ``pre = (x - b_dec) W_enc 
 ``M x D``). ``model.sae_activation`` picks ``sigma`` and its sparsity mechanism:
 
 - ``topk``: the ``sae.k`` largest pre-activations of each example, ReLU'd (Gao et al. 2024, Scaling and
-  evaluating sparse autoencoders, Sec. 2.3);
+  evaluating sparse autoencoders);
 - ``batchtopk``: the ``k * B`` largest ReLU'd pre-activations of the batch (Bussmann et al. 2024,
   BatchTopK Sparse Autoencoders); at evaluation, a threshold: an exponential moving average over training
   steps of the smallest kept activation (``params['threshold']``), so codes do not depend on the batch;
 - ``jumprelu``: ``pre * H(pre - theta)`` with a learned per-latent threshold ``theta = exp(log_threshold)``
   and the penalty ``hp['l0_weight'] * sum_i H(pre_i - theta_i)``; ``H`` and the jump get straight-through
   gradients for ``theta`` with a rectangle kernel of width ``sae.bandwidth`` (Rajamanoharan et al. 2024,
-  Jumping Ahead: Improving Reconstruction Fidelity with JumpReLU SAEs, Eqs. 8-12);
+  Jumping Ahead: Improving Reconstruction Fidelity with JumpReLU SAEs);
 - ``relu``: ``ReLU(pre)`` with the L1 penalty ``hp['l1_weight'] * sum_i z_i ||W_dec,i||`` (Anthropic,
   Circuits Updates April 2024: the penalty scaled by decoder norms).
 
@@ -20,8 +20,8 @@ Common parts: decoder rows of unit norm after every step, with the gradient's co
 each row removed first (``sae.unit_norm_decoder``; Bricken et al. 2023); the auxiliary loss AuxK that
 revives dead latents: the main residual ``e = x - x_hat`` (no gradient) reconstructed by the
 ``sae.aux_k`` largest pre-activations of the latents that have not fired for ``sae.dead_steps`` steps,
-``||e - e_hat||^2 / ||e - mean(e)||^2`` (batch sums), weight ``hp['aux_weight']`` (Gao et al. 2024, Sec. 2.4,
-Appendix A.2; zero when no latent is dead); ``b_dec`` (the pre-encoder bias) set at the first step to the
+``||e - e_hat||^2 / ||e - mean(e)||^2`` (batch sums), weight ``hp['aux_weight']`` (Gao et al. 2024;
+zero when no latent is dead); ``b_dec`` (the pre-encoder bias) set at the first step to the
 geometric median (Weiszfeld iterations) or mean of the first training batch (``sae.bias_init``;
 Bricken et al. 2023), and ``W_enc`` initialised as ``W_dec`` transposed (Gao et al. 2024).
 
@@ -108,7 +108,7 @@ def _sum_to(g: jax.Array, shape: tuple[int, ...]) -> jax.Array:
 def jumprelu(pre_BxM: jax.Array, threshold_M: jax.Array, bandwidth: float) -> jax.Array:
   """``pre * H(pre - threshold)``; the gradient for ``pre`` is ``H(pre - threshold)``, for the threshold
   the pseudo-derivative ``-(threshold / bandwidth) K((pre - threshold) / bandwidth)`` with the rectangle
-  kernel ``K`` (Rajamanoharan et al. 2024, Eq. 11)."""
+  kernel ``K`` (Rajamanoharan et al. 2024)."""
   return pre_BxM * (pre_BxM > threshold_M)
 
 
@@ -128,7 +128,7 @@ jumprelu.defvjp(_jumprelu_fwd, _jumprelu_bwd)
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def step(pre_BxM: jax.Array, threshold_M: jax.Array, bandwidth: float) -> jax.Array:
   """Heaviside ``H(pre - threshold)`` (float); no gradient for ``pre``, the pseudo-derivative
-  ``-(1 / bandwidth) K((pre - threshold) / bandwidth)`` for the threshold (Rajamanoharan et al. 2024, Eq. 12)."""
+  ``-(1 / bandwidth) K((pre - threshold) / bandwidth)`` for the threshold (Rajamanoharan et al. 2024)."""
   return (pre_BxM > threshold_M).astype(pre_BxM.dtype)
 
 
@@ -146,7 +146,7 @@ step.defvjp(_step_fwd, _step_bwd)
 
 
 def topk(pre_BxM: jax.Array, k: int) -> jax.Array:
-  """The ``k`` largest entries of each row, ReLU'd, the others 0 (Gao et al. 2024, Eq. 3)."""
+  """The ``k`` largest entries of each row, ReLU'd, the others 0 (Gao et al. 2024)."""
   values_BxK, idx_BxK = jax.lax.top_k(pre_BxM, k)
   rows = jnp.arange(pre_BxM.shape[0])[:, None]
   return jnp.zeros_like(pre_BxM).at[rows, idx_BxK].set(jax.nn.relu(values_BxK))
@@ -209,7 +209,7 @@ def unit_rows(w_MxD: jax.Array) -> jax.Array:
 
 
 def aux_loss(model: Model, params, pre_BxM: jax.Array, residual_BxD: jax.Array, dead_M: jax.Array) -> jax.Array:
-  """AuxK (Gao et al. 2024, Sec. 2.4): the residual (no gradient) reconstructed by the ``aux_k`` largest
+  """AuxK (Gao et al. 2024): the residual (no gradient) reconstructed by the ``aux_k`` largest
   pre-activations among dead latents, ``sum ||e - e_hat||^2 / sum ||e - mean(e)||^2`` over the batch.
   0 when no latent is dead."""
   residual = jax.lax.stop_gradient(residual_BxD)
