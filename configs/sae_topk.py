@@ -7,7 +7,7 @@ unit-norm decoder rows, the AuxK loss for dead latents and the pre-encoder bias 
       --workdir=/tmp/sae_batchtopk
   # ReLU with the decoder-norm-scaled L1 penalty (Anthropic 2024):
   python -m aelab.main --config=configs/sae_topk.py:superposition --config.model.sae_activation=relu \\
-      --config.sae.l1_weight=0.05 --config.sae.unit_norm_decoder=False --workdir=/tmp/sae_relu
+      --config.sae.l1_weight=0.3 --config.sae.unit_norm_decoder=False --config.sae.aux_weight=0 --workdir=/tmp/sae_relu
 
 ``superposition``: 96 true features in 32 dimensions (3x), each active with probability 1/32 (about 3
 per example), magnitudes uniform in [0, 1]; 96 latents, k = 4. summary.json: ``test/l0``,
@@ -23,6 +23,6 @@ def get_config(arg=None):
   config.model.update(name='sae', sae_activation='topk', latent_dim=96 if sp else 256, likelihood='mse',
                       output_activation='identity')
   config.sae.update(k=4 if sp else 16, aux_k=32, aux_weight=1 / 32, dead_steps=500)
-  config.optimizer.update(learning_rate=1e-3 if sp else 3e-4)
+  config.optimizer.learning_rate = 1e-3
   config.train.update(num_epochs=20 if sp else 40, batch_size=256 if sp else 64)
   return config
