@@ -150,6 +150,17 @@ def test_aux_loss_reaches_only_dead_latents():
   assert float(jnp.max(jnp.abs(grads['W_dec'][6:]))) == 0.0
 
 
+def test_configs_are_valid_and_round_trip_through_config_json():
+  for name in ('sae_topk', 'sae_jumprelu'):
+    for arg in (None, 'superposition', 'mnist'):
+      config_lib.validate(load_config(name, arg))
+  config = load_config('sae_topk', 'superposition')
+  config.data.superposition.num_features = 60
+  restored = config_lib.from_dict(json.loads(json.dumps(config.to_dict())))
+  assert restored.data.superposition.num_features == 60 and restored.model.sae_activation == 'topk'
+  assert restored.data.superposition.to_dict() == config.data.superposition.to_dict()
+
+
 def test_config_validation_names_the_field():
   config = load_config('sae_topk', 'superposition')
   config.sae.k = 1000
