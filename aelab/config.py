@@ -12,7 +12,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from aelab import corruption, models, nets
-from aelab.models import common
+from aelab.models import common, sae
 
 BINARIZE = ('none', 'static', 'dynamic')
 OPTIMIZERS = ('adam', 'adamw', 'sgd', 'adadelta')
@@ -40,11 +40,15 @@ def base() -> ml_collections.ConfigDict:
   c.seed = 0
   c.data = dict(name='digits', path=config_dict.placeholder(str), test_path=config_dict.placeholder(str),
                 test_fraction=0.2, split_seed=0, binarize='none', binarize_threshold=0.5, standardize=True,
-                tfds_data_dir=config_dict.placeholder(str), max_train_examples=0, max_test_examples=0)
+                tfds_data_dir=config_dict.placeholder(str), max_train_examples=0, max_test_examples=0,
+                superposition=dict(num_features=96, dim=32, probability=1 / 32, magnitude_min=0.0, magnitude_max=1.0,
+                                   num_train=50_000, num_test=10_000, seed=0))
   c.model = dict(name='ae', hidden=(256,), latent_dim=32, activation='relu', code_activation='identity',
                  likelihood='mse', output_activation='sigmoid', likelihood_std=1.0, tied=False, kl_weight=1.0,
                  net='mlp', conv_channels=(32, 64), num_samples=1, free_bits=0.0, kl_warmup_steps=0,
-                 prior='gaussian')
+                 prior='gaussian', sae_activation='topk')
+  c.sae = dict(k=4, aux_k=32, dead_steps=500, aux_weight=1 / 32, l1_weight=0.0, l0_weight=0.0, bandwidth=1e-3,
+               threshold_init=1e-3, unit_norm_decoder=True, bias_init='geometric_median')
   c.aae = dict(disc_hidden=(256, 256), disc_learning_rate=1e-4, gen_learning_rate=1e-4, adversarial_weight=1.0,
                mixture_components=10, mixture_radius=4.0, mixture_std=0.5)
   c.corruption = dict(name='none', std=0.5, rate=0.25, clip=True)
@@ -147,6 +151,23 @@ def _validate_model(config):
     _choice(m.likelihood, ('bernoulli', 'gaussian'), 'model.likelihood (a VAE needs a normalized likelihood)')
   _check(m.likelihood_std > 0, f'model.likelihood_std={m.likelihood_std} must be > 0.')
   _check(m.kl_weight >= 0, f'model.kl_weight={m.kl_weight} must be >= 0.')
+  if m.name == 'sae':
+    _validate_sae(config)
+
+
+def _validate_sae(config):
+  m, s = config.model, config.sae
+  _choice(m.sae_activation, sae.ACTIVATIONS, 'model.sae_activation')
+  _choice(s.bias_init, sae.BIAS_INITS, 'sae.bias_init')
+  for field in ('k', 'aux_k'):
+    _check(isinstance(s[field], int) and 1 <= s[field] <= m.latent_dim,
+           f'sae.{field}={s[field]} must be an integer in [1, model.latent_dim={m.latent_dim}].')
+  _check(s.dead_steps >= 1, f'sae.dead_steps={s.dead_steps} (steps without firing before a latent counts as dead) '
+         'must be >= 1.')
+  for field in ('aux_weight', 'l1_weight', 'l0_weight'):
+    _check(s[field] >= 0 and math.isfinite(s[field]), f'sae.{field}={s[field]} must be a number >= 0.')
+  for field in ('bandwidth', 'threshold_init'):
+    _check(s[field] > 0, f'sae.{field}={s[field]} (JumpReLU) must be > 0.')
 
 
 def _validate_generative(config):

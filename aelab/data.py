@@ -7,6 +7,8 @@ labels, the shape of one example and its kind ('image' or 'tabular'). Sources (`
 - 'idx': a directory of MNIST-format IDX files (train-* and t10k-*, gzip-compressed or not).
 - 'npz': a file with array `x` (N x D, or N x H x W [x C]) and optional labels `y`.
 - 'csv': a numeric table with an optional header row and an optional label column `label` or `y`.
+- 'superposition': sparse features in superposition, generated (aelab/superposition.py, fields
+  data.superposition); the true feature directions in `Dataset.extras['feature_directions']`.
 - any tensorflow-datasets image dataset ('mnist', 'fashion_mnist', 'cifar10', ...), read through
   `tfds.data_source` (no TensorFlow needed; tfds is imported only when such a name is used).
 
@@ -33,6 +35,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+
+from aelab import superposition
 
 _LOCAL_SOURCES = ('digits', 'idx', 'npz', 'csv')
 _BINARIZE = ('none', 'static', 'dynamic')
@@ -65,6 +69,7 @@ class Dataset:
     shape: shape of one example before flattening: (H, W, C) for images, (D,) for tabular.
     kind: 'image' or 'tabular'.
     name: data.name of the source.
+    extras: source-specific ground truth, e.g. ``{'feature_directions': n x D}`` for superposition data.
   """
   x_train: np.ndarray
   y_train: np.ndarray | None
@@ -73,6 +78,7 @@ class Dataset:
   shape: tuple[int, ...]
   kind: str
   name: str
+  extras: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 class _Split(NamedTuple):
@@ -112,6 +118,8 @@ def load(data_config: ml_collections.ConfigDict) -> Dataset:
     DatasetUnavailableError: a tfds dataset could not be downloaded (e.g. no network).
   """
   opts = _options(data_config)
+  if opts.name == 'superposition':
+    return _load_superposition(data_config)
   train, test, kind = _LOADERS.get(opts.name, _load_tfds)(opts)
   if test is None:
     train, test = _holdout(train, opts.test_fraction, opts.split_seed)
@@ -476,6 +484,18 @@ def _tfds_records(source: Any, start: int, stop: int) -> list[dict[str, Any]]:
     return list(source.__getitems__(list(range(start, stop))))
   except (AttributeError, TypeError):
     return [source[i] for i in range(start, stop)]
+
+
+def _load_superposition(data_config: ml_collections.ConfigDict) -> Dataset:
+  """Sparse features in superposition (``aelab/superposition.py``, fields ``data.superposition``), not
+  standardized (that would skew the feature directions); ``extras['feature_directions']``: ``n x D``."""
+  try:
+    s = superposition.spec(data_config.get('superposition'))
+  except superposition.SuperpositionError as e:
+    raise DataError(str(e)) from None
+  x_train, x_test, directions = superposition.generate(s)
+  return Dataset(x_train, None, x_test, None, (s.dim,), 'tabular', 'superposition',
+                 {'feature_directions': directions})
 
 
 _LOADERS: dict[str, Callable[[_Options], _Loaded]] = {
