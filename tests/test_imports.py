@@ -19,7 +19,7 @@ LAYERS = [
     {'aelab.program'},
     {'aelab.engine'},
     {'aelab.sweep', 'aelab.pretrain', 'aelab.api'},
-    {'aelab.main', 'aelab.evaluate', 'aelab'},
+    {'aelab.main', 'aelab.evaluate', 'aelab.cli', 'aelab'},
 ]
 
 
