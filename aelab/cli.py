@@ -161,9 +161,11 @@ def _unknown_override(config: ml_collections.ConfigDict, argv: list[str]) -> str
     field = arg[len('--config.'):].split('=', 1)[0]
     node, parts = config, field.split('.')
     for depth, part in enumerate(parts):
-      if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-        names = list(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
-        parent = '.'.join(parts[:depth])
+      parent = '.'.join(parts[:depth])
+      if not isinstance(node, ml_collections.ConfigDict):
+        return f'{arg}: {parent} is a value, not a section of fields; set it with --config.{parent}=...'
+      if part not in node:
+        names = list(node.keys())
         close = [f'{parent}.{n}' if parent else n for n in difflib.get_close_matches(part, names, n=3)]
         hint = f'did you mean {" or ".join(close)}?' if close else f'fields there: {", ".join(sorted(names))}.'
         return f'{arg}: the config has no field {".".join(parts[:depth + 1])}; {hint}'

@@ -145,6 +145,8 @@ def _validate_types(config: ml_collections.ConfigDict, defaults: ml_collections.
     bad_bool = isinstance(value, bool) and bool not in types
     if not isinstance(value, types) or bad_bool or (isinstance(value, float) and not math.isfinite(value)):
       raise ConfigError(f'{field}={value!r} must be {wanted} (like its default, {default!r}).')
+    if isinstance(value, int) and not -2 ** 31 <= value < 2 ** 31:  # seeds, sizes and counts are int32
+      raise ConfigError(f'{field}={value} is out of range: give a value below 2**31.')
 
 
 def _validate_data(d):
@@ -214,15 +216,23 @@ def from_dict(values: dict) -> ml_collections.ConfigDict:
     raise ConfigError(f'A config must be a JSON object of sections and fields, got {type(values).__name__}.')
   config = base()
   for section, fields in as_tuples(values).items():
-    try:
-      if isinstance(fields, dict) and isinstance(config.get(section), ml_collections.ConfigDict):
-        for name, value in fields.items():
-          config[section][name] = value
-      else:
-        config[section] = fields
-    except (TypeError, ValueError, AttributeError) as e:
-      raise ConfigError(f'Config section or field {section!r}: {e}') from None
+    if isinstance(fields, dict) and isinstance(config.get(section), ml_collections.ConfigDict):
+      for name, value in fields.items():
+        _set(config[section], name, value, f'{section}.{name}')
+    else:
+      _set(config, section, fields, section)
   return config
+
+
+def _set(node: ml_collections.ConfigDict, name: str, value, field: str) -> None:
+  """``node[name] = value``; raises ConfigError naming ``field`` when the value's type does not fit."""
+  try:
+    node[name] = value
+  except (TypeError, ValueError, AttributeError):
+    default = node.get(name)
+    if isinstance(default, ml_collections.ConfigDict):
+      raise ConfigError(f'{field}={value!r} must be a section of fields like {sorted(default.keys())}.') from None
+    raise ConfigError(f'{field}={value!r} must be {_kind(default)[1]} (like its default, {default!r}).') from None
 
 
 def _validate_optimizer(o):

@@ -151,8 +151,8 @@ def _options(config: ml_collections.ConfigDict) -> _Options:
     raise DataError(f'data.test_fraction={opts.test_fraction!r} must lie in (0, 1), e.g. 0.2.')
   if not isinstance(opts.binarize_threshold, (int, float)) or not 0 <= opts.binarize_threshold <= 1:
     raise DataError(f'data.binarize_threshold={opts.binarize_threshold} must lie in [0, 1].')
-  if not isinstance(opts.split_seed, int) or isinstance(opts.split_seed, bool):
-    raise DataError(f'data.split_seed={opts.split_seed!r} must be an int.')
+  if not isinstance(opts.split_seed, int) or isinstance(opts.split_seed, bool) or abs(opts.split_seed) >= 2 ** 31:
+    raise DataError(f'data.split_seed={opts.split_seed!r} must be an int below 2**31.')
   for count in (opts.max_train_examples, opts.max_test_examples):
     if count is not None and (not isinstance(count, int) or count < 0):
       raise DataError(f'data.max_*_examples={count!r} must be an int >= 0 (0 or None: all).')
@@ -209,10 +209,13 @@ def _split(x: np.ndarray, y: Any, where: str) -> _Split:
   if y.shape != (len(x),):
     raise DataError(f'{where}: labels of shape {y.shape} for {len(x)} examples; '
                     f'give one label per example (shape ({len(x)},)).')
-  integral = np.issubdtype(y.dtype, np.integer) or (
-      np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0))
+  with np.errstate(invalid='ignore'):  # NaN and inf labels are not integral: told below
+    integral = np.issubdtype(y.dtype, np.integer) or (
+        np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0))
   if not integral:
     raise DataError(f'{where}: labels must be integers (class ids); found non-integer values.')
+  if y.size and np.abs(y).max() >= 2 ** 31:
+    raise DataError(f'{where}: labels must be class ids (int32), found {np.abs(y).max():g}.')
   return _Split(x, y.astype(np.int32), where)
 
 
@@ -267,7 +270,8 @@ def _features(x: np.ndarray, where: str) -> np.ndarray:
   _check_nonempty(x, where)
   _check_sized(x, where)
   _check_finite(x, where)
-  x32 = x.astype(np.float32)
+  with np.errstate(over='ignore'):
+    x32 = x.astype(np.float32)
   if not np.isfinite(x32).all():
     raise DataError(f'{where}: values beyond the float32 range (|x| > 3.4e38); rescale them.')
   return x32
@@ -449,7 +453,8 @@ def _csv_split(path: pathlib.Path, role: str) -> _Split:
       raise DataError(f'{where} is not text ({e}); expected {expected}.') from e
     except ValueError as e:
       raise DataError(f'{where}: {e} Every value must be a number (comma-separated).') from e
-  if header is not None and table.size and len(header) != table.shape[1]:
+  _check_nonempty(table if table.size else table[:0], where)  # a header alone: no rows to index
+  if header is not None and len(header) != table.shape[1]:
     raise DataError(f'{where}: the header names {len(header)} columns, the rows have {table.shape[1]}.')
   label = next((i for i, n in enumerate(header or []) if n.lower() in ('label', 'y')), None)
   if label is None:
