@@ -3,7 +3,9 @@
 Flags: ``--config`` (a ``configs/*.py`` file, optionally ``:arg``; fields overridden with
 ``--config.train.num_epochs=20``) and ``--workdir`` (outputs; a rerun resumes from its checkpoint).
 ``--sweep=configs/sweeps/kl_weight.py[:arg]`` trains every run of that sweep over the config, vectorized
-(``aelab/sweep.py``), each in ``<workdir>/<run name>/``; a rerun skips finished runs.
+(``aelab/sweep.py``), each in ``<workdir>/<run name>/``; a rerun skips finished runs. A mistake (a bad
+flag, config, data file, a full disk) ends in one ``error: ...`` line and exit status 1 (``aelab/cli.py``);
+``--debug`` shows the traceback instead.
 
 One process of several (SLURM with several tasks, a multi-host TPU slice, or ``JAX_COORDINATOR_ADDRESS``
 with ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``) calls ``jax.distributed.initialize()`` first: before
