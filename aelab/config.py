@@ -107,7 +107,8 @@ def _in_unit_interval(value, field: str, closed: bool = True):
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Checks every field's name and range. Raises ConfigError naming the field and what is allowed."""
+  """Checks every field's type, name and range. Raises ConfigError naming the field and what is allowed."""
+  _validate_types(config)
   _validate_data(config.data)
   _validate_model(config)
   _choice(config.corruption.name, corruption.NAMES, 'corruption.name')
@@ -125,6 +126,39 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _validate_optimizer(config.optimizer)
   _validate_train(config.train)
   _validate_generative(config)
+
+
+def _kind(default) -> tuple[tuple[type, ...], str]:
+  """The types a field with this default in :func:`base` accepts, and their name for a message."""
+  if default is None:  # a placeholder: an optional path or directory
+    return (str, type(None)), 'a string or None'
+  if isinstance(default, bool):
+    return (bool,), 'True or False'
+  if isinstance(default, int):
+    return (int,), 'an integer'
+  if isinstance(default, float):
+    return (int, float), 'a finite number'
+  return (type(default),), f'a {type(default).__name__}'
+
+
+def _validate_types(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict | None = None,
+                    prefix: str = '') -> None:
+  """Raises ConfigError for a field of :func:`base` whose value has another type (None included; a bool
+  is no number) or is a NaN or infinite number. Fields that base() lacks are left to their users."""
+  defaults = base() if defaults is None else defaults
+  for name, default in defaults.items():
+    value, field = config.get(name), f'{prefix}{name}'
+    if isinstance(default, ml_collections.ConfigDict):
+      if not isinstance(value, ml_collections.ConfigDict):
+        raise ConfigError(f'{field} must be a section of fields like {sorted(default.keys())}, got {value!r}.')
+      _validate_types(value, default, f'{field}.')
+      continue
+    types, wanted = _kind(default)
+    bad_bool = isinstance(value, bool) and bool not in types
+    if not isinstance(value, types) or bad_bool or (isinstance(value, float) and not math.isfinite(value)):
+      raise ConfigError(f'{field}={value!r} must be {wanted} (like its default, {default!r}).')
+    if isinstance(value, int) and not -2 ** 31 <= value < 2 ** 31:  # seeds, sizes and counts are int32
+      raise ConfigError(f'{field}={value} is out of range: give a value below 2**31.')
 
 
 def _validate_data(d):
@@ -207,14 +241,27 @@ def from_dict(values: dict) -> ml_collections.ConfigDict:
       return {k: as_tuples(x) for k, x in v.items()}
     return tuple(as_tuples(x) for x in v) if isinstance(v, list) else v
 
+  if not isinstance(values, dict):
+    raise ConfigError(f'A config must be a JSON object of sections and fields, got {type(values).__name__}.')
   config = base()
   for section, fields in as_tuples(values).items():
-    if isinstance(fields, dict) and section in config:
+    if isinstance(fields, dict) and isinstance(config.get(section), ml_collections.ConfigDict):
       for name, value in fields.items():
-        config[section][name] = value
+        _set(config[section], name, value, f'{section}.{name}')
     else:
-      config[section] = fields
+      _set(config, section, fields, section)
   return config
+
+
+def _set(node: ml_collections.ConfigDict, name: str, value, field: str) -> None:
+  """``node[name] = value``; raises ConfigError naming ``field`` when the value's type does not fit."""
+  try:
+    node[name] = value
+  except (TypeError, ValueError, AttributeError):
+    default = node.get(name)
+    if isinstance(default, ml_collections.ConfigDict):
+      raise ConfigError(f'{field}={value!r} must be a section of fields like {sorted(default.keys())}.') from None
+    raise ConfigError(f'{field}={value!r} must be {_kind(default)[1]} (like its default, {default!r}).') from None
 
 
 def _validate_optimizer(o):
@@ -239,21 +286,47 @@ def _validate_train(t):
 
 def load_module(path: str, what: str = 'config') -> ModuleType:
   """Executes the Python file at ``path`` as a module (a config or sweep file) and returns it.
-  Raises ConfigError when the file does not exist."""
+  Raises ConfigError when the file does not exist or fails to run (a syntax error, an exception)."""
   if not os.path.isfile(path):
     raise ConfigError(f'{what.capitalize()} file {path!r} not found.')
   name = f'{what}_{os.path.splitext(os.path.basename(path))[0]}'
   spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  try:
+    spec.loader.exec_module(module)
+  except Exception as e:  # any error in the user's file is reported as that file's
+    raise ConfigError(f'{what.capitalize()} file {path} failed to load: {describe(e)}; fix the file.') from e
   return module
+
+
+def describe(error: BaseException) -> str:
+  """One line for an exception raised by a user's file: ``SyntaxError at line 3: '[' was never closed``,
+  ``ValueError: ...`` (the first line of its message)."""
+  if isinstance(error, SyntaxError):
+    return f'{type(error).__name__} at line {error.lineno}: {error.msg}'
+  lines = str(error).strip().splitlines()
+  return f'{type(error).__name__}: {lines[0]}' if lines else type(error).__name__
+
+
+def call(module: ModuleType, function: str, arg: str | None, path: str, what: str = 'config'):
+  """``module.function(arg)``; raises ConfigError when the file lacks it or it raises (a ConfigError it
+  raises passes unchanged)."""
+  if not callable(getattr(module, function, None)):
+    raise ConfigError(f'{what.capitalize()} file {path} defines no {function}(arg=None).')
+  try:
+    return getattr(module, function)(arg)
+  except ConfigError:
+    raise
+  except Exception as e:  # the user's function: its error is reported as theirs
+    raise ConfigError(f'{function}({arg!r}) of {what} file {path} raised {describe(e)}') from e
 
 
 def load(spec: str) -> ml_collections.ConfigDict:
   """The config of ``path/to/config.py[:arg]``, as ``--config=path/to/config.py:arg`` loads it: that
-  file's ``get_config(arg)`` (``None`` without ``:arg``). Raises ConfigError for a missing file."""
+  file's ``get_config(arg)`` (``None`` without ``:arg``). Raises ConfigError for a missing file, one
+  that fails to run, or a get_config that raises."""
   path, _, arg = spec.partition(':')
-  return load_module(path, 'config').get_config(arg or None)
+  return call(load_module(path, 'config'), 'get_config', arg or None, path)
 
 
 def default_cache_dir() -> str:

@@ -68,14 +68,15 @@ def check(sweep: Any, where: str = 'the sweep') -> list[Overrides]:
 
 def load(spec: str) -> list[Overrides]:
   """The sweep of ``path/to/sweep.py[:arg]``: that file's ``get_sweep(arg)`` (``None`` without ``:arg``).
-  Raises SweepError when the file is missing, defines no ``get_sweep``, or returns no list of dicts."""
+  Raises SweepError when the file is missing, defines no ``get_sweep``, or returns no list of dicts, and
+  ConfigError when the file fails to run or ``get_sweep`` raises."""
   path, _, arg = spec.partition(':')
   if not os.path.isfile(path):
     raise SweepError(f'Sweep file {path!r} not found (e.g. --sweep=configs/sweeps/kl_weight.py).')
   module = config_lib.load_module(path, 'sweep')
   if not callable(getattr(module, 'get_sweep', None)):
     raise SweepError(f'Sweep file {path} defines no get_sweep(arg=None) returning a list of override dicts.')
-  return check(module.get_sweep(arg or None), f'get_sweep() of {path}')
+  return check(config_lib.call(module, 'get_sweep', arg or None, path, 'sweep'), f'get_sweep() of {path}')
 
 
 def apply(config: ml_collections.ConfigDict, overrides: Overrides) -> ml_collections.ConfigDict:

@@ -20,7 +20,7 @@ LAYERS = [
     {'aelab.program'},
     {'aelab.engine'},
     {'aelab.sweep', 'aelab.pretrain', 'aelab.api'},
-    {'aelab.main', 'aelab.evaluate', 'aelab'},
+    {'aelab.main', 'aelab.evaluate', 'aelab.cli', 'aelab'},
 ]
 
 
