@@ -496,7 +496,7 @@ def _load_shapes2d(opts: _Options) -> _Loaded:
     grid = shapes2d.Shapes2D(tuple(opts.shapes2d_counts), opts.shapes2d_size)
   except ValueError as e:
     raise DataError(f'data.shapes2d_counts / data.shapes2d_size: {e}') from None
-  x = grid.draw(grid.all_factors())[..., None]
+  x = _images(grid.draw(grid.all_factors()), 'shapes2d')
   return _Split(x, np.arange(grid.num_images, dtype=np.int32), 'shapes2d'), None, 'image'
 
 
