@@ -1,7 +1,8 @@
 """Disentanglement as a population study on shapes2d (Locatello et al. 2019, at CPU scale).
 
-  python experiments/disentanglement_study.py [--out=runs/disentanglement] [--seeds=2] [--epochs=5]
+  python experiments/disentanglement_study.py [--out=runs/disentanglement] [--seeds=2] [--epochs=10]
       [--counts=3,3,8,8,8] [--size=32] [--full]
+  python experiments/disentanglement_study.py --check_epochs=40      # MIG: beta-VAE (beta 1) vs truth, random
 
 Trains beta-VAE (model.kl_weight), beta-TCVAE (disent.tc_weight), FactorVAE (disent.tc_weight) and
 DIP-VAE-II (disent.dip_lambda_od = disent.dip_lambda_d), 6 values of each one's weight x ``--seeds`` seeds,
@@ -15,7 +16,9 @@ Writes ``OUT/disentanglement_study.{json,md}`` (per method and weight: mean and 
 metric; the Spearman rank correlation between the metrics over all models; the share of each metric's
 variance explained by the weight and by the seed), ``experiments/figures/disentanglement_vs_weight.png``
 and ``experiments/figures/disentanglement_rank_correlation.png``. Also scores the ground-truth factors
-and randomly initialised encoders as references.
+(the factor values as codes, for the scores that encode images an encoder that looks an image's factors
+up: rotations under which a sprite is symmetric draw the same image, so it cannot score 1) and randomly
+initialised encoders as references.
 """
 import os
 import time
@@ -70,13 +73,21 @@ def references(config, seeds: int) -> dict:
   d = config.disent
   truth = disentanglement.evaluate(factor_lookup(grid), grid, metrics.EVAL_SEED, d.eval_points,
                                    d.eval_points // 2, tuple(d.score_points), d.dci_model)
+  rng = np.random.default_rng(metrics.EVAL_SEED)
+  f, ft = grid.sample_factors(d.eval_points, rng), grid.sample_factors(d.eval_points // 2, rng)
+  dci = disentanglement.dci(f * 1.0, f, ft * 1.0, ft, d.dci_model)
+  values = {'test/mig': disentanglement.mig(f * 1.0, f), 'test/sap': disentanglement.sap(f * 1.0, f, ft * 1.0, ft),
+            'test/modularity': disentanglement.modularity(f * 1.0, f),
+            **{f'test/dci_{k}': v for k, v in dci.items()}, 'test/beta_vae_score': float('nan'),
+            'test/factor_vae_score': float('nan')}
   random = []
   for seed in range(seeds):
     config.seed = seed
     family = models.get(config, (grid.size, grid.size, 1))
     params = family.init(jax.random.split(jax.random.key(seed))[0], np.zeros((1, grid.size ** 2), np.float32))
     random.append(metrics.make_disentanglement(family, config, {'factor_counts': grid.counts})(params))
-  return {'ground_truth': truth, 'random_init': {k: float(np.mean([r[k] for r in random])) for k in truth}}
+  return {'factor_values': values, 'ground_truth_encoder': truth,
+          'random_init': {k: float(np.mean([r[k] for r in random])) for k in truth}}
 
 
 def factor_lookup(grid):
@@ -84,6 +95,19 @@ def factor_lookup(grid):
   (the perfectly disentangled code; an image that several factor vectors draw gets one of them)."""
   table = {row.tobytes(): f for row, f in zip(grid.images(grid.all_factors()), grid.all_factors())}
   return lambda x_NxD: np.stack([table[row.tobytes()] for row in np.asarray(x_NxD, np.float32)]).astype(np.float64)
+
+
+def beta1_check(args) -> dict:
+  """The issue's check: MIG of one beta-VAE with beta = 1 trained ``--check_epochs`` epochs, against the
+  factor values as codes and a randomly initialised encoder (same seed), on ``--check_points`` samples."""
+  from aelab import engine  # noqa: PLC0415
+  config = method_config('beta_vae', args)
+  config.train.update(num_epochs=args.check_epochs, checkpoint_every=args.check_epochs)
+  config.disent.eval_points = args.check_points
+  summary = engine.train_and_evaluate(config, os.path.join(args.out, 'beta1_check'))
+  refs = references(config, 1)
+  return {'beta_vae_1': summary['test/mig'], 'factor_values': refs['factor_values']['test/mig'],
+          'random_init': refs['random_init']['test/mig'], 'epochs': args.check_epochs, 'points': args.check_points}
 
 
 def variance_shares(values_WxS: np.ndarray) -> tuple[float, float]:
@@ -99,12 +123,17 @@ def variance_shares(values_WxS: np.ndarray) -> tuple[float, float]:
 def main():
   parser = common.parser(__doc__, 'runs/disentanglement')
   parser.add_argument('--seeds', type=int, default=2)
-  parser.add_argument('--epochs', type=int, default=5)
+  parser.add_argument('--epochs', type=int, default=10)
   parser.add_argument('--counts', type=lambda s: [int(c) for c in s.split(',')], default=[3, 3, 8, 8, 8])
   parser.add_argument('--size', type=int, default=32)
   parser.add_argument('--methods', default=','.join(METHODS))
   parser.add_argument('--full', action='store_true')
+  parser.add_argument('--check_epochs', type=int, default=0, help='only the beta = 1 MIG check, this many epochs')
+  parser.add_argument('--check_points', type=int, default=5000)
   args = parser.parse_args()
+  if args.check_epochs:
+    print(beta1_check(args))
+    return
   if args.full:
     args.seeds = 5
   started = time.time()
