@@ -20,6 +20,7 @@ NETS = ('mlp', 'conv')
 PRIORS = ('gaussian', 'mixture')
 SCHEDULES = ('constant', 'cosine', 'warmup_cosine')
 FILE_SOURCES = ('idx', 'npz', 'csv')
+VAES = ('vae', 'beta_tcvae', 'dip_vae', 'factor_vae')  # Gaussian posterior families (normalized likelihood)
 
 # Fields that change only what a run writes or how fast, never its trained parameters or its per-epoch
 # metrics: a workdir may be resumed with other values of these (``workdir.check_same_run``). Every other
@@ -27,7 +28,8 @@ FILE_SOURCES = ('idx', 'npz', 'csv')
 OUTPUT_ONLY_FIELDS = frozenset({
     'train.figures_every', 'train.num_figure_images', 'train.checkpoint_every', 'train.keep_checkpoints',
     'train.compilation_cache', 'train.compilation_cache_dir', 'eval.final_metrics', 'eval.nll_samples',
-    'eval.nll_batch_size', 'eval.nll_chunk_size', 'eval.projection', 'data.tfds_data_dir'})
+    'eval.nll_batch_size', 'eval.nll_chunk_size', 'eval.projection', 'data.tfds_data_dir',
+    'disent.eval_points', 'disent.score_points', 'disent.dci_model'})
 
 
 class ConfigError(ValueError):
@@ -42,13 +44,17 @@ def base() -> ml_collections.ConfigDict:
                 test_fraction=0.2, split_seed=0, binarize='none', binarize_threshold=0.5, standardize=True,
                 tfds_data_dir=config_dict.placeholder(str), max_train_examples=0, max_test_examples=0,
                 superposition=dict(num_features=96, dim=32, probability=1 / 32, magnitude_min=0.0, magnitude_max=1.0,
-                                   num_train=50_000, num_test=10_000, seed=0))
+                                   num_train=50_000, num_test=10_000, seed=0),
+                shapes2d_counts=(3, 6, 40, 32, 32), shapes2d_size=64)
   c.model = dict(name='ae', hidden=(256,), latent_dim=32, activation='relu', code_activation='identity',
                  likelihood='mse', output_activation='sigmoid', likelihood_std=1.0, tied=False, kl_weight=1.0,
                  net='mlp', conv_channels=(32, 64), num_samples=1, free_bits=0.0, kl_warmup_steps=0,
-                 prior='gaussian', sae_activation='topk')
+                 prior='gaussian', sae_activation='topk', capacity_weight=0.0, capacity_max=25.0,
+                 capacity_steps=100_000)
   c.sae = dict(k=4, aux_k=32, dead_steps=500, aux_weight=1 / 32, l1_weight=0.0, l0_weight=0.0, bandwidth=1e-3,
                threshold_init=1e-3, unit_norm_decoder=True, bias_init='geometric_median')
+  c.disent = dict(tc_weight=6.0, dip_type='ii', dip_lambda_od=1.0, dip_lambda_d=1.0, disc_hidden=(1000,) * 6,
+                  disc_learning_rate=1e-4, eval_points=10_000, score_points=(10_000, 5_000), dci_model='gbt')
   c.aae = dict(disc_hidden=(256, 256), disc_learning_rate=1e-4, gen_learning_rate=1e-4, adversarial_weight=1.0,
                mixture_components=10, mixture_radius=4.0, mixture_std=0.5)
   c.corruption = dict(name='none', std=0.5, rate=0.25, clip=True)
@@ -88,6 +94,20 @@ def adapt_to_features(config: ml_collections.ConfigDict) -> ml_collections.Confi
                         output_activation='identity')
     config.data.binarize = 'none'
     config.corruption.clip = False
+  return config
+
+
+def adapt_to_shapes2d(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """For ``data.name=shapes2d`` (binary images with known factors): the setting of Chen et al. 2018 on
+  dSprites, an MLP 1200-1200 with a 10-d code and a Bernoulli likelihood, no binarization, batch 64,
+  Adam 1e-4 (Locatello et al. 2019), and the disentanglement metrics at the end (no importance-sampled
+  NLL). Other data: ``config`` unchanged."""
+  if config.data.name == 'shapes2d':
+    config.data.binarize = 'none'
+    config.model.update(hidden=(1200, 1200), latent_dim=10, likelihood='bernoulli', kl_warmup_steps=0)
+    config.optimizer.learning_rate = 1e-4
+    config.train.update(num_epochs=10, batch_size=64)
+    config.eval.nll_samples = 1
   return config
 
 
@@ -181,10 +201,15 @@ def _validate_model(config):
   for field in ('activation', 'code_activation', 'output_activation'):
     _choice(m[field], nets.ACTIVATIONS, f'model.{field}')
   _choice(m.likelihood, common.LIKELIHOODS, 'model.likelihood')
-  if m.name == 'vae':
+  if m.name in VAES:
     _choice(m.likelihood, ('bernoulli', 'gaussian'), 'model.likelihood (a VAE needs a normalized likelihood)')
   _check(m.likelihood_std > 0, f'model.likelihood_std={m.likelihood_std} must be > 0.')
   _check(m.kl_weight >= 0, f'model.kl_weight={m.kl_weight} must be >= 0.')
+  _check(m.capacity_weight >= 0 and m.capacity_max >= 0 and m.capacity_steps >= 0,
+         'model.capacity_weight (gamma, 0: off), model.capacity_max (nats) and model.capacity_steps must be >= 0.')
+  _check(m.capacity_weight == 0 or m.name == 'vae', 'model.capacity_weight > 0 (annealed capacity) is an option '
+         f'of model.name=vae, not {m.name}: set --config.model.name=vae or model.capacity_weight=0.')
+  _validate_disent(config.disent)
   if m.name == 'sae':
     _validate_sae(config)
 
@@ -202,6 +227,18 @@ def _validate_sae(config):
     _check(s[field] >= 0 and math.isfinite(s[field]), f'sae.{field}={s[field]} must be a number >= 0.')
   for field in ('bandwidth', 'threshold_init'):
     _check(s[field] > 0, f'sae.{field}={s[field]} (JumpReLU) must be > 0.')
+
+
+def _validate_disent(d):
+  _check(d.tc_weight >= 0, f'disent.tc_weight={d.tc_weight} (beta-TCVAE beta, FactorVAE gamma) must be >= 0.')
+  _choice(d.dip_type, ('i', 'ii'), 'disent.dip_type (DIP-VAE-I or -II)')
+  _check(d.dip_lambda_od >= 0 and d.dip_lambda_d >= 0, 'disent.dip_lambda_od and disent.dip_lambda_d must be >= 0.')
+  _check(all(isinstance(w, int) and w >= 1 for w in d.disc_hidden),
+         f'disent.disc_hidden={d.disc_hidden} must be a tuple of positive integers.')
+  _check(d.disc_learning_rate > 0, f'disent.disc_learning_rate={d.disc_learning_rate} must be > 0.')
+  _check(d.eval_points >= 2 and len(d.score_points) == 2 and min(d.score_points) >= 1,
+         'disent.eval_points must be >= 2 and disent.score_points two positive counts (train, eval).')
+  _choice(d.dci_model, ('gbt', 'forest'), 'disent.dci_model')
 
 
 def _validate_generative(config):

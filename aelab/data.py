@@ -9,6 +9,8 @@ labels, the shape of one example and its kind ('image' or 'tabular'). Sources (`
 - 'csv': a numeric table with an optional header row and an optional label column `label` or `y`.
 - 'superposition': sparse features in superposition, generated (aelab/superposition.py, fields
   data.superposition); the true feature directions in `Dataset.extras['feature_directions']`.
+- 'shapes2d': the dSprites-like ground-truth images of `aelab/shapes2d.py` (grid `data.shapes2d_counts`,
+  `data.shapes2d_size` pixels); labels are the shape, and `Dataset.extras` holds the factors.
 - any tensorflow-datasets image dataset ('mnist', 'fashion_mnist', 'cifar10', ...), read through
   `tfds.data_source` (no TensorFlow needed; tfds is imported only when such a name is used).
 
@@ -39,9 +41,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from aelab import superposition
+from aelab import shapes2d, superposition
 
-_LOCAL_SOURCES = ('digits', 'idx', 'npz', 'csv')
+_LOCAL_SOURCES = ('digits', 'idx', 'npz', 'csv', 'shapes2d')
 _BINARIZE = ('none', 'static', 'dynamic')
 _IDX_IMAGES = re.compile(r'images[-.]idx3-ubyte(\.gz)?$')
 _IDX_IMAGES_MAGIC, _IDX_LABELS_MAGIC = 2051, 2049  # 0x0803: uint8, 3 dims; 0x0801: uint8, 1 dim.
@@ -76,7 +78,9 @@ class Dataset:
     shape: shape of one example before flattening: (H, W, C) for images, (D,) for tabular.
     kind: 'image' or 'tabular'.
     name: data.name of the source.
-    extras: source-specific ground truth, e.g. ``{'feature_directions': n x D}`` for superposition data.
+    extras: source-specific ground truth beside the examples, empty for most sources: for 'superposition'
+      ``feature_directions`` (n x D); for 'shapes2d' ``factors_train`` (int32 [N, K]), ``factors_test``
+      (int32 [M, K]) and ``factor_counts`` (int [K]).
   """
   x_train: np.ndarray
   y_train: np.ndarray | None
@@ -85,7 +89,7 @@ class Dataset:
   shape: tuple[int, ...]
   kind: str
   name: str
-  extras: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  extras: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class _Split(NamedTuple):
@@ -109,6 +113,8 @@ class _Options:
   tfds_data_dir: str | None = None
   max_train_examples: int | None = None  # None or 0: all.
   max_test_examples: int | None = None
+  shapes2d_counts: tuple[int, ...] = (3, 6, 40, 32, 32)
+  shapes2d_size: int = 64
 
 
 def load(data_config: ml_collections.ConfigDict) -> Dataset:
@@ -134,6 +140,8 @@ def load(data_config: ml_collections.ConfigDict) -> Dataset:
   _check_pair(train, test)
   train, test = _head(train, opts.max_train_examples), _head(test, opts.max_test_examples)
   x_train, x_test = _transform(train.x, test.x, kind, opts)
+  if opts.name == 'shapes2d':
+    return _with_factors(Dataset(x_train, train.y, x_test, test.y, train.x.shape[1:], kind, opts.name), opts)
   return Dataset(x_train, train.y, x_test, test.y, train.x.shape[1:], kind, opts.name)
 
 
@@ -577,5 +585,24 @@ def _load_superposition(data_config: ml_collections.ConfigDict) -> Dataset:
                  {'feature_directions': directions})
 
 
+def _load_shapes2d(opts: _Options) -> _Loaded:
+  """Every image of the shapes2d grid; the label is the image's flat index into the grid (turned
+  into the factors by `_with_factors` after the split)."""
+  try:
+    grid = shapes2d.Shapes2D(tuple(opts.shapes2d_counts), opts.shapes2d_size)
+  except ValueError as e:
+    raise DataError(f'data.shapes2d_counts / data.shapes2d_size: {e}') from None
+  x = _images(grid.draw(grid.all_factors()), 'shapes2d')
+  return _Split(x, np.arange(grid.num_images, dtype=np.int32), 'shapes2d'), None, 'image'
+
+
+def _with_factors(ds: Dataset, opts: _Options) -> Dataset:
+  """`ds` with the factors of each example in `extras` and the shape factor as its label."""
+  counts = tuple(opts.shapes2d_counts)
+  f_train, f_test = (np.stack(np.unravel_index(y, counts), -1).astype(np.int32) for y in (ds.y_train, ds.y_test))
+  extras = {'factors_train': f_train, 'factors_test': f_test, 'factor_counts': counts}
+  return dataclasses.replace(ds, y_train=f_train[:, 0], y_test=f_test[:, 0], extras=extras)
+
+
 _LOADERS: dict[str, Callable[[_Options], _Loaded]] = {
-    'digits': _load_digits, 'idx': _load_idx, 'npz': _load_npz, 'csv': _load_csv}
+    'digits': _load_digits, 'idx': _load_idx, 'npz': _load_npz, 'csv': _load_csv, 'shapes2d': _load_shapes2d}

@@ -392,6 +392,8 @@ class _Loop:
         arrays = jax.device_get(final_fn(state['params'], self.x_test))
     test_nll = (metrics.make_test_nll(runs[0].family, runs[0].config)
                 if runs[0].config.eval.final_metrics and runs[0].family.log_weights is not None else None)
+    disent = (metrics.make_disentanglement(runs[0].family, runs[0].config, self.dataset.extras)
+              if runs[0].config.eval.final_metrics else None)
     summaries: list[dict | None] = []
     for m, run in enumerate(runs):
       if not self.alive[m]:
@@ -405,6 +407,9 @@ class _Loop:
         if test_nll is not None:
           with self.timer('final_eval'):
             final.update(test_nll(jax.tree.map(lambda x, m=m: x[m], state['params']), self.x_test))
+        if disent is not None:
+          with self.timer('final_eval'):
+            final.update(disent(jax.tree.map(lambda x, m=m: x[m], state['params'])))
       num_params = sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(state['params']))
       summaries.append({**{k: v for k, v in record.items() if '/' in k}, **final, 'epochs': cfg.num_epochs,
                         'num_params': num_params})

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from aelab import disentanglement, shapes2d
 from aelab.models import Family
 
 EVAL_SEED = 20_260_101
@@ -201,3 +202,23 @@ def make_test_nll(family: Family, config: ml_collections.ConfigDict,
   nll = make_importance_nll(family.log_weights, k, config.eval.nll_batch_size, config.eval.nll_chunk_size)
   return lambda params, x_MxD: {'test/nll': float(jnp.mean(nll(params, x_MxD, jax.random.key(EVAL_SEED)))),
                                 'test/nll_k': k}
+
+
+def make_disentanglement(family: Family, config: ml_collections.ConfigDict,
+                         extras: dict[str, Any]) -> Callable[[Any], dict[str, float]] | None:
+  """``scores(params) -> {'test/mig', 'test/sap', 'test/dci_*', 'test/modularity', 'test/beta_vae_score',
+  'test/factor_vae_score'}`` of one model on ground-truth data (a dataset whose ``extras`` has
+  ``factor_counts``, i.e. ``data.name=shapes2d``), else None: ``disentanglement.evaluate`` on fresh samples
+  of the factor grid (``disent.eval_points`` codes, ``disent.score_points``, ``disent.dci_model``), encoded
+  on the host in jitted batches, keyed by ``EVAL_SEED``. Build it once per group: it compiles once."""
+  if 'factor_counts' not in extras:
+    return None
+  sampler = shapes2d.Shapes2D(tuple(extras['factor_counts']), config.data.shapes2d_size)
+  encode = jax.jit(family.encode)
+  d = config.disent
+
+  def scores(params):
+    return disentanglement.evaluate(lambda x: np.asarray(encode(params, x)), sampler, EVAL_SEED, d.eval_points,
+                                    d.eval_points // 2, tuple(d.score_points), d.dci_model)
+
+  return scores

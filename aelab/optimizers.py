@@ -63,12 +63,15 @@ def make_train_step(objective: Callable, tx: optax.GradientTransformation) -> Ca
   """``train_step(state, x_BxD, key, hp) -> (state, metrics)``: one gradient step, a pure function.
 
   The objective sees ``hp['kl_weight']`` times :func:`kl_warmup_factor` of ``state['step']`` and
-  ``hp['kl_warmup_steps']`` (unchanged when ``hp`` has no ``kl_warmup_steps``: families without a KL).
+  ``hp['kl_warmup_steps']`` (unchanged when ``hp`` has no ``kl_warmup_steps``: families without a KL),
+  and ``hp['capacity']``, ``hp['capacity_max']`` times the same ramp over ``hp['capacity_steps']``.
   """
 
   def train_step(state: State, x_BxD, key, hp):
     if 'kl_warmup_steps' in hp:
       hp = {**hp, 'kl_weight': hp['kl_weight'] * kl_warmup_factor(state['step'], hp['kl_warmup_steps'])}
+    if 'capacity_steps' in hp:  # annealed capacity C(t) (Burgess et al. 2018), the same linear ramp
+      hp = {**hp, 'capacity': hp['capacity_max'] * kl_warmup_factor(state['step'], hp['capacity_steps'])}
     grads, metrics = jax.grad(objective, has_aux=True)(state['params'], x_BxD, key, hp)
     updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
     params = optax.apply_updates(state['params'], updates)

@@ -9,7 +9,13 @@ Objective variants, all with traced hyperparameters in ``hp``: ``kl_weight`` (be
 (``hp['kl_warmup_steps']``, applied to ``kl_weight`` by ``train.make_train_step``); free bits
 (``hp['free_bits']``, a floor in nats on the batch-mean KL of each latent dimension, Kingma et al. 2016,
 Improved Variational Inference with Inverse Autoregressive Flow, Appendix C.8); the IWAE bound with
-``model.num_samples = k`` importance samples (Burda et al. 2016, Eq. 8; k = 1 is the ELBO).
+``model.num_samples = k`` importance samples (Burda et al. 2016, Eq. 8; k = 1 is the ELBO); annealed
+capacity (Burgess et al. 2018, Understanding disentangling in beta-VAE, Eq. 8): with
+``hp['capacity_weight'] = gamma > 0`` the KL term is ``gamma |KL - C(t)|``, ``C(t)`` rising linearly from 0
+to ``hp['capacity_max']`` nats over ``hp['capacity_steps']`` steps (``optimizers.make_train_step``).
+
+:func:`make_regularized_objective` is the ELBO plus a regularizer of the posterior and its sample, the
+shape of the disentangling VAEs (``beta_tcvae``, ``dip_vae``, ``factor_vae``).
 """
 import math
 from typing import Callable, Sequence
@@ -24,7 +30,8 @@ from aelab.models import common
 from aelab.models.family import COMMON_HYPERPARAMS, Family
 
 HYPERPARAMS = {**COMMON_HYPERPARAMS, 'kl_weight': 'model.kl_weight', 'kl_warmup_steps': 'model.kl_warmup_steps',
-               'free_bits': 'model.free_bits'}
+               'free_bits': 'model.free_bits', 'capacity_weight': 'model.capacity_weight',
+               'capacity_max': 'model.capacity_max', 'capacity_steps': 'model.capacity_steps'}
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -80,12 +87,43 @@ def init(model: Model, key: jax.Array, x_BxD: jax.Array):
   return model.init(key, x_BxD, key)
 
 
-def _terms(model, config, params, x_BxD, key, hp):
-  """Per-example ``recon`` (-log p(x|z), nats) and the posterior's ``mean_BxZ``, ``log_var_BxZ``."""
+def sample_terms(model: Model, config: ml_collections.ConfigDict, params, x_BxD: jax.Array, key: jax.Array,
+                 hp) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+  """``(recon_B, mean_BxZ, log_var_BxZ, z_BxZ)``: ``-log p(x|z)`` (nats per example) of one reparameterized
+  sample ``z ~ q(z|x_tilde)`` and the posterior's parameters; the key's halves corrupt and sample."""
   corrupt_key, sample_key = jax.random.split(key)
   x_tilde = common.corrupt_fn(config)(corrupt_key, x_BxD, hp)
-  mean, log_var, out = model.apply(params, x_tilde, sample_key)
-  return common.reconstruction_loss(config.model)(out, x_BxD), mean, log_var
+  mean, log_var = model.apply(params, x_tilde, method=Model.encode)
+  z = reparameterize(sample_key, mean, log_var)
+  out = model.apply(params, z, method=Model.decode)
+  return common.reconstruction_loss(config.model)(out, x_BxD), mean, log_var, z
+
+
+def _terms(model, config, params, x_BxD, key, hp):
+  """Per-example ``recon`` (-log p(x|z), nats) and the posterior's ``mean_BxZ``, ``log_var_BxZ``."""
+  return sample_terms(model, config, params, x_BxD, key, hp)[:3]
+
+
+def capacity_kl(kl: jax.Array, hp) -> jax.Array:
+  """``gamma |KL - C|`` (Burgess et al. 2018, Eq. 8), nats: ``gamma = hp['capacity_weight']``, ``C =
+  hp['capacity']`` (set per step by ``optimizers.make_train_step``; ``hp['capacity_max']`` without it)."""
+  return hp['capacity_weight'] * jnp.abs(kl - hp.get('capacity', hp['capacity_max']))
+
+
+def make_regularized_objective(model: Model, config: ml_collections.ConfigDict, regularizer: Callable) -> Callable:
+  """``objective(params, x_BxD, key, hp) -> (loss, metrics)``: ``mean(recon) + hp['kl_weight'] * mean(KL) +
+  reg``, with ``(reg, reg_metrics) = regularizer(mean_BxZ, log_var_BxZ, z_BxZ, hp)`` on the posterior and
+  its reparameterized sample (a scalar in nats per example). Metrics: ``loss``, ``recon``, ``kl``,
+  ``neg_elbo`` and the regularizer's."""
+
+  def objective(params, x_BxD, key, hp):
+    recon, mean, log_var, z = sample_terms(model, config, params, x_BxD, key, hp)
+    kl = jnp.mean(losses.kl_standard_normal(mean, log_var))
+    reg, reg_metrics = regularizer(mean, log_var, z, hp)
+    loss = jnp.mean(recon) + hp['kl_weight'] * kl + reg
+    return loss, {'loss': loss, 'recon': jnp.mean(recon), 'kl': kl, 'neg_elbo': jnp.mean(recon) + kl, **reg_metrics}
+
+  return objective
 
 
 def free_bits_kl(kl_BxZ: jax.Array, free_bits: jax.Array | float) -> jax.Array:
@@ -131,7 +169,8 @@ def make_objective(model: Model, config: ml_collections.ConfigDict) -> Callable:
   """``objective(params, x_BxD, key, hp) -> (loss, metrics)``; loss in nats per example.
 
   ``model.num_samples = 1``: ``mean(recon) + hp['kl_weight'] * KL term + hp['penalty_weight'] * penalty``,
-  the KL term being :func:`free_bits_kl` when ``hp['free_bits'] > 0`` and the batch-mean KL otherwise.
+  the KL term being :func:`free_bits_kl` when ``hp['free_bits'] > 0`` and the batch-mean KL otherwise;
+  with ``hp['capacity_weight'] > 0`` it is :func:`capacity_kl` of the batch-mean KL instead.
   ``k > 1``: the negative IWAE bound ``-mean_B log mean_k w_k`` (:func:`make_log_weights`) plus the penalty.
   Metrics: ``loss``, ``recon``, ``kl`` (closed form), ``neg_elbo`` and, for ``k > 1``, ``neg_iwae``.
   """
@@ -153,7 +192,8 @@ def make_objective(model: Model, config: ml_collections.ConfigDict) -> Callable:
       kl_BxZ = losses.kl_standard_normal_per_dim(mean, log_var)
       floored = jnp.mean(recon) + hp['kl_weight'] * free_bits_kl(kl_BxZ, hp['free_bits'])
       elbo_loss = jnp.where(hp['free_bits'] > 0, floored, jnp.mean(recon + hp['kl_weight'] * kl))
-      loss = elbo_loss + hp['penalty_weight'] * pen
+      capacity_loss = jnp.mean(recon) + capacity_kl(jnp.mean(kl), hp)
+      loss = jnp.where(hp['capacity_weight'] > 0, capacity_loss, elbo_loss) + hp['penalty_weight'] * pen
     return loss, common.with_penalty(config, {'loss': loss, **metrics}, pen)
 
   return objective
@@ -231,11 +271,15 @@ def make_decode(model: Model, config: ml_collections.ConfigDict) -> Callable:
   return lambda params, z_BxZ: common.mean_of(config.model, model.apply(params, z_BxZ, method=Model.decode))
 
 
-def family(config: ml_collections.ConfigDict, data_shape: int | Sequence[int]) -> Family:
-  """The VAE's ``Family`` (see ``aelab/models/family.py``): also ``sample``, ``log_weights`` and the prior."""
+def family(config: ml_collections.ConfigDict, data_shape: int | Sequence[int],
+           regularizer: Callable | None = None) -> Family:
+  """The VAE's ``Family`` (see ``aelab/models/family.py``): also ``sample``, ``log_weights`` and the prior.
+  With ``regularizer`` the objective is :func:`make_regularized_objective` (the disentangling VAEs)."""
   model = build(config, data_shape)
+  objective = (make_objective(model, config) if regularizer is None
+               else make_regularized_objective(model, config, regularizer))
   return Family(model=model, init=lambda key, x_BxD: init(model, key, x_BxD), eval=make_eval(model, config),
                 reconstruct=make_reconstruct(model, config), encode=make_encode(model, config),
-                decode=make_decode(model, config), objective=make_objective(model, config),
+                decode=make_decode(model, config), objective=objective,
                 sample=make_sample(model, config), log_weights=make_log_weights(model, config),
                 sample_prior=lambda key, num: sample_prior(config, key, num))

@@ -1,0 +1,54 @@
+"""DIP-VAE-I and -II (Kumar et al. 2018, Variational Inference of Disentangled Latent Concepts from
+Unlabeled Observations, Sec. 3).
+
+The VAE of ``aelab/models/vae.py`` plus a penalty that moves a covariance of the code towards the
+identity: ``lambda_od sum_{i != j} C_ij^2 + lambda_d sum_i (C_ii - 1)^2`` (Eq. 6 and 7) with
+``lambda_od = hp['dip_lambda_od']``, ``lambda_d = hp['dip_lambda_d']`` (``disent.*``). ``disent.dip_type``
+picks ``C``: ``i``, the covariance of the posterior means over the batch, ``Cov[mu(x)]``; ``ii``, the
+covariance of the aggregate posterior, ``Cov[mu(x)] + E[diag exp(log_var(x))]``, as disentanglement_lib's
+``DIPVAE`` (which uses ``lambda_d = 10 lambda_od`` for type i and ``lambda_d = lambda_od`` for type ii).
+"""
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from aelab.models import vae
+from aelab.models.family import Family
+
+HYPERPARAMS = {**vae.HYPERPARAMS, 'dip_lambda_od': 'disent.dip_lambda_od', 'dip_lambda_d': 'disent.dip_lambda_d'}
+
+
+def covariance(x_BxZ: jax.Array) -> jax.Array:
+  """The batch covariance ``E[x x^T] - E[x] E[x]^T`` (biased, divides by ``B``): ``Z x Z``."""
+  mean = jnp.mean(x_BxZ, axis=0)
+  return x_BxZ.T @ x_BxZ / x_BxZ.shape[0] - jnp.outer(mean, mean)
+
+
+def dip_penalty(cov_ZxZ: jax.Array, lambda_od: jax.Array, lambda_d: jax.Array) -> jax.Array:
+  """``lambda_od sum_{i != j} C_ij^2 + lambda_d sum_i (C_ii - 1)^2`` (Kumar et al. 2018, Eq. 6)."""
+  diag = jnp.diagonal(cov_ZxZ)
+  off_diag = cov_ZxZ - jnp.diag(diag)
+  return lambda_od * jnp.sum(jnp.square(off_diag)) + lambda_d * jnp.sum(jnp.square(diag - 1.0))
+
+
+def make_regularizer(dip_type: str):
+  """The DIP regularizer ``(mean_BxZ, log_var_BxZ, z_BxZ, hp) -> (penalty, {'dip': penalty})`` of type
+  ``i`` or ``ii``. Raises ValueError for another type."""
+  if dip_type not in ('i', 'ii'):
+    raise ValueError(f'disent.dip_type={dip_type!r}: choose i or ii.')
+
+  def regularizer(mean_BxZ, log_var_BxZ, z_BxZ, hp):
+    cov = covariance(mean_BxZ)
+    if dip_type == 'ii':
+      cov = cov + jnp.diag(jnp.mean(jnp.exp(log_var_BxZ), axis=0))
+    penalty = dip_penalty(cov, hp['dip_lambda_od'], hp['dip_lambda_d'])
+    return penalty, {'dip': penalty}
+
+  return regularizer
+
+
+def family(config: ml_collections.ConfigDict, data_shape: int | Sequence[int]) -> Family:
+  """The DIP-VAE's ``Family``: the VAE's, with the objective of this module."""
+  return vae.family(config, data_shape, make_regularizer(config.disent.dip_type))

@@ -1,0 +1,212 @@
+"""Disentanglement as a population study on shapes2d (Locatello et al. 2019, at CPU scale).
+
+  python experiments/disentanglement_study.py [--out=runs/disentanglement] [--seeds=2] [--epochs=10]
+      [--counts=3,3,8,8,8] [--size=32] [--full]
+  python experiments/disentanglement_study.py --check_epochs=40      # MIG: beta-VAE (beta 1) vs truth, random
+
+Trains beta-VAE (model.kl_weight), beta-TCVAE (disent.tc_weight), FactorVAE (disent.tc_weight) and
+DIP-VAE-II (disent.dip_lambda_od = disent.dip_lambda_d), 6 values of each one's weight x ``--seeds`` seeds,
+on the shapes2d grid ``--counts`` (shape, scale, orientation, x, y) of ``--size`` pixels. Each method's
+runs are ONE sweep group: one compiled program with the models stacked on a leading axis
+(``aelab.sweep.run_sweep``; its log line says ``N models in one program``). Every run ends with the
+disentanglement metrics (``aelab/disentanglement.py``) in its summary.json. ``--full`` is the issue's
+grid: 64 x 64 images, every factor value, 5 seeds, the paper's nets (an accelerator's job).
+
+Writes ``OUT/disentanglement_study.{json,md}`` (per method and weight: mean and std over seeds of each
+metric; the Spearman rank correlation between the metrics over all models; the share of each metric's
+variance explained by the weight and by the seed), ``experiments/figures/disentanglement_vs_weight.png``
+and ``experiments/figures/disentanglement_rank_correlation.png``. Also scores the ground-truth factors
+(the factor values as codes, for the scores that encode images an encoder that looks an image's factors
+up: rotations under which a sprite is symmetric draw the same image, so it cannot score 1) and randomly
+initialised encoders as references.
+"""
+import os
+import time
+
+import jax
+import matplotlib
+import numpy as np
+
+matplotlib.use('Agg')
+import common  # experiments/common.py, beside this file
+import matplotlib.pyplot as plt
+from scipy import stats
+
+from aelab import disentanglement, metrics, models, shapes2d, sweep
+from aelab import config as config_lib
+
+METRICS = ('mig', 'sap', 'dci_disentanglement', 'dci_completeness', 'dci_informativeness', 'modularity',
+           'beta_vae_score', 'factor_vae_score')
+# method -> (config file, swept fields (all set to the weight), weights)
+METHODS = {
+    'beta_vae': ('vae', ('model.kl_weight',), (1, 2, 4, 6, 8, 16)),
+    'beta_tcvae': ('beta_tcvae', ('disent.tc_weight',), (1, 2, 4, 6, 8, 10)),
+    'factor_vae': ('factor_vae', ('disent.tc_weight',), (10, 20, 30, 40, 50, 100)),
+    'dip_vae_ii': ('dip_vae', ('disent.dip_lambda_od', 'disent.dip_lambda_d'), (1, 2, 5, 10, 20, 50)),
+}
+
+
+def method_config(name: str, args):
+  config = common.load_config(METHODS[name][0], 'shapes2d')
+  config.train.figures_every = 0
+  if args.full:
+    config.disent.update(dci_model='gbt')
+    return config
+  config.data.update(shapes2d_counts=tuple(args.counts), shapes2d_size=args.size)
+  config.model.hidden = (256,)
+  config.optimizer.learning_rate = 1e-3
+  config.train.update(num_epochs=args.epochs, checkpoint_every=args.epochs)
+  config.disent.update(eval_points=1000, score_points=(200, 100), dci_model='forest', disc_hidden=(256, 256),
+                       disc_learning_rate=1e-3)
+  return config
+
+
+def method_sweep(name: str, seeds: int):
+  fields, weights = METHODS[name][1], METHODS[name][2]
+  by_weight = [{f: float(w) for f in fields} for w in weights]
+  return sweep.product(by_weight, sweep.axis('seed', list(range(seeds))))
+
+
+def references(config, seeds: int) -> dict:
+  """Metrics of the ground-truth factors as codes and of randomly initialised encoders (no training)."""
+  grid = shapes2d.Shapes2D(tuple(config.data.shapes2d_counts), config.data.shapes2d_size)
+  d = config.disent
+  truth = disentanglement.evaluate(factor_lookup(grid), grid, metrics.EVAL_SEED, d.eval_points,
+                                   d.eval_points // 2, tuple(d.score_points), d.dci_model)
+  rng = np.random.default_rng(metrics.EVAL_SEED)
+  f, ft = grid.sample_factors(d.eval_points, rng), grid.sample_factors(d.eval_points // 2, rng)
+  dci = disentanglement.dci(f * 1.0, f, ft * 1.0, ft, d.dci_model)
+  values = {'test/mig': disentanglement.mig(f * 1.0, f), 'test/sap': disentanglement.sap(f * 1.0, f, ft * 1.0, ft),
+            'test/modularity': disentanglement.modularity(f * 1.0, f),
+            **{f'test/dci_{k}': v for k, v in dci.items()}, 'test/beta_vae_score': float('nan'),
+            'test/factor_vae_score': float('nan')}
+  random = []
+  for seed in range(seeds):
+    config.seed = seed
+    family = models.get(config, (grid.size, grid.size, 1))
+    params = family.init(jax.random.split(jax.random.key(seed))[0], np.zeros((1, grid.size ** 2), np.float32))
+    random.append(metrics.make_disentanglement(family, config, {'factor_counts': grid.counts})(params))
+  return {'factor_values': values, 'ground_truth_encoder': truth,
+          'random_init': {k: float(np.mean([r[k] for r in random])) for k in truth}}
+
+
+def factor_lookup(grid):
+  """``encode(x_NxD) -> factors_NxK``: the factors of each image of ``grid``, looked up by its pixels
+  (the perfectly disentangled code; an image that several factor vectors draw gets one of them)."""
+  table = {row.tobytes(): f for row, f in zip(grid.images(grid.all_factors()), grid.all_factors())}
+  return lambda x_NxD: np.stack([table[row.tobytes()] for row in np.asarray(x_NxD, np.float32)]).astype(np.float64)
+
+
+def beta1_check(args) -> dict:
+  """The issue's check: MIG of one beta-VAE with beta = 1 trained ``--check_epochs`` epochs, against the
+  factor values as codes and a randomly initialised encoder (same seed), on ``--check_points`` samples."""
+  from aelab import engine  # noqa: PLC0415
+  config = method_config('beta_vae', args)
+  config.train.update(num_epochs=args.check_epochs, checkpoint_every=args.check_epochs)
+  config.disent.eval_points = args.check_points
+  summary = engine.train_and_evaluate(config, os.path.join(args.out, 'beta1_check'))
+  refs = references(config, 1)
+  return {'beta_vae_1': summary['test/mig'], 'factor_values': refs['factor_values']['test/mig'],
+          'random_init': refs['random_init']['test/mig'], 'epochs': args.check_epochs, 'points': args.check_points}
+
+
+def variance_shares(values_WxS: np.ndarray) -> tuple[float, float]:
+  """Shares of the total sum of squares explained by the weight (rows) and by the seed (columns)."""
+  total = np.sum(np.square(values_WxS - values_WxS.mean()))
+  if total == 0:
+    return 0.0, 0.0
+  weight = values_WxS.shape[1] * np.sum(np.square(values_WxS.mean(1) - values_WxS.mean()))
+  seed = values_WxS.shape[0] * np.sum(np.square(values_WxS.mean(0) - values_WxS.mean()))
+  return float(weight / total), float(seed / total)
+
+
+def main():
+  parser = common.parser(__doc__, 'runs/disentanglement')
+  parser.add_argument('--seeds', type=int, default=2)
+  parser.add_argument('--epochs', type=int, default=10)
+  parser.add_argument('--counts', type=lambda s: [int(c) for c in s.split(',')], default=[3, 3, 8, 8, 8])
+  parser.add_argument('--size', type=int, default=32)
+  parser.add_argument('--methods', default=','.join(METHODS))
+  parser.add_argument('--full', action='store_true')
+  parser.add_argument('--check_epochs', type=int, default=0, help='only the beta = 1 MIG check, this many epochs')
+  parser.add_argument('--check_points', type=int, default=5000)
+  args = parser.parse_args()
+  if args.check_epochs:
+    print(beta1_check(args))
+    return
+  if args.full:
+    args.seeds = 5
+  started = time.time()
+  results = {'args': {k: v for k, v in vars(args).items()}, 'methods': {}}
+  values = {}  # method -> metric -> W x S
+  for name in args.methods.split(','):
+    config = method_config(name, args)
+    config_lib.validate(config)
+    t0 = time.time()
+    summaries = sweep.run_sweep(config, method_sweep(name, args.seeds), os.path.join(args.out, name),
+                                log=lambda line, name=name: print(f'[{name}] {line}', flush=True))
+    print(f'[{name}] {len(summaries)} runs in {time.time() - t0:.0f} s', flush=True)
+    members = sweep.members(config, method_sweep(name, args.seeds))
+    weights = METHODS[name][2]
+    values[name] = {m: np.array([summaries[r.name][f'test/{m}'] for r in members]).reshape(len(weights), args.seeds)
+                    for m in METRICS}
+    results['methods'][name] = {'weights': list(weights), 'field': METHODS[name][1],
+                                **{m: v.tolist() for m, v in values[name].items()}}
+  results['references'] = references(method_config('beta_vae', args), args.seeds)
+  all_models = np.stack([np.concatenate([values[n][m].ravel() for n in values]) for m in METRICS])
+  rho = stats.spearmanr(all_models, axis=1).statistic
+  results['rank_correlation'] = np.asarray(rho).tolist()
+  results['variance_shares'] = {n: {m: variance_shares(values[n][m]) for m in METRICS} for n in values}
+  common.write_results(args.out, 'disentanglement_study', results, tables(results, values, rho), started, args.json)
+  plot(values, rho, args)
+
+
+def tables(results, values, rho) -> str:
+  short = {'mig': 'MIG', 'sap': 'SAP', 'dci_disentanglement': 'DCI-D', 'dci_completeness': 'DCI-C',
+           'dci_informativeness': 'DCI-I', 'modularity': 'Mod', 'beta_vae_score': 'BetaVAE',
+           'factor_vae_score': 'FactorVAE'}
+  rows = []
+  for name, v in values.items():
+    for i, w in enumerate(results['methods'][name]['weights']):
+      cells = {short[m]: f'{v[m][i].mean():.2f} ± {v[m][i].std():.2f}' for m in METRICS}
+      rows.append({'method': name, 'weight': w, **cells})
+  for ref, r in results['references'].items():
+    rows.append({'method': ref, 'weight': '-', **{short[m]: f'{r["test/" + m]:.2f}' for m in METRICS}})
+  out = [common.markdown_table(rows, ['method', 'weight', *short.values()])]
+  out.append('\nSpearman rank correlation over all models:\n')
+  out.append(common.markdown_table([{'': short[a], **{short[b]: f'{rho[i][j]:.2f}' for j, b in enumerate(METRICS)}}
+                                    for i, a in enumerate(METRICS)], ['', *short.values()]))
+  out.append('\nShare of variance explained by the weight / by the seed:\n')
+  out.append(common.markdown_table(
+      [{'method': n, **{short[m]: '{:.2f} / {:.2f}'.format(*results['variance_shares'][n][m]) for m in METRICS}}
+       for n in values], ['method', *short.values()]))
+  return '\n'.join(out)
+
+
+def plot(values, rho, args):
+  figures = common.ROOT / 'experiments' / 'figures'
+  fig, axes = plt.subplots(len(values), len(METRICS), figsize=(2.2 * len(METRICS), 2.0 * len(values)), squeeze=False)
+  for i, (name, v) in enumerate(values.items()):
+    weights = METHODS[name][2]
+    for j, m in enumerate(METRICS):
+      ax = axes[i, j]
+      ax.errorbar(weights, v[m].mean(1), yerr=v[m].std(1), marker='o', ms=3, capsize=2)
+      for s in range(v[m].shape[1]):
+        ax.plot(weights, v[m][:, s], '.', color='gray', ms=2)
+      ax.set_xscale('log')
+      ax.set_title(f'{name}: {m}', fontsize=7)
+      ax.tick_params(labelsize=6)
+  fig.tight_layout()
+  fig.savefig(figures / 'disentanglement_vs_weight.png', dpi=70)
+  fig, ax = plt.subplots(figsize=(5, 4.2))
+  im = ax.imshow(rho, vmin=-1, vmax=1, cmap='RdBu_r')
+  ax.set_xticks(range(len(METRICS)), METRICS, rotation=60, fontsize=7, ha='right')
+  ax.set_yticks(range(len(METRICS)), METRICS, fontsize=7)
+  fig.colorbar(im)
+  ax.set_title('Spearman rank correlation (all models)', fontsize=8)
+  fig.tight_layout()
+  fig.savefig(figures / 'disentanglement_rank_correlation.png', dpi=80)
+
+
+if __name__ == '__main__':
+  main()
