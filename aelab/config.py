@@ -12,7 +12,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from aelab import corruption, models, nets
-from aelab.models import common
+from aelab.models import common, vqvae
 
 BINARIZE = ('none', 'static', 'dynamic')
 OPTIMIZERS = ('adam', 'adamw', 'sgd', 'adadelta')
@@ -37,6 +37,8 @@ def base() -> ml_collections.ConfigDict:
                  likelihood='mse', output_activation='sigmoid', likelihood_std=1.0, tied=False, kl_weight=1.0,
                  net='mlp', conv_channels=(32, 64), num_samples=1, free_bits=0.0, kl_warmup_steps=0,
                  prior='gaussian')
+  c.model.update(code_layout='vectors', code_dim=8, codebook_size=128, commitment_weight=0.25,  # vqvae
+                 codebook_ema=0.99, dead_code_steps=100)
   c.aae = dict(disc_hidden=(256, 256), disc_learning_rate=1e-4, gen_learning_rate=1e-4, adversarial_weight=1.0,
                mixture_components=10, mixture_radius=4.0, mixture_std=0.5)
   c.corruption = dict(name='none', std=0.5, rate=0.25, clip=True)
@@ -113,6 +115,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _validate_optimizer(config.optimizer)
   _validate_train(config.train)
   _validate_generative(config)
+  _validate_vq(config.model)
 
 
 def _validate_data(d):
@@ -168,6 +171,23 @@ def _validate_generative(config):
          f'eval.nll_samples={e.nll_samples} (k of the importance-sampled NLL) must be an integer >= 1.')
   _check(e.nll_batch_size >= 1 and e.nll_chunk_size >= 1, 'eval.nll_batch_size and eval.nll_chunk_size must be >= 1.')
   _choice(e.projection, ('pca', 'tsne'), 'eval.projection (of codes with more than 2 dimensions)')
+
+
+def _validate_vq(m):
+  _choice(m.code_layout, vqvae.LAYOUTS, 'model.code_layout')
+  _check(isinstance(m.code_dim, int) and m.code_dim >= 1, f'model.code_dim={m.code_dim} must be an integer >= 1.')
+  _check(isinstance(m.codebook_size, int) and m.codebook_size >= 2,
+         f'model.codebook_size={m.codebook_size} must be an integer >= 2.')
+  _check(m.commitment_weight >= 0, f'model.commitment_weight={m.commitment_weight} (beta) must be >= 0.')
+  _check(0.0 <= m.codebook_ema < 1.0, f'model.codebook_ema={m.codebook_ema} (EMA decay) must lie in [0, 1); '
+         '0 learns the codebook by gradient instead.')
+  _check(isinstance(m.dead_code_steps, int) and m.dead_code_steps >= 0,
+         f'model.dead_code_steps={m.dead_code_steps} must be an integer >= 0 (0: no restarts).')
+  if m.name == 'vqvae':
+    try:
+      vqvae.check_layout(m)
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
 
 
 def from_dict(values: dict) -> ml_collections.ConfigDict:

@@ -12,7 +12,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / 'aelab'
 LAYERS = [
     {'aelab.losses', 'aelab.corruption', 'aelab.nets', 'aelab.data', 'aelab.plots', 'aelab.parallel'},
     {'aelab.models', 'aelab.models.family', 'aelab.models.common', 'aelab.models.ae', 'aelab.models.vae',
-     'aelab.models.aae'},
+     'aelab.models.aae', 'aelab.models.vqvae'},
     {'aelab.config', 'aelab.optimizers'},
     {'aelab.metrics', 'aelab.workdir', 'aelab.checkpoints'},
     {'aelab.figures'},

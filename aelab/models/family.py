@@ -47,6 +47,8 @@ class Family:
     sample: ``(params, key, num) -> x_NxD``: means of decoded prior samples (generative families).
     log_weights: ``(params, x_BxD, key, k, hp=None) -> log_w_KxB``: importance log-weights, nats.
     sample_prior: ``(key, num) -> z_NxZ``: samples of the prior ``p(z)``.
+    split_eval: ``(params, x_MxD, hp) -> {name: scalar}``: metrics of a whole split that are not means of
+      per-example values (a VQ-VAE's codebook perplexity); logged with ``eval``'s as ``test/<name>``.
   """
   model: Any
   init: Callable[[jax.Array, jax.Array], Params]
@@ -59,6 +61,7 @@ class Family:
   sample: Callable | None = None
   log_weights: Callable | None = None
   sample_prior: Callable | None = None
+  split_eval: Callable | None = None
 
   def __post_init__(self):
     if (self.objective is None) == (self.make_update is None):
