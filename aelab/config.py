@@ -12,7 +12,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from aelab import corruption, models, nets
-from aelab.models import common, sae
+from aelab.models import common, sae, vqvae
 
 BINARIZE = ('none', 'static', 'dynamic')
 OPTIMIZERS = ('adam', 'adamw', 'sgd', 'adadelta')
@@ -50,7 +50,8 @@ def base() -> ml_collections.ConfigDict:
                  likelihood='mse', output_activation='sigmoid', likelihood_std=1.0, tied=False, kl_weight=1.0,
                  net='mlp', conv_channels=(32, 64), num_samples=1, free_bits=0.0, kl_warmup_steps=0,
                  prior='gaussian', sae_activation='topk', capacity_weight=0.0, capacity_max=25.0,
-                 capacity_steps=100_000)
+                 capacity_steps=100_000, code_layout='vectors', code_dim=8, codebook_size=128,  # code_*: vqvae
+                 commitment_weight=0.25, codebook_ema=0.99, dead_code_steps=100)
   c.sae = dict(k=4, aux_k=32, dead_steps=500, aux_weight=1 / 32, l1_weight=0.0, l0_weight=0.0, bandwidth=1e-3,
                threshold_init=1e-3, unit_norm_decoder=True, bias_init='geometric_median')
   c.disent = dict(tc_weight=6.0, dip_type='ii', dip_lambda_od=1.0, dip_lambda_d=1.0, disc_hidden=(1000,) * 6,
@@ -146,6 +147,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _validate_optimizer(config.optimizer)
   _validate_train(config.train)
   _validate_generative(config)
+  _validate_vq(config.model)
 
 
 def _kind(default) -> tuple[tuple[type, ...], str]:
@@ -268,6 +270,23 @@ def _validate_generative(config):
          f'eval.nll_samples={e.nll_samples} (k of the importance-sampled NLL) must be an integer >= 1.')
   _check(e.nll_batch_size >= 1 and e.nll_chunk_size >= 1, 'eval.nll_batch_size and eval.nll_chunk_size must be >= 1.')
   _choice(e.projection, ('pca', 'tsne'), 'eval.projection (of codes with more than 2 dimensions)')
+
+
+def _validate_vq(m):
+  _choice(m.code_layout, vqvae.LAYOUTS, 'model.code_layout')
+  _check(isinstance(m.code_dim, int) and m.code_dim >= 1, f'model.code_dim={m.code_dim} must be an integer >= 1.')
+  _check(isinstance(m.codebook_size, int) and m.codebook_size >= 2,
+         f'model.codebook_size={m.codebook_size} must be an integer >= 2.')
+  _check(m.commitment_weight >= 0, f'model.commitment_weight={m.commitment_weight} (beta) must be >= 0.')
+  _check(0.0 <= m.codebook_ema < 1.0, f'model.codebook_ema={m.codebook_ema} (EMA decay) must lie in [0, 1); '
+         '0 learns the codebook by gradient instead.')
+  _check(isinstance(m.dead_code_steps, int) and m.dead_code_steps >= 0,
+         f'model.dead_code_steps={m.dead_code_steps} must be an integer >= 0 (0: no restarts).')
+  if m.name == 'vqvae':
+    try:
+      vqvae.check_layout(m)
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
 
 
 def from_dict(values: dict) -> ml_collections.ConfigDict:

@@ -403,7 +403,6 @@ class _Loop:
       final = {}
       if run.config.eval.final_metrics and arrays is not None:
         final['test/active_units'] = int(arrays['active_units'][m])
-        final.update({f'test/{k}': float(v[m]) for k, v in arrays.get('summary', {}).items()})
         if test_nll is not None:
           with self.timer('final_eval'):
             final.update(test_nll(jax.tree.map(lambda x, m=m: x[m], state['params']), self.x_test))

@@ -30,11 +30,12 @@ def padded_batches(x_MxD: jax.Array, batch_size: int) -> tuple[jax.Array, jax.Ar
   return x_padded.reshape(num_batches, bs, -1), mask
 
 
-def make_evaluate(eval_fn: Callable, batch_size: int) -> Callable:
+def make_evaluate(eval_fn: Callable, batch_size: int, split_eval: Callable | None = None) -> Callable:
   """Returns jitted ``evaluate(params, x_MxD, hp) -> {name: mean over the M examples}``.
 
   The split goes in :func:`padded_batches` of ``batch_size``; padded rows are masked out.
-  Batch ``i`` gets key ``fold_in(key(EVAL_SEED), i)``.
+  Batch ``i`` gets key ``fold_in(key(EVAL_SEED), i)``. A family's ``split_eval(params, x_MxD, hp)``
+  (whole-split metrics, e.g. codebook perplexity) adds its values as they are.
   """
 
   @jax.jit
@@ -48,7 +49,8 @@ def make_evaluate(eval_fn: Callable, batch_size: int) -> Callable:
       return {k: jnp.sum(jnp.where(mask_B, v, 0.0)) for k, v in per_example.items()}
 
     sums = jax.lax.map(batch_sums, (jnp.arange(x_NxBxD.shape[0]), x_NxBxD, mask_NxB))
-    return {k: jnp.sum(v) / x_MxD.shape[0] for k, v in sums.items()}
+    means = {k: jnp.sum(v) / x_MxD.shape[0] for k, v in sums.items()}
+    return means if split_eval is None else {**means, **split_eval(params, x_MxD, hp)}
 
   return evaluate
 

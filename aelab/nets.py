@@ -138,6 +138,28 @@ class Conv(nn.Module):
     return out + bias[None, None, None]
 
 
+def conv_downsample(h_BxHxWxC: jax.Array, channels: Sequence[int], activation_name: str) -> jax.Array:
+  """One 4x4 stride-2 :class:`Conv` (``conv_{i}``) and ``activation_name`` per entry of ``channels``:
+  ``B x H x W x C -> B x H / 2**L x W / 2**L x channels[-1]``. Call it inside a compact module."""
+  h = h_BxHxWxC
+  for i, ch in enumerate(channels):
+    h = activation(activation_name)(Conv(ch, 4, stride=2, name=f'conv_{i}')(h))
+  return h
+
+
+def conv_upsample(h_BxhxwxC: jax.Array, channels: Sequence[int], num_channels: int, activation_name: str,
+                  output_activation: str) -> jax.Array:
+  """The mirror of :func:`conv_downsample`: per layer a 3x3 :class:`Conv` (``upconv_{i}``) to ``4 x`` the
+  next layer's channels and :func:`depth_to_space`, back through ``channels`` to ``num_channels``
+  (``output_activation`` last): ``B x h x w x C -> B x 2**L h x 2**L w x num_channels``."""
+  h = h_BxhxwxC
+  outs = (*channels[-2::-1], num_channels)
+  for i, ch in enumerate(outs):
+    h = depth_to_space(Conv(4 * ch, 3, name=f'upconv_{i}')(h))
+    h = activation(output_activation if i == len(outs) - 1 else activation_name)(h)
+  return h
+
+
 class ConvEncoder(nn.Module):
   """Convolutional encoder ``x_BxD -> h_BxO`` for images ``image_shape = (H, W, C)`` (flattened input).
 
@@ -155,9 +177,7 @@ class ConvEncoder(nn.Module):
   @nn.compact
   def __call__(self, x_BxD: jax.Array) -> jax.Array:
     check_conv_shape(self.image_shape, len(self.channels))
-    h = x_BxD.reshape(x_BxD.shape[0], *self.image_shape)
-    for i, ch in enumerate(self.channels):
-      h = activation(self.activation)(Conv(ch, 4, stride=2, name=f'conv_{i}')(h))
+    h = conv_downsample(x_BxD.reshape(x_BxD.shape[0], *self.image_shape), self.channels, self.activation)
     h = h.reshape(h.shape[0], -1)
     return MLP((*self.hidden, self.out_dim), self.activation, self.code_activation, name='mlp')(h)
 
@@ -192,11 +212,8 @@ class ConvDecoder(nn.Module):
     factor = 2 ** len(self.channels)
     small = (height // factor, width // factor, self.channels[-1])
     h = MLP((*self.hidden, small[0] * small[1] * small[2]), self.activation, self.activation, name='mlp')(z_BxZ)
-    h = h.reshape(h.shape[0], *small)
-    outs = (*self.channels[-2::-1], num_channels)
-    for i, ch in enumerate(outs):
-      h = depth_to_space(Conv(4 * ch, 3, name=f'upconv_{i}')(h))
-      h = activation(self.output_activation if i == len(outs) - 1 else self.activation)(h)
+    h = conv_upsample(h.reshape(h.shape[0], *small), self.channels, num_channels, self.activation,
+                      self.output_activation)
     return h.reshape(h.shape[0], -1)
 
 
@@ -221,3 +238,35 @@ def make_decoder(net: str, data_shape: Sequence[int], hidden: Sequence[int], act
     check_conv_shape(data_shape, len(channels))
     return ConvDecoder(tuple(data_shape), tuple(channels), hidden, activation_name, output_activation)
   raise ValueError(f'Unknown model.net {net!r}; choose mlp or conv.')
+
+
+class ConvMapEncoder(nn.Module):
+  """Convolutional encoder to a map of codes, one ``code_dim`` vector per spatial position (the encoder of a
+  VQ-VAE, van den Oord et al. 2017, Sec. 4): :func:`conv_downsample` over ``channels``, then a 1x1
+  :class:`Conv` to ``code_dim``. ``x_BxD`` (flattened ``image_shape = (H, W, C)``) ``-> B x h x w x
+  code_dim`` with ``h = H / 2**L``, ``w = W / 2**L``."""
+  image_shape: Sequence[int]
+  channels: Sequence[int]
+  code_dim: int
+  activation: str = 'relu'
+
+  @nn.compact
+  def __call__(self, x_BxD: jax.Array) -> jax.Array:
+    check_conv_shape(self.image_shape, len(self.channels))
+    h = conv_downsample(x_BxD.reshape(x_BxD.shape[0], *self.image_shape), self.channels, self.activation)
+    return Conv(self.code_dim, 1, name='to_code')(h)
+
+
+class ConvMapDecoder(nn.Module):
+  """The mirror of :class:`ConvMapEncoder`: a 3x3 :class:`Conv` from the ``B x h x w x code_dim`` map to
+  ``channels[-1]``, then :func:`conv_upsample` to the image; returns ``out_BxD`` (flattened)."""
+  image_shape: Sequence[int]
+  channels: Sequence[int]
+  activation: str = 'relu'
+  output_activation: str = 'identity'
+
+  @nn.compact
+  def __call__(self, z_BxhxwxZ: jax.Array) -> jax.Array:
+    h = activation(self.activation)(Conv(self.channels[-1], 3, name='from_code')(z_BxhxwxZ))
+    h = conv_upsample(h, self.channels, self.image_shape[-1], self.activation, self.output_activation)
+    return h.reshape(h.shape[0], -1)

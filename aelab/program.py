@@ -153,7 +153,7 @@ class Program:
     self.mesh = parallel.model_mesh(k, devices) if k > 1 else None
     batch_sharding = None if k > 1 else parallel.batch_sharding(parallel.data_mesh(cfg.train.batch_size, devices))
     train_epoch = make_train_epoch(train_step, cfg.train.batch_size, cfg.data.binarize == 'dynamic', batch_sharding)
-    evaluate = metrics.make_evaluate(rep.family.eval, cfg.train.eval_batch_size)
+    evaluate = metrics.make_evaluate(rep.family.eval, cfg.train.eval_batch_size, rep.family.split_eval)
     reconstruct = rep.family.reconstruct
     x_1xD = jnp.zeros((1, dataset.x_train.shape[1]), jnp.float32)
     self.sharding = (None if self.mesh is None else

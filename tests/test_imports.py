@@ -14,7 +14,7 @@ LAYERS = [
      'aelab.parallel', 'aelab.shapes2d', 'aelab.disentanglement'},
     {'aelab.models', 'aelab.models.family', 'aelab.models.common', 'aelab.models.ae', 'aelab.models.vae',
      'aelab.models.aae', 'aelab.models.sae', 'aelab.models.beta_tcvae', 'aelab.models.dip_vae',
-     'aelab.models.factor_vae'},
+     'aelab.models.factor_vae', 'aelab.models.vqvae'},
     {'aelab.config', 'aelab.optimizers'},
     {'aelab.metrics', 'aelab.workdir', 'aelab.checkpoints'},
     {'aelab.figures'},

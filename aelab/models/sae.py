@@ -303,23 +303,24 @@ def make_eval(model: Model) -> Callable:
   return eval_fn
 
 
-def make_summarize(model: Model, true_directions_NxD: np.ndarray | None) -> Callable:
-  """``summarize(params, x_test_MxD) -> {name: scalar}`` on the whole test split (memory ``M x latents``):
-  ``dead_fraction`` (latents that fire on no test example), ``explained_variance`` (``1 - sum ||x -
-  x_hat||^2 / sum ||x - mean(x)||^2``), ``nmse`` (``sum ||x - x_hat||^2 / sum ||x||^2``), ``l0``, and with
-  true directions ``mmcs`` (:func:`aelab.superposition.mean_max_cosine` of them and the decoder rows)."""
+def make_split_eval(model: Model, true_directions_NxD: np.ndarray | None) -> Callable:
+  """``split_eval(params, x_MxD, hp) -> {name: scalar}`` on a whole split (memory ``M x latents``):
+  ``dead_fraction`` (latents that fire on no example of the split), ``explained_variance`` (``1 - sum ||x -
+  x_hat||^2 / sum ||x - mean(x)||^2``), ``nmse`` (``sum ||x - x_hat||^2 / sum ||x||^2``), and with true
+  directions ``mmcs`` (:func:`aelab.superposition.mean_max_cosine` of them and the decoder rows)."""
 
-  def summarize(params, x_MxD):
+  def split_eval(params, x_MxD, hp):
+    del hp
     z = activate(model, params, pre_activations(params, x_MxD), train=False)
     residual_sq = jnp.sum(jnp.square(x_MxD - decode(params, z)))
     variance = jnp.sum(jnp.square(x_MxD - jnp.mean(x_MxD, axis=0, keepdims=True)))
     out = {'dead_fraction': jnp.mean(~jnp.any(z > 0, axis=0)), 'explained_variance': 1.0 - residual_sq / variance,
-           'nmse': residual_sq / jnp.sum(jnp.square(x_MxD)), 'l0': jnp.mean(jnp.sum(z > 0, axis=1))}
+           'nmse': residual_sq / jnp.sum(jnp.square(x_MxD))}
     if true_directions_NxD is not None:
       out['mmcs'] = superposition.mean_max_cosine(true_directions_NxD, params['W_dec'])
     return out
 
-  return summarize
+  return split_eval
 
 
 def true_directions(config: ml_collections.ConfigDict) -> np.ndarray | None:
@@ -331,10 +332,10 @@ def true_directions(config: ml_collections.ConfigDict) -> np.ndarray | None:
 
 def family(config: ml_collections.ConfigDict, data_shape: int | Sequence[int]) -> Family:
   """The sparse autoencoder's ``Family`` (see ``aelab/models/family.py``): its own update (decoder
-  constraint, dead latents) and the whole-split ``summarize``."""
+  constraint, dead latents) and the whole-split ``split_eval``."""
   model = build(config, data_shape)
   encode = lambda params, x_BxD: activate(model, params, pre_activations(params, x_BxD), train=False)  # noqa: E731
   return Family(model=model, init=lambda key, x_BxD: init(model, key), eval=make_eval(model),
                 reconstruct=lambda params, x_BxD, key, hp: (x_BxD, decode(params, encode(params, x_BxD))),
                 encode=encode, decode=decode, make_update=lambda tx: make_update(model, tx),
-                summarize=make_summarize(model, true_directions(config)))
+                split_eval=make_split_eval(model, true_directions(config)))
