@@ -32,7 +32,8 @@ def base() -> ml_collections.ConfigDict:
   c.seed = 0
   c.data = dict(name='digits', path=config_dict.placeholder(str), test_path=config_dict.placeholder(str),
                 test_fraction=0.2, split_seed=0, binarize='none', binarize_threshold=0.5, standardize=True,
-                tfds_data_dir=config_dict.placeholder(str), max_train_examples=0, max_test_examples=0)
+                tfds_data_dir=config_dict.placeholder(str), max_train_examples=0, max_test_examples=0,
+                stream=False, stream_above_mb=4096, stream_chunk=16, stream_workers=2)
   c.model = dict(name='ae', hidden=(256,), latent_dim=32, activation='relu', code_activation='identity',
                  likelihood='mse', output_activation='sigmoid', likelihood_std=1.0, tied=False, kl_weight=1.0,
                  net='mlp', conv_channels=(32, 64), num_samples=1, free_bits=0.0, kl_warmup_steps=0,
@@ -124,6 +125,10 @@ def _validate_data(d):
   _choice(d.binarize, BINARIZE, 'data.binarize')
   _in_unit_interval(d.binarize_threshold, 'data.binarize_threshold')
   _check(d.max_train_examples >= 0 and d.max_test_examples >= 0, 'data.max_*_examples must be >= 0.')
+  _check(d.stream_above_mb >= 0, f'data.stream_above_mb={d.stream_above_mb} must be >= 0 (0: stream only with '
+         'data.stream=True).')
+  _check(d.stream_chunk >= 1 and d.stream_workers >= 1,
+         f'data.stream_chunk={d.stream_chunk} and data.stream_workers={d.stream_workers} must be >= 1.')
 
 
 def _validate_model(config):

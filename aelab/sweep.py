@@ -23,7 +23,7 @@ import jax
 import ml_collections
 
 from aelab import config as config_lib
-from aelab import data, engine, models
+from aelab import engine, models, stream
 from aelab.workdir import Workdir, flatten
 
 Overrides = dict[str, Any]
@@ -214,7 +214,7 @@ def train_group(group: list[Member], workdir: str, devices: Sequence[jax.Device]
     log(f'{label}{len(summaries)} of {len(group)} runs already finished, skipped')
   if not todo:
     return summaries, []
-  dataset = data.load(todo[0].config.data)
+  dataset = stream.load(todo[0].config.data)
   for member in todo:
     engine.check_compatible(member.config, dataset)
   runs = [engine.make_run(m.config, dataset.shape, m.name) for m in todo]
