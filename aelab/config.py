@@ -33,7 +33,7 @@ def base() -> ml_collections.ConfigDict:
   c.data = dict(name='digits', path=config_dict.placeholder(str), test_path=config_dict.placeholder(str),
                 test_fraction=0.2, split_seed=0, binarize='none', binarize_threshold=0.5, standardize=True,
                 tfds_data_dir=config_dict.placeholder(str), max_train_examples=0, max_test_examples=0,
-                stream=False, stream_above_mb=4096, stream_chunk=16, stream_workers=2)
+                stream=False, stream_above_mb=4096.0, stream_chunk=16, stream_workers=2)
   c.model = dict(name='ae', hidden=(256,), latent_dim=32, activation='relu', code_activation='identity',
                  likelihood='mse', output_activation='sigmoid', likelihood_std=1.0, tied=False, kl_weight=1.0,
                  net='mlp', conv_channels=(32, 64), num_samples=1, free_bits=0.0, kl_warmup_steps=0,

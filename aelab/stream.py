@@ -75,9 +75,10 @@ class Stream:
     if isinstance(self.source, (np.ndarray, NpyFile)):
       x = self.source[rows]
     else:
-      getitems = getattr(self.source, '__getitems__', None)
-      records = getitems([int(r) for r in rows]) if getitems is not None else None
-      records = records if records is not None else [self.source[int(r)] for r in rows]
+      try:  # a batched read where the source has one (tfds's mock sources have a broken one)
+        records = list(self.source.__getitems__([int(r) for r in rows]))
+      except (AttributeError, TypeError):
+        records = [self.source[int(r)] for r in rows]
       x = np.stack([np.asarray(r['image'] if isinstance(r, dict) else r) for r in records])
     return _unit_or_uint8(x, self.where)
 
