@@ -22,9 +22,9 @@ def _data_config(path, **fields):
   return config
 
 
-@pytest.fixture
-def npz(tmp_path):
-  path = tmp_path / 'images.npz'
+@pytest.fixture(scope='module')
+def npz(tmp_path_factory):
+  path = tmp_path_factory.mktemp('npz') / 'images.npz'
   np.savez(path, x=_images(), y=np.arange(300) % 10)
   return path
 
@@ -101,9 +101,9 @@ def _streamed_config(npz, epochs=3):
   return config
 
 
-@pytest.fixture
-def uninterrupted(npz, tmp_path):
-  return engine.train_and_evaluate(_streamed_config(npz), str(tmp_path / 'full'), log=lambda line: None)
+@pytest.fixture(scope='module')
+def uninterrupted(npz, tmp_path_factory):
+  return engine.train_and_evaluate(_streamed_config(npz), str(tmp_path_factory.mktemp('full')), log=lambda line: None)
 
 
 def test_streamed_run_killed_after_epoch_2_resumes_to_the_same_numbers(npz, tmp_path, monkeypatch, uninterrupted):
