@@ -161,8 +161,11 @@ class Program:
   ``init(init_keys_K, rates_K) -> state_K``; ``epoch(state_K, x_train, x_test, x_fig, epoch, train_keys_K,
   hp_K) -> (state_K, out)``, where ``out`` holds each model's per-step training metrics (``K x S``), its
   test metrics (``K``) and, with ``x_fig``, the figure images' ``x_tilde`` and ``x_hat``; ``final(params_K,
-  x_test) -> figures.make_final_arrays`` per model. Several models are sharded over the local devices
-  along the model axis; one model over several devices shards its batch (data parallel).
+  x_test) -> figures.make_final_arrays`` per model. For streamed data (aelab/stream.py) an epoch is
+  ``chunk(state_K, x_CxBxD, epoch, train_keys_K, hp_K) -> (state_K, train metrics K x C)`` per chunk of
+  host batches, then ``test(state_K, x_test, x_fig, hp_K)`` (the test metrics and figure images).
+  Several models are sharded over the local devices along the model axis; one model over several
+  devices shards its batch (data parallel).
   """
 
   def __init__(self, runs: Sequence[Run], dataset: data.Dataset, devices: Sequence[jax.Device] | None = None):
