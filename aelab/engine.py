@@ -221,7 +221,7 @@ class _Loop:
     if first > cfg.num_epochs:
       return state
     if streamed:
-      epoch_fn = self._streamed_epoch(x_test, x_fig)
+      epoch_fn = self._streamed_epoch()
     else:
       with self.timer('compile'):
         epoch_fn = p.epoch.lower(state, x_train, x_test, x_fig, first, train_keys, hp).compile()
@@ -251,24 +251,25 @@ class _Loop:
           break
     return state
 
-  def _streamed_epoch(self, x_test: jax.Array, x_fig: jax.Array | None) -> Callable:
+  def _streamed_epoch(self) -> Callable:
     """``epoch_fn`` of streamed data (aelab/stream.py): the epoch's batches come from the grain
     iterator in chunks of ``data.stream_chunk``, one compiled call per chunk (dispatched while the next
     chunk is read), then the test metrics. All models of the group see the same batch order, seeded by
-    the stream seed (:meth:`_stream_seed`) and the epoch."""
-    p, data_cfg = self.program, self.runs[0].config.data
+    the stream seed (:meth:`_stream_seed`) and the epoch. The chunk and test programs compile in the
+    first epoch (jitted, not ahead of time: a data-parallel state changes its sharding after one call)."""
+    p, data_cfg, train = self.program, self.runs[0].config.data, self.dataset.x_train
     seed = self._stream_seed()
 
-    def epoch_fn(state, x_train, x_test_, x_fig_, epoch, train_keys, hp):
-      batches = stream.epoch_batches(self.dataset.x_train, self.cfg.batch_size, seed, epoch,
-                                     workers=data_cfg.stream_workers, prefetch=2 * data_cfg.stream_chunk)
-      train = []
+    def epoch_fn(state, x_train, x_test, x_fig, epoch, train_keys, hp):
+      batches = stream.epoch_batches(train, self.cfg.batch_size, seed, epoch, workers=data_cfg.stream_workers,
+                                     prefetch=2 * data_cfg.stream_chunk)
+      metrics_KxC = []
       for x_CxBxD in stream.chunks(batches, data_cfg.stream_chunk):
         state, step_metrics = p.chunk(state, p.replicate(x_CxBxD), epoch, train_keys, hp)
-        train.append(step_metrics)
+        metrics_KxC.append(step_metrics)
       self.stream_state = {'seed': seed, 'epoch': epoch, 'iterator': batches.get_state()}
       out = p.test(state, x_test, x_fig, hp)
-      return state, {'train': jax.tree.map(lambda *m: jnp.concatenate(m, axis=1), *train), **out}
+      return state, {'train': jax.tree.map(lambda *m: jnp.concatenate(m, axis=1), *metrics_KxC), **out}
 
     return epoch_fn
 
