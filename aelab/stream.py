@@ -37,11 +37,13 @@ import numpy as np
 from aelab import data
 
 STATE_FILE = 'stream.json'
+
+
 class Stream:
   """The training examples of a streamed dataset: ``len``, ``shape`` (N, D) and ``read(indices)``.
 
   Args:
-    source: a numpy array or memory map (N x ...), or any object with ``__len__`` and ``__getitem__``
+    source: a numpy array or :class:`NpyFile` (N x ...), or any object with ``__len__`` and ``__getitem__``
       returning an image array or a dict with an ``'image'`` array; ``__getitems__`` is used when present.
     indices: which of ``source``'s examples are the training examples, in order (default: all).
     where: the source's name, for error messages.
@@ -266,7 +268,9 @@ def _npz(data_config: ml_collections.ConfigDict) -> data.Dataset:
 
 
 def _labels(path: pathlib.Path, n: int) -> np.ndarray | None:
-  """The npz's labels ``y`` (int32, N), or None."""
+  """The npz's labels ``y`` (int32, N), or None (also for an ``.npy``, which holds no labels)."""
+  if not zipfile.is_zipfile(path):
+    return None
   with np.load(path) as arrays:
     y = arrays['y'] if 'y' in arrays.files else None
   if y is None:

@@ -57,6 +57,10 @@ def test_streamed_npz_is_data_load_split_and_order(npz):
   np.testing.assert_array_equal(streamed.x_test, loaded.x_test)  # binarized like data.load's
   np.testing.assert_array_equal(streamed.y_test, loaded.y_test)
   assert streamed.shape == loaded.shape == (8, 8, 1)
+  np.save(npz.with_name('x.npy'), _images())  # a .npy (no labels) streams the same images
+  from_npy = stream.load(_data_config(npz.with_name('x.npy'), stream=True, max_test_examples=40))
+  np.testing.assert_array_equal(from_npy.x_train.read(idx), streamed.x_train.read(idx))
+  assert from_npy.y_test is None
 
 
 def test_streaming_is_automatic_above_the_size_field(npz):
