@@ -45,7 +45,8 @@ def base() -> ml_collections.ConfigDict:
                 tfds_data_dir=config_dict.placeholder(str), max_train_examples=0, max_test_examples=0,
                 superposition=dict(num_features=96, dim=32, probability=1 / 32, magnitude_min=0.0, magnitude_max=1.0,
                                    num_train=50_000, num_test=10_000, seed=0),
-                shapes2d_counts=(3, 6, 40, 32, 32), shapes2d_size=64)
+                shapes2d_counts=(3, 6, 40, 32, 32), shapes2d_size=64,
+                stream=False, stream_above_mb=4096.0, stream_chunk=16, stream_workers=2)
   c.model = dict(name='ae', hidden=(256,), latent_dim=32, activation='relu', code_activation='identity',
                  likelihood='mse', output_activation='sigmoid', likelihood_std=1.0, tied=False, kl_weight=1.0,
                  net='mlp', conv_channels=(32, 64), num_samples=1, free_bits=0.0, kl_warmup_steps=0,
@@ -192,6 +193,10 @@ def _validate_data(d):
   _choice(d.binarize, BINARIZE, 'data.binarize')
   _in_unit_interval(d.binarize_threshold, 'data.binarize_threshold')
   _check(d.max_train_examples >= 0 and d.max_test_examples >= 0, 'data.max_*_examples must be >= 0.')
+  _check(d.stream_above_mb >= 0, f'data.stream_above_mb={d.stream_above_mb} must be >= 0 (0: stream only with '
+         'data.stream=True).')
+  _check(d.stream_chunk >= 1 and d.stream_workers >= 1,
+         f'data.stream_chunk={d.stream_chunk} and data.stream_workers={d.stream_workers} must be >= 1.')
 
 
 def _validate_model(config):

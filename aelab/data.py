@@ -145,6 +145,14 @@ def load(data_config: ml_collections.ConfigDict) -> Dataset:
   return Dataset(x_train, train.y, x_test, test.y, train.x.shape[1:], kind, opts.name)
 
 
+def test_images(x: np.ndarray, data_config: ml_collections.ConfigDict, where: str) -> np.ndarray:
+  """Test images N x H x W [x C] (uint8, bool or floats in [0, 1]) as `load` returns them: float32
+  N x D in [0, 1], binarized per `data.binarize` (once, with a fixed key, for 'dynamic'). For sources
+  that read the test split themselves (aelab/stream.py). Raises DataError as `load` does."""
+  x = _images(np.asarray(x), where).reshape(len(x), -1)
+  return _transform(x[:1], x, 'image', _options(data_config))[1]  # the train part is not used
+
+
 def dynamic_binarize(key: jax.Array, x: jax.Array) -> jax.Array:
   """Samples Bernoulli(x) elementwise: float32 {0, 1}, same shape as x (values in [0, 1]). Jittable."""
   return jax.random.bernoulli(key, x).astype(jnp.float32)

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from aelab import checkpoints, config as config_lib, data, figures, metrics, optimizers, plots
+from aelab import checkpoints, config as config_lib, data, figures, metrics, optimizers, plots, stream
 from aelab.program import (  # noqa: F401  (re-exported: the engine's public names)
     Program, Run, abstract_state, check_compatible, make_run, make_train_epoch, make_train_step, over_models, row,
     stack)
@@ -220,6 +220,7 @@ class _Loop:
     self.ckpt = (checkpoints.GroupCheckpoints(group.checkpoint_dir, self.cfg.keep_checkpoints)
                  if group.checkpoint_dir else None)
     self.painter = figures.Painter()
+    self.stream_state: dict | None = None  # the grain iterator's state after a streamed epoch
     self.alive = np.ones(self.k, bool)
     self.records: list[dict] = [{} for _ in self.runs]
     self.history: list[list[dict]] = [[] for _ in self.runs]
@@ -262,7 +263,8 @@ class _Loop:
     state = self.initial_state()
     hp = p.shard(stack([r.hp for r in self.runs]))
     train_keys = p.shard(jnp.stack([r.train_key for r in self.runs]))
-    x_train, x_test = p.replicate((ds.x_train, ds.x_test))
+    streamed = isinstance(ds.x_train, stream.Stream)
+    x_train, x_test = p.replicate((None if streamed else ds.x_train, ds.x_test))
     self.x_test = x_test
     x_fig = p.replicate(ds.x_test[:cfg.num_figure_images]) if self.figures_on else None
     first = self.group.start_epoch + 1
@@ -270,8 +272,11 @@ class _Loop:
       self._redraw_lost_figure(state, x_fig, hp)
     if first > cfg.num_epochs:
       return state
-    with self.timer('compile'):
-      epoch_fn = p.epoch.lower(state, x_train, x_test, x_fig, first, train_keys, hp).compile()
+    if streamed:
+      epoch_fn = self._streamed_epoch()
+    else:
+      with self.timer('compile'):
+        epoch_fn = p.epoch.lower(state, x_train, x_test, x_fig, first, train_keys, hp).compile()
     if self.group.outs is not None:
       for out in self.group.outs:
         out.write_config()
@@ -318,6 +323,37 @@ class _Loop:
     for m in lost:
       x_tilde, x_hat = jax.device_get(reconstruct(row(params, m), x_fig, jax.random.key(metrics.EVAL_SEED), row(hp, m)))
       self._draw(m, epoch, x_tilde, x_hat)
+
+  def _streamed_epoch(self) -> Callable:
+    """``epoch_fn`` of streamed data (aelab/stream.py): the epoch's batches come from the grain
+    iterator in chunks of ``data.stream_chunk``, one compiled call per chunk (dispatched while the next
+    chunk is read), then the test metrics. All models of the group see the same batch order, seeded by
+    the stream seed (:meth:`_stream_seed`) and the epoch. The chunk and test programs compile in the
+    first epoch (jitted, not ahead of time: a data-parallel state changes its sharding after one call)."""
+    p, data_cfg, train = self.program, self.runs[0].config.data, self.dataset.x_train
+    seed = self._stream_seed()
+
+    def epoch_fn(state, x_train, x_test, x_fig, epoch, train_keys, hp):
+      batches = stream.epoch_batches(train, self.cfg.batch_size, seed, epoch, workers=data_cfg.stream_workers,
+                                     prefetch=2 * data_cfg.stream_chunk)
+      metrics_KxC = []
+      for x_CxBxD in stream.chunks(batches, data_cfg.stream_chunk):
+        state, step_metrics = p.chunk(state, p.replicate(x_CxBxD), epoch, train_keys, hp)
+        metrics_KxC.append(step_metrics)
+      self.stream_state = {'seed': seed, 'epoch': epoch, 'iterator': batches.get_state()}
+      out = p.test(state, x_test, x_fig, hp)
+      return state, {'train': jax.tree.map(lambda *m: jnp.concatenate(m, axis=1), *metrics_KxC), **out}
+
+    return epoch_fn
+
+  def _stream_seed(self) -> int:
+    """The seed of the streamed batch order: the one stored with a resumed run's checkpoint (so the
+    run continues in its own order, even resumed alone after a sweep), else the first run's ``seed``."""
+    if self.group.start_epoch and self.group.outs:
+      stored = stream.read_state(self.group.outs[0].path)
+      if stored is not None:
+        return int(stored['seed'])
+    return int(self.runs[0].config.seed)
 
   def _record(self, m: int, epoch: int, out: dict, seconds: float) -> None:
     """One model's epoch: a finite check, then metrics, TensorBoard and the figure."""
@@ -374,6 +410,8 @@ class _Loop:
       self.ckpt.save(epoch, state, self.pinned)
       for m in np.flatnonzero(self.alive):
         self.good_epoch[m] = epoch
+        if self.stream_state is not None:
+          stream.write_state(self.group.outs[m].path, self.stream_state)
         checkpoints.write_pointer(self.group.outs[m].path, self.ckpt.directory, int(m), epoch)
 
   def _finish(self, state: Any) -> list[dict | None]:
@@ -520,7 +558,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, log: Log
   checkpointed; rerun to resume).
   """
   config_lib.validate(config)
-  dataset = data.load(config.data)
+  dataset = stream.load(config.data)
   check_compatible(config, dataset)
   out = Workdir(workdir, config)
   with out.locked():

@@ -32,14 +32,7 @@ def make_train_epoch(train_step: Callable, batch_size: int, dynamic_binarize: bo
     perm_key, step_key = jax.random.split(epoch_key)
     num_batches = x_NxD.shape[0] // batch_size
     perm = jax.random.permutation(perm_key, x_NxD.shape[0])[:num_batches * batch_size]
-
-    def body(state, batch_idx):
-      binarize_key, objective_key = jax.random.split(jax.random.fold_in(step_key, state['step']))
-      x = x_NxD[batch_idx]
-      x = x if batch_sharding is None else jax.lax.with_sharding_constraint(x, batch_sharding)
-      x = data.dynamic_binarize(binarize_key, x) if dynamic_binarize else x
-      return train_step(state, x, objective_key, hp)
-
+    body = _train_body(train_step, step_key, hp, lambda batch_idx: x_NxD[batch_idx], dynamic_binarize, batch_sharding)
     return jax.lax.scan(body, state, perm.reshape(num_batches, batch_size))
 
   return train_epoch
@@ -48,6 +41,40 @@ def make_train_epoch(train_step: Callable, batch_size: int, dynamic_binarize: bo
 def max_abs(tree: Any) -> jax.Array:
   """``max |x|`` over every leaf of ``tree`` (float32 scalar; NaN if any entry is NaN)."""
   return jnp.max(jnp.stack([jnp.max(jnp.abs(x)).astype(jnp.float32) for x in jax.tree.leaves(tree)]))
+
+
+def _train_body(train_step: Callable, step_key: jax.Array, hp: Any, batch: Callable, dynamic_binarize: bool,
+                batch_sharding: jax.sharding.Sharding | None) -> Callable:
+  """The scanned step: ``batch(x)`` gives the float32 B x D batch of the scanned input ``x``."""
+
+  def body(state, scanned):
+    binarize_key, objective_key = jax.random.split(jax.random.fold_in(step_key, state['step']))
+    x = batch(scanned)
+    x = x if batch_sharding is None else jax.lax.with_sharding_constraint(x, batch_sharding)
+    x = data.dynamic_binarize(binarize_key, x) if dynamic_binarize else x
+    return train_step(state, x, objective_key, hp)
+
+  return body
+
+
+def make_train_chunk(train_step: Callable, binarize: str, binarize_threshold: float,
+                     batch_sharding: jax.sharding.Sharding | None = None) -> Callable:
+  """``train_chunk(state, x_CxBxD, epoch_key, hp) -> (state, metrics of the C steps)``: a ``lax.scan``
+  over ``C`` batches streamed from the host (aelab/stream.py), uint8 (scaled by 1/255 here, on the
+  device) or float32 in [0, 1], binarized per ``data.binarize`` as ``data.load`` does. The step keys
+  are those of :func:`make_train_epoch` (``fold_in`` of the epoch's step key and the global step), so a
+  streamed epoch differs from an in-memory one only in its batch order."""
+
+  def to_float(x_BxD):
+    x = x_BxD.astype(jnp.float32) / 255 if x_BxD.dtype == jnp.uint8 else x_BxD
+    return (x > binarize_threshold).astype(jnp.float32) if binarize == 'static' else x
+
+  def train_chunk(state, x_CxBxD, epoch_key, hp):
+    _, step_key = jax.random.split(epoch_key)
+    body = _train_body(train_step, step_key, hp, to_float, binarize == 'dynamic', batch_sharding)
+    return jax.lax.scan(body, state, x_CxBxD)
+
+  return train_chunk
 
 
 def check_compatible(config: ml_collections.ConfigDict, dataset: data.Dataset) -> None:
@@ -140,8 +167,11 @@ class Program:
   hp_K) -> (state_K, out)``, where ``out`` holds each model's per-step training metrics (``K x S``), its
   test metrics (``K``), the largest magnitude of its parameters (``param_max_abs``, ``K``) and, with
   ``x_fig``, the figure images' ``x_tilde`` and ``x_hat``; ``final(params_K, x_test) ->
-  figures.make_final_arrays`` per model. Several models are sharded over the local devices along the model
-  axis; one model over several devices shards its batch (data parallel).
+  figures.make_final_arrays`` per model. For streamed data (aelab/stream.py) an epoch is
+  ``chunk(state_K, x_CxBxD, epoch, train_keys_K, hp_K) -> (state_K, train metrics K x C)`` per chunk of
+  host batches, then ``test(state_K, x_test, x_fig, hp_K)`` (the test metrics, ``param_max_abs`` and the
+  figure images). Several models are sharded over the local devices along the model axis; one model over
+  several devices shards its batch (data parallel).
   """
 
   def __init__(self, runs: Sequence[Run], dataset: data.Dataset, devices: Sequence[jax.Device] | None = None):
@@ -165,19 +195,24 @@ class Program:
 
     def one_epoch(state, x_train, x_test, x_fig, epoch, train_key, hp):
       state, step_metrics = train_epoch(state, x_train, jax.random.fold_in(train_key, epoch), hp)
-      out = {'train': step_metrics, 'test': evaluate(state['params'], x_test, hp),
-             'param_max_abs': max_abs(state['params'])}  # the engine's divergence check
-      if x_fig is not None:
-        out['x_tilde'], out['x_hat'] = reconstruct(state['params'], x_fig, jax.random.key(metrics.EVAL_SEED), hp)
-      return state, out
+      return state, {'train': step_metrics, **_test_outputs(evaluate, reconstruct, state, x_test, x_fig, hp)}
 
     def epoch(state, x_train, x_test, x_fig, epoch, train_keys, hp):
       return over_models(one_epoch, k, [0, None, None, None, None, 0, 0])(
           state, x_train, x_test, x_fig, epoch, train_keys, hp)
 
+    train_chunk = make_train_chunk(train_step, cfg.data.binarize, cfg.data.binarize_threshold, batch_sharding)
+
+    def chunk(state, x_CxBxD, epoch, train_keys, hp):  # streamed data: C batches of every model
+      return over_models(lambda s, x, key, h: train_chunk(s, x, jax.random.fold_in(key, epoch), h), k,
+                         [0, None, 0, 0])(state, x_CxBxD, train_keys, hp)
+
+    def test(state, x_test, x_fig, hp):  # streamed data: the end of one_epoch
+      return over_models(lambda s, h: _test_outputs(evaluate, reconstruct, s, x_test, x_fig, h), k, [0, 0])(state, hp)
+
     final_arrays = figures.make_final_arrays(rep.family, cfg)
     jit = (lambda f: jax.jit(f)) if self.sharding is None else (lambda f: jax.jit(f, out_shardings=self.sharding))
-    self.init, self.epoch = jit(init), jit(epoch)
+    self.init, self.epoch, self.chunk, self.test = jit(init), jit(epoch), jit(chunk), jit(test)
     self.final = jit(lambda params, x_test: over_models(final_arrays, k, [0, None])(params, x_test))
 
   def shard(self, tree: Any) -> Any:
@@ -187,6 +222,17 @@ class Program:
   def replicate(self, tree: Any) -> Any:
     """Puts data shared by the models on every device of the group."""
     return parallel.replicate(tree, self.mesh) if self.mesh is not None else jax.device_put(tree)
+
+
+def _test_outputs(evaluate: Callable, reconstruct: Callable, state: Any, x_test: jax.Array, x_fig: jax.Array | None,
+                  hp: Any) -> dict:
+  """One model's end-of-epoch outputs: its test metrics, the largest magnitude of its parameters
+  (``param_max_abs``, for the engine's divergence check) and, with ``x_fig``, the figure images'
+  ``x_tilde`` and ``x_hat``."""
+  out = {'test': evaluate(state['params'], x_test, hp), 'param_max_abs': max_abs(state['params'])}
+  if x_fig is not None:
+    out['x_tilde'], out['x_hat'] = reconstruct(state['params'], x_fig, jax.random.key(metrics.EVAL_SEED), hp)
+  return out
 
 
 def abstract_state(run: Run, dataset: data.Dataset) -> Any:

@@ -24,7 +24,7 @@ import jax
 import ml_collections
 
 from aelab import config as config_lib
-from aelab import data, engine, models, parallel
+from aelab import engine, models, parallel, stream
 from aelab.workdir import Workdir, flatten, result_changes, write_json
 
 Overrides = dict[str, Any]
@@ -243,7 +243,7 @@ def _train_unfinished(group: list[Member], outs: dict[str, Workdir], workdir: st
     log(f'{label}{len(summaries)} of {len(group)} runs already finished, skipped')
   if not todo:
     return summaries, []
-  dataset = data.load(todo[0].config.data)
+  dataset = stream.load(todo[0].config.data)
   for member in todo:
     engine.check_compatible(member.config, dataset)
   runs = [engine.make_run(m.config, dataset.shape, m.name) for m in todo]

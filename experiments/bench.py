@@ -4,6 +4,7 @@
   python experiments/bench.py --json     # the table, then one JSON line
   python experiments/bench.py --only_sweep --sweep_models=64 --json    # the sweep benchmark alone
   python experiments/bench.py --whole_process --rounds=3 --json        # aelab vs PyTorch, whole processes
+  python experiments/bench.py --stream --json      # streamed vs in-memory epoch; peak RSS of a 1M-image epoch
 
 Times whole epochs of the jitted, scanned train step after compilation, on random data (speed does not
 depend on the values): the VAE 784-400-20 (ReLU, Bernoulli likelihood, Adam, batch 128) and the DAE
@@ -327,11 +328,21 @@ def main() -> None:
   parser.add_argument('--only_sweep', action='store_true', help='run only the sweep benchmark')
   parser.add_argument('--whole_process', action='store_true',
                       help='time whole processes: PyTorch one after another vs the aelab sweep (see above)')
+  parser.add_argument('--stream', action='store_true',
+                      help='streaming input against the in-memory epoch, and the peak memory of one streamed epoch '
+                      'on 1,000,000 28x28 images written to /tmp (experiments/bench_stream.py)')
   parser.add_argument('--cache', choices=('none', 'cold', 'warm'), default='none',
                       help='--whole_process: JAX compilation cache of the aelab runs (cold/warm need '
                       'train.compilation_cache_dir)')
   args = parser.parse_args()
 
+  if args.stream:
+    import bench_stream  # noqa: PLC0415  (experiments/bench_stream.py, beside this file)
+    result = bench_stream.run(args.rounds, pathlib.Path('/tmp/aelab_stream_1m.npz'), 1_000_000)
+    bench_stream.report(result)
+    if args.json:
+      print(json.dumps(result))
+    return
   if args.whole_process:
     result = whole_process_benchmark(args.rounds, args.cache)
     _print_whole_process(result)

@@ -1,0 +1,199 @@
+"""Streaming input (aelab/stream.py): sources read in place, grain epochs, and streamed training that
+resumes to the numbers of an uninterrupted run."""
+import json
+import os
+
+import ml_collections
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from aelab import checkpoints, data, engine, stream, sweep
+from conftest import load_config, small
+
+
+def _images(n=300, seed=0):
+  return np.random.default_rng(seed).integers(0, 256, (n, 8, 8), np.uint8)
+
+
+def _data_config(path, **fields):
+  config = load_config('vae', f'npz={path}').data
+  config.update(fields)
+  return config
+
+
+@pytest.fixture(scope='module')
+def npz(tmp_path_factory):
+  path = tmp_path_factory.mktemp('npz') / 'images.npz'
+  np.savez(path, x=_images(), y=np.arange(300) % 10)
+  return path
+
+
+def test_npy_file_reads_rows_in_place(tmp_path, npz):
+  x = _images()
+  rows = np.array([5, 0, 299, 5, 17])
+  np.testing.assert_array_equal(stream.NpyFile(npz)[rows], x[rows])
+  np.save(tmp_path / 'x.npy', x.astype(np.float32) / 255)
+  np.testing.assert_array_equal(stream.NpyFile(tmp_path / 'x.npy')[rows], x[rows].astype(np.float32) / 255)
+  assert stream.NpyFile(npz).shape == (300, 8, 8)
+
+
+def test_compressed_or_missing_member_is_a_clear_error(tmp_path):
+  np.savez_compressed(tmp_path / 'c.npz', x=_images())
+  with pytest.raises(data.DataError, match=r'compressed.*np\.savez\(path'):
+    stream.NpyFile(tmp_path / 'c.npz')
+  np.savez(tmp_path / 'z.npz', images=_images())
+  with pytest.raises(data.DataError, match=r"no array 'x'.*images\.npy"):
+    stream.NpyFile(tmp_path / 'z.npz')
+
+
+def test_streamed_npz_is_data_load_split_and_order(npz):
+  config = _data_config(npz, stream=True, binarize='static', max_test_examples=40)
+  streamed, loaded = stream.load(config), data.load(config)
+  assert isinstance(streamed.x_train, stream.Stream) and streamed.x_train.shape == loaded.x_train.shape
+  idx = np.arange(len(loaded.x_train))
+  np.testing.assert_array_equal(streamed.x_train.read(idx) / np.float32(255), data.load(
+      _data_config(npz, max_test_examples=40)).x_train)  # the same examples in the same order, as uint8
+  np.testing.assert_array_equal(streamed.x_test, loaded.x_test)  # binarized like data.load's
+  np.testing.assert_array_equal(streamed.y_test, loaded.y_test)
+  assert streamed.shape == loaded.shape == (8, 8, 1)
+  np.save(npz.with_name('x.npy'), _images())  # a .npy (no labels) streams the same images
+  from_npy = stream.load(_data_config(npz.with_name('x.npy'), stream=True, max_test_examples=40))
+  np.testing.assert_array_equal(from_npy.x_train.read(idx), streamed.x_train.read(idx))
+  assert from_npy.y_test is None
+
+
+def test_streaming_is_automatic_above_the_size_field(npz):
+  assert not stream.should_stream(_data_config(npz))  # 0.07 MB as float32, under 4096
+  assert stream.should_stream(_data_config(npz, stream_above_mb=0.05))
+  assert not stream.should_stream(_data_config(npz, stream_above_mb=0))
+
+
+def test_epoch_batches_are_seeded_permutations_of_disjoint_shards(npz):
+  train = stream.load(_data_config(npz, stream=True)).x_train  # 240 training examples
+  values = {tuple(train.read(np.array([i]))[0]): i for i in range(len(train))}
+
+  def order(seed, epoch, shard_index=0, shard_count=1):
+    it = stream.epoch_batches(train, 16, seed, epoch, shard_index=shard_index, shard_count=shard_count)
+    return [values[tuple(row)] for batch in it for row in batch]
+
+  first = order(0, 1)
+  assert len(first) == 240 and sorted(first) == list(range(240))
+  assert order(0, 1) == first and order(0, 2) != first and order(1, 1) != first
+  shards = [order(0, 1, i, 3) for i in range(3)]
+  assert [len(s) for s in shards] == [80, 80, 80]
+  assert sorted(sum(shards, [])) == list(range(240))
+  assert all(i % 3 == k for k, s in enumerate(shards) for i in s)  # process k reads rows k, k + 3, ...
+
+
+def test_iterator_state_continues_where_it_stopped(npz):
+  train = stream.load(_data_config(npz, stream=True)).x_train
+  it = stream.epoch_batches(train, 16, 3, 1)
+  [next(it) for _ in range(5)]
+  state = json.loads(json.dumps(it.get_state()))  # as stream.json stores it
+  rest = list(it)
+  resumed = list(stream.epoch_batches(train, 16, 3, 1, state=state))
+  assert len(rest) == 10 and all(np.array_equal(a, b) for a, b in zip(rest, resumed, strict=True))
+
+
+def _streamed_config(npz, epochs=3):
+  config = small(load_config('vae', f'npz={npz}'), epochs=epochs)
+  config.model.update(hidden=(32,), latent_dim=4)
+  config.data.update(stream=True, stream_chunk=4)  # 240 / 16 = 15 batches: chunks of 4, 4, 4, 3
+  config.train.update(batch_size=16, checkpoint_every=1)
+  config.eval.final_metrics = False
+  return config
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(npz, tmp_path_factory):
+  return engine.train_and_evaluate(_streamed_config(npz), str(tmp_path_factory.mktemp('full')), log=lambda line: None)
+
+
+def test_streamed_run_killed_after_epoch_2_resumes_to_the_same_numbers(npz, tmp_path, monkeypatch, uninterrupted):
+  config, workdir = _streamed_config(npz), str(tmp_path / 'killed')
+  save = checkpoints.GroupCheckpoints.save
+
+  def killed_after_epoch_2(self, epoch, state, pinned=frozenset()):
+    if epoch == 3:
+      raise KeyboardInterrupt  # the process dies after epoch 2's checkpoint
+    save(self, epoch, state, pinned)
+
+  monkeypatch.setattr(checkpoints.GroupCheckpoints, 'save', killed_after_epoch_2)
+  with pytest.raises(KeyboardInterrupt):
+    engine.train_and_evaluate(config, workdir, log=lambda line: None)
+  monkeypatch.undo()
+  state = stream.read_state(workdir)
+  assert state['seed'] == 0 and state['epoch'] == 2 and state['iterator'] == {'next_index': 15}
+  lines = []
+  resumed = engine.train_and_evaluate(config, workdir, log=lines.append)
+  assert lines[0].startswith('Resuming from the checkpoint of epoch 2'), lines
+  keys = [k for k in uninterrupted if k.startswith(('train/', 'test/'))]
+  assert keys and all(resumed[k] == uninterrupted[k] for k in keys)
+  assert stream.read_state(workdir)['epoch'] == 3
+
+
+def test_streamed_training_learns_like_in_memory(npz, tmp_path, uninterrupted):
+  config = _streamed_config(npz)
+  config.data.stream = False
+  in_memory = engine.train_and_evaluate(config, str(tmp_path / 'memory'), log=lambda line: None)
+  # Same data, step keys and initialization; only the batch order differs.
+  assert uninterrupted['test/neg_elbo'] == pytest.approx(in_memory['test/neg_elbo'], rel=0.02)
+  assert uninterrupted['train/loss'] != in_memory['train/loss']
+
+
+def test_any_random_access_source_streams(tmp_path):
+  """A source with __len__ / __getitem__ returning dicts (as an image-folder source does)."""
+  images = _images(200, seed=1)
+
+  class Records:
+    def __len__(self):
+      return len(images)
+
+    def __getitem__(self, i):
+      return {'image': images[i][..., None], 'label': i % 10}
+
+  config = _streamed_config('unused', epochs=2)
+  dataset = stream.dataset(Records(), images[:50].reshape(50, -1) / np.float32(255), None, (8, 8, 1),
+                           config.data)
+  _, _, history = engine.fit(config, dataset)
+  assert len(history) == 2 and history[1]['test/neg_elbo'] < history[0]['test/neg_elbo']
+
+
+def test_tfds_data_source_streams_under_mock_data(tmp_path):
+  config = small(load_config('vae', 'mnist'), epochs=1)
+  config.model.update(hidden=(16,), latent_dim=2)
+  config.data.update(stream=True, stream_chunk=2)
+  config.train.batch_size = 16
+  config.eval.final_metrics = False
+  with tfds.testing.mock_data(num_examples=64, policy=tfds.testing.MockPolicy.USE_CODE):
+    dataset, loaded = stream.load(config.data), data.load(config.data)
+    summary = engine.train_and_evaluate(config, str(tmp_path), log=lambda line: None)
+  assert isinstance(dataset.x_train, stream.Stream) and dataset.x_train.shape == loaded.x_train.shape
+  np.testing.assert_array_equal(dataset.x_train.read(np.arange(len(loaded.x_train))) / np.float32(255),
+                                loaded.x_train)  # data.load's split (mock mnist has no test split here)
+  np.testing.assert_array_equal(dataset.x_test, loaded.x_test)
+  assert np.isfinite(summary['test/neg_elbo']) and summary['test/neg_elbo'] > 0
+
+
+def test_a_sweep_shares_one_stream_and_equals_single_runs(npz, tmp_path, uninterrupted):
+  """Both models see the batch order of the group's first run's seed (0); each equals its single run."""
+  config = _streamed_config(npz)
+  overrides = sweep.axis('model.kl_weight', [1.0, 2.0])
+  summaries = sweep.run_sweep(config, overrides, str(tmp_path / 'sweep'), log=lambda line: None)
+  first = summaries[sweep.run_name(overrides[0])]
+  keys = [k for k in uninterrupted if k.startswith(('train/', 'test/'))]
+  np.testing.assert_allclose([first[k] for k in keys], [uninterrupted[k] for k in keys], rtol=2e-5, atol=1e-6)
+  second = summaries[sweep.run_name(overrides[1])]
+  assert second['test/kl'] < first['test/kl']  # a larger KL weight, the same stream
+  for name in summaries:
+    assert stream.read_state(os.path.join(tmp_path, 'sweep', name))['seed'] == 0
+
+
+def test_stream_fields_are_validated():
+  from aelab import config as config_lib  # noqa: PLC0415
+  config = load_config('vae')
+  config.data.stream_chunk = 0
+  with pytest.raises(config_lib.ConfigError, match='data.stream_chunk=0'):
+    config_lib.validate(config)
+  assert isinstance(config.data, ml_collections.ConfigDict)
