@@ -212,9 +212,9 @@ class _Loop:
     state = self.initial_state()
     hp = p.shard(stack([r.hp for r in self.runs]))
     train_keys = p.shard(jnp.stack([r.train_key for r in self.runs]))
-    x_train, x_test = p.replicate((ds.x_train, ds.x_test))
+    x_train, x_test = p.replicate((ds.train, ds.test))  # as stored: uint8 images, float32 tables
     self.x_test = x_test
-    x_fig = p.replicate(ds.x_test[:cfg.num_figure_images]) if self.figures_on else None
+    x_fig = p.replicate(ds.test[:cfg.num_figure_images]) if self.figures_on else None
     first = self.group.start_epoch + 1
     if first > cfg.num_epochs:
       return state
@@ -277,7 +277,7 @@ class _Loop:
     target.write_metrics(step, epoch, record, tensorboard=False)
     self.painter.submit(target.write_tensorboard, step, record)  # off the training path (a slow import)
     if self.figures_on and epoch % cfg.figures_every == 0:
-      rows = {'input': self.dataset.x_test[:cfg.num_figure_images], 'corrupted': out['x_tilde'],
+      rows = {'input': self.dataset.to_float32(self.dataset.test[:cfg.num_figure_images]), 'corrupted': out['x_tilde'],
               'reconstruction': out['x_hat']}
       if run.config.corruption.name == 'none':
         del rows['corrupted']
@@ -305,7 +305,7 @@ class _Loop:
         final_fn = self.program.final.lower(state['params'], self.x_test).compile()
       with self.timer('final_eval'):
         arrays = jax.device_get(final_fn(state['params'], self.x_test))
-    test_nll = (metrics.make_test_nll(runs[0].family, runs[0].config)
+    test_nll = (metrics.make_test_nll(self.program.family, runs[0].config)
                 if runs[0].config.eval.final_metrics and runs[0].family.log_weights is not None else None)
     summaries: list[dict | None] = []
     for m, run in enumerate(runs):

@@ -17,14 +17,17 @@ from aelab.models import Family
 
 
 def make_train_epoch(train_step: Callable, batch_size: int, dynamic_binarize: bool,
-                     batch_sharding: jax.sharding.Sharding | None = None) -> Callable:
+                     batch_sharding: jax.sharding.Sharding | None = None,
+                     to_float32: Callable[[jax.Array], jax.Array] | None = None) -> Callable:
   """Jitted ``train_epoch(state, x_NxD, epoch_key, hp) -> (state, metrics of every step)``.
 
   One ``lax.scan`` over ``N // batch_size`` batches of a fresh permutation (the remainder is dropped);
   the data stays on the device and no Python runs per step. ``batch_sharding`` (see
   ``parallel.batch_sharding``) splits each batch over devices: data parallelism, the same numbers up to
-  float rounding. The epoch is pure in its arguments, so a group ``vmap``s it over a leading model axis
-  of ``state``, ``epoch_key`` and ``hp`` (each model its own permutation and step keys, the data shared).
+  float rounding. ``to_float32`` (e.g. ``Dataset.to_float32``) turns each gathered batch of stored
+  examples (uint8 images) into float32 on the device, so the data stays compact. The epoch is pure in
+  its arguments, so a group ``vmap``s it over a leading model axis of ``state``, ``epoch_key`` and
+  ``hp`` (each model its own permutation and step keys, the data shared).
   """
 
   @jax.jit
@@ -35,7 +38,7 @@ def make_train_epoch(train_step: Callable, batch_size: int, dynamic_binarize: bo
 
     def body(state, batch_idx):
       binarize_key, objective_key = jax.random.split(jax.random.fold_in(step_key, state['step']))
-      x = x_NxD[batch_idx]
+      x = x_NxD[batch_idx] if to_float32 is None else to_float32(x_NxD[batch_idx])
       x = x if batch_sharding is None else jax.lax.with_sharding_constraint(x, batch_sharding)
       x = data.dynamic_binarize(binarize_key, x) if dynamic_binarize else x
       return train_step(state, x, objective_key, hp)
@@ -65,9 +68,9 @@ def check_compatible(config: ml_collections.ConfigDict, dataset: data.Dataset) -
       nets.check_conv_shape(dataset.shape, len(config.model.conv_channels))
     except ValueError as e:
       raise config_lib.ConfigError(str(e)) from None
-  if config.train.batch_size > len(dataset.x_train):
+  if config.train.batch_size > len(dataset.train):
     raise config_lib.ConfigError(f'train.batch_size={config.train.batch_size} is larger than the '
-                                 f'{len(dataset.x_train)} training examples; lower it.')
+                                 f'{len(dataset.train)} training examples; lower it.')
 
 
 @dataclasses.dataclass
@@ -103,6 +106,19 @@ def make_train_step(run: Run, total_steps: int) -> tuple[Callable, Callable]:
     return {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': init_opt_state(params)}
 
   return init_state, train_step
+
+
+def on_stored_inputs(family: Family, to_float32: Callable[[jax.Array], jax.Array]) -> Family:
+  """``family`` whose functions that take examples (eval, reconstruct, encode, log_weights) take them as
+  the dataset stores them (uint8 images) and convert each batch with ``to_float32`` first."""
+  log_weights = family.log_weights
+  return dataclasses.replace(
+      family,
+      eval=lambda params, x_BxD, key, hp: family.eval(params, to_float32(x_BxD), key, hp),
+      reconstruct=lambda params, x_BxD, key, hp: family.reconstruct(params, to_float32(x_BxD), key, hp),
+      encode=lambda params, x_BxD: family.encode(params, to_float32(x_BxD)),
+      log_weights=None if log_weights is None else (
+          lambda params, x_BxD, key, k, hp=None: log_weights(params, to_float32(x_BxD), key, k, hp)))
 
 
 def over_models(fn: Callable, num_models: int, in_axes: Sequence[int | None]) -> Callable:
@@ -141,15 +157,17 @@ class Program:
   def __init__(self, runs: Sequence[Run], dataset: data.Dataset, devices: Sequence[jax.Device] | None = None):
     rep, cfg = runs[0], runs[0].config
     self.num_models = len(runs)
-    self.steps_per_epoch = len(dataset.x_train) // cfg.train.batch_size
+    self.steps_per_epoch = len(dataset.train) // cfg.train.batch_size
+    self.family = on_stored_inputs(rep.family, dataset.to_float32)  # takes the stored (uint8) test split
     init_state, train_step = make_train_step(rep, self.steps_per_epoch * cfg.train.num_epochs)
     k = self.num_models
     self.mesh = parallel.model_mesh(k, devices) if k > 1 else None
     batch_sharding = None if k > 1 else parallel.batch_sharding(parallel.data_mesh(cfg.train.batch_size, devices))
-    train_epoch = make_train_epoch(train_step, cfg.train.batch_size, cfg.data.binarize == 'dynamic', batch_sharding)
-    evaluate = metrics.make_evaluate(rep.family.eval, cfg.train.eval_batch_size)
-    reconstruct = rep.family.reconstruct
-    x_1xD = jnp.zeros((1, dataset.x_train.shape[1]), jnp.float32)
+    train_epoch = make_train_epoch(train_step, cfg.train.batch_size, cfg.data.binarize == 'dynamic', batch_sharding,
+                                   dataset.to_float32)
+    evaluate = metrics.make_evaluate(self.family.eval, cfg.train.eval_batch_size)
+    reconstruct = self.family.reconstruct
+    x_1xD = jnp.zeros((1, dataset.train.shape[1]), jnp.float32)
     self.sharding = (None if self.mesh is None else
                      jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(parallel.MODEL_AXIS)))
 
@@ -168,7 +186,7 @@ class Program:
       return over_models(one_epoch, k, [0, None, None, None, None, 0, 0])(
           state, x_train, x_test, x_fig, epoch, train_keys, hp)
 
-    final_arrays = figures.make_final_arrays(rep.family, cfg)
+    final_arrays = figures.make_final_arrays(self.family, cfg)
     jit = (lambda f: jax.jit(f)) if self.sharding is None else (lambda f: jax.jit(f, out_shardings=self.sharding))
     self.init, self.epoch = jit(init), jit(epoch)
     self.final = jit(lambda params, x_test: over_models(final_arrays, k, [0, None])(params, x_test))
@@ -185,4 +203,4 @@ class Program:
 def abstract_state(run: Run, dataset: data.Dataset) -> Any:
   """Shapes and dtypes of one model's state (no computation)."""
   init_state, _ = make_train_step(run, 1)
-  return jax.eval_shape(init_state, run.init_key, jnp.zeros((1, dataset.x_train.shape[1]), jnp.float32))
+  return jax.eval_shape(init_state, run.init_key, jnp.zeros((1, dataset.train.shape[1]), jnp.float32))
