@@ -19,7 +19,7 @@ OPTIMIZERS = ('adam', 'adamw', 'sgd', 'adadelta')
 NETS = ('mlp', 'conv')
 PRIORS = ('gaussian', 'mixture')
 SCHEDULES = ('constant', 'cosine', 'warmup_cosine')
-FILE_SOURCES = ('idx', 'npz', 'csv')
+FILE_SOURCES = ('idx', 'npz', 'csv', 'images')
 
 
 class ConfigError(ValueError):
@@ -32,7 +32,8 @@ def base() -> ml_collections.ConfigDict:
   c.seed = 0
   c.data = dict(name='digits', path=config_dict.placeholder(str), test_path=config_dict.placeholder(str),
                 test_fraction=0.2, split_seed=0, binarize='none', binarize_threshold=0.5, standardize=True,
-                tfds_data_dir=config_dict.placeholder(str), max_train_examples=0, max_test_examples=0)
+                tfds_data_dir=config_dict.placeholder(str), max_train_examples=0, max_test_examples=0,
+                image_size=0, channels=0)
   c.model = dict(name='ae', hidden=(256,), latent_dim=32, activation='relu', code_activation='identity',
                  likelihood='mse', output_activation='sigmoid', likelihood_std=1.0, tied=False, kl_weight=1.0,
                  net='mlp', conv_channels=(32, 64), num_samples=1, free_bits=0.0, kl_warmup_steps=0,
@@ -53,7 +54,8 @@ def base() -> ml_collections.ConfigDict:
 def set_data(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
   """Applies a config ``arg`` that picks the dataset and returns ``config``.
 
-  ``None`` or ``'digits'``: scikit-learn digits. ``'idx=DIR'``, ``'npz=FILE'``, ``'csv=FILE'``: files.
+  ``None`` or ``'digits'``: scikit-learn digits. ``'idx=DIR'``, ``'npz=FILE'``, ``'csv=FILE'``: files;
+  ``'images=DIR'``: a folder of PNG / JPEG images (``data.image_size``, ``data.channels``).
   Any other name (``'mnist'``, ``'fashion_mnist'``, ...) is a tensorflow-datasets name.
   """
   arg = arg or 'digits'
@@ -124,6 +126,11 @@ def _validate_data(d):
   _choice(d.binarize, BINARIZE, 'data.binarize')
   _in_unit_interval(d.binarize_threshold, 'data.binarize_threshold')
   _check(d.max_train_examples >= 0 and d.max_test_examples >= 0, 'data.max_*_examples must be >= 0.')
+  size = (d.image_size,) * 2 if isinstance(d.image_size, int) else tuple(d.image_size)
+  _check(len(size) == 2 and all(isinstance(s, int) and s >= 0 for s in size) and (all(size) or not any(size)),
+         f'data.image_size={d.image_size!r} must be an int (square) or (height, width) in pixels, or 0 for the '
+         'size of the first image.')
+  _choice(d.channels, (0, 1, 3), 'data.channels (1 grey, 3 colour, 0 from the first image)')
 
 
 def _validate_model(config):

@@ -8,6 +8,8 @@ tables: see `Dataset`), optional int32 labels, the shape of one example and its 
 - 'idx': a directory of MNIST-format IDX files (train-* and t10k-*, gzip-compressed or not).
 - 'npz': a file with array `x` (N x D, or N x H x W [x C]) and optional labels `y`.
 - 'csv': a numeric table with an optional header row and an optional label column `label` or `y`.
+- 'images': a folder of PNG / JPEG files (labels from class subfolders), resized to data.image_size
+  with data.channels (`aelab.images`).
 - any tensorflow-datasets image dataset ('mnist', 'fashion_mnist', 'cifar10', ...), read through
   `tfds.data_source` (no TensorFlow needed; tfds is imported only when such a name is used).
 
@@ -37,7 +39,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-_LOCAL_SOURCES = ('digits', 'idx', 'npz', 'csv')
+from aelab import images
+from aelab.errors import DataError  # noqa: F401  # data.DataError, as before; aelab.images raises it too
+
+_LOCAL_SOURCES = ('digits', 'idx', 'npz', 'csv', 'images')
 _BINARIZE = ('none', 'static', 'dynamic')
 _IDX_IMAGES = re.compile(r'images[-.]idx3-ubyte(\.gz)?$')
 _IDX_IMAGES_MAGIC, _IDX_LABELS_MAGIC = 2051, 2049  # 0x0803: uint8, 3 dims; 0x0801: uint8, 1 dim.
@@ -45,10 +50,6 @@ _IDX_IMAGES_MAGIC, _IDX_LABELS_MAGIC = 2051, 2049  # 0x0803: uint8, 3 dims; 0x08
 # machine gives up. Three tries fail in about a second and still ride out a transient error.
 _TFDS_DOWNLOAD_RETRIES = 3
 _TFDS_READ_CHUNK = 1024  # records per batched read of a tfds data source
-
-
-class DataError(ValueError):
-  """The data or the data config is invalid; the message says what was wrong and what to do."""
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -134,6 +135,8 @@ class _Options:
   tfds_data_dir: str | None = None
   max_train_examples: int | None = None  # None or 0: all.
   max_test_examples: int | None = None
+  image_size: int | tuple[int, int] | None = None  # 'images': None or 0: the first image's size.
+  channels: int | None = None  # 'images': 1 or 3; None or 0: from the first image.
 
 
 def load(data_config: ml_collections.ConfigDict) -> Dataset:
@@ -530,5 +533,13 @@ def _tfds_records(source: Any, start: int, stop: int) -> list[dict[str, Any]]:
     return [source[i] for i in range(start, stop)]
 
 
+def _load_images(opts: _Options) -> _Loaded:
+  """A folder of PNG / JPEG images (``aelab.images``): uint8, labels from class subfolders if any."""
+  directory = _required_path(opts, 'a folder of PNG / JPEG images, one subfolder per class for labels')
+  source = images.ImageFolder(directory, opts.image_size, opts.channels)
+  x, y = images.load_folder(source)
+  return _split(x, y, f'image folder {directory}'), None, 'image'
+
+
 _LOADERS: dict[str, Callable[[_Options], _Loaded]] = {
-    'digits': _load_digits, 'idx': _load_idx, 'npz': _load_npz, 'csv': _load_csv}
+    'digits': _load_digits, 'idx': _load_idx, 'npz': _load_npz, 'csv': _load_csv, 'images': _load_images}

@@ -10,7 +10,8 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / 'aelab'
 
 # Lower layers first; a module may import only from its own layer's listed modules below it and lower layers.
 LAYERS = [
-    {'aelab.losses', 'aelab.corruption', 'aelab.nets', 'aelab.data', 'aelab.plots', 'aelab.parallel'},
+    {'aelab.losses', 'aelab.corruption', 'aelab.nets', 'aelab.data', 'aelab.plots', 'aelab.parallel',
+     'aelab.errors', 'aelab.images'},
     {'aelab.models', 'aelab.models.family', 'aelab.models.common', 'aelab.models.ae', 'aelab.models.vae',
      'aelab.models.aae'},
     {'aelab.config', 'aelab.optimizers'},
