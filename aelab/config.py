@@ -37,7 +37,7 @@ def base() -> ml_collections.ConfigDict:
   c.model = dict(name='ae', hidden=(256,), latent_dim=32, activation='relu', code_activation='identity',
                  likelihood='mse', output_activation='sigmoid', likelihood_std=1.0, tied=False, kl_weight=1.0,
                  net='mlp', conv_channels=(32, 64), num_samples=1, free_bits=0.0, kl_warmup_steps=0,
-                 prior='gaussian')
+                 prior='gaussian', dtype='float32')
   c.aae = dict(disc_hidden=(256, 256), disc_learning_rate=1e-4, gen_learning_rate=1e-4, adversarial_weight=1.0,
                mixture_components=10, mixture_radius=4.0, mixture_std=0.5)
   c.corruption = dict(name='none', std=0.5, rate=0.25, clip=True)
@@ -146,6 +146,7 @@ def _validate_model(config):
     _choice(m.likelihood, ('bernoulli', 'gaussian'), 'model.likelihood (a VAE needs a normalized likelihood)')
   _check(m.likelihood_std > 0, f'model.likelihood_std={m.likelihood_std} must be > 0.')
   _check(m.kl_weight >= 0, f'model.kl_weight={m.kl_weight} must be >= 0.')
+  _choice(m.dtype, common.DTYPES, 'model.dtype (of the nets\' computation; parameters stay float32)')
 
 
 def _validate_generative(config):
