@@ -80,3 +80,16 @@ def test_bfloat16_matmuls_train_like_float32():
   f32, bf16 = (h[-1]['test/neg_elbo'] for h in (histories['float32'], histories['bfloat16']))
   assert bf16 < histories['bfloat16'][0]['test/neg_elbo']  # it trains
   assert abs(bf16 - f32) <= BF16_TOLERANCE * f32, (bf16, f32)
+
+
+@pytest.mark.parametrize('name, overrides', [('conv_vae', {}), ('ae', {'tied': True}), ('aae', {})])
+def test_bfloat16_nets_keep_float32_params_and_outputs(name, overrides):
+  config = load_config(name)
+  config.model.update(dtype='bfloat16', **overrides)
+  run = engine.make_run(config, (8, 8, 1))
+  x_BxD = jax.numpy.full((2, 64), 0.5)
+  params = run.family.init(jax.random.key(0), x_BxD)
+  assert {x.dtype for x in jax.tree.leaves(params)} == {np.dtype(np.float32)}
+  z = run.family.encode(params, x_BxD)
+  assert z.dtype == run.family.decode(params, z).dtype == np.float32
+  assert 'bf16' in str(jax.make_jaxpr(run.family.encode)(params, x_BxD))
