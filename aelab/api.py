@@ -20,6 +20,10 @@ from aelab import config as config_lib, data, engine, metrics
 from aelab.workdir import Workdir
 
 
+class CheckpointError(RuntimeError):
+  """A run's checkpoint could not be read (truncated, deleted or damaged files); the message says which."""
+
+
 @dataclasses.dataclass
 class Trained:
   """A trained run: its ``config``, ``params``, the epoch of its checkpoint, its ``Family``, and jitted
@@ -41,13 +45,17 @@ class Trained:
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
   """The resolved config of a run's ``config.json``. Raises FileNotFoundError when there is none,
-  ConfigError when it is not valid."""
+  ConfigError (naming the file) when it is no valid JSON or holds an invalid config."""
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
     raise FileNotFoundError(f'{path} not found: the workdir must be the directory of a training run.')
-  with open(path) as f:
-    config = config_lib.from_dict(json.load(f))
-  config_lib.validate(config)
+  try:
+    with open(path) as f:
+      config = config_lib.from_dict(json.load(f))
+    config_lib.validate(config)
+  except (config_lib.ConfigError, ValueError) as e:  # json.JSONDecodeError is a ValueError
+    raise config_lib.ConfigError(f'{path} is damaged or not a config aelab wrote ({e}); restore it from '
+                                 'a copy, or retrain in a new --workdir.') from e
   return config
 
 
@@ -55,12 +63,23 @@ def load(workdir: str, dataset: data.Dataset | None = None) -> Trained:
   """The latest checkpoint of the run in ``workdir`` (a single run, or one run's folder of a sweep).
 
   ``dataset`` (default: ``data.load`` of the run's config, relative paths from the current directory)
-  gives the example shape. Raises FileNotFoundError without config.json or a checkpoint.
+  gives the example shape. Raises FileNotFoundError without config.json or a checkpoint, ConfigError
+  for a damaged config.json, CheckpointError when the checkpoint's files cannot be read.
   """
   config = read_config(workdir)
   dataset = dataset or data.load(config.data)
   run = engine.make_run(config, dataset.shape)
-  state, epoch = engine.restore(Workdir(workdir, config), engine.abstract_state(run, dataset))
+  try:
+    state, epoch = engine.restore(Workdir(workdir, config), engine.abstract_state(run, dataset))
+  except config_lib.ConfigError:
+    raise
+  except Exception as e:  # orbax, TensorStore and json errors of a damaged checkpoint share no type
+    root = e
+    while root.__cause__ is not None:  # orbax wraps TensorStore's error, which names the file
+      root = root.__cause__
+    raise CheckpointError(f'The checkpoint of {workdir} could not be read ({config_lib.describe(root)[:400]}): its '
+                          'files are truncated, deleted or damaged. Rerun training with the same --workdir to '
+                          'resume from an intact checkpoint, or retrain.') from e
   if state is None:
     raise FileNotFoundError(f'No checkpoint in {workdir}: train first (python -m aelab.main).')
   params, family = jax.device_put(state['params']), run.family

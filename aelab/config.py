@@ -12,7 +12,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from aelab import corruption, models, nets
-from aelab.models import common
+from aelab.models import common, sae
 
 BINARIZE = ('none', 'static', 'dynamic')
 OPTIMIZERS = ('adam', 'adamw', 'sgd', 'adadelta')
@@ -20,6 +20,14 @@ NETS = ('mlp', 'conv')
 PRIORS = ('gaussian', 'mixture')
 SCHEDULES = ('constant', 'cosine', 'warmup_cosine')
 FILE_SOURCES = ('idx', 'npz', 'csv', 'images')
+
+# Fields that change only what a run writes or how fast, never its trained parameters or its per-epoch
+# metrics: a workdir may be resumed with other values of these (``workdir.check_same_run``). Every other
+# field makes another run. ``train.num_epochs`` may be raised (training continues), not lowered.
+OUTPUT_ONLY_FIELDS = frozenset({
+    'train.figures_every', 'train.num_figure_images', 'train.checkpoint_every', 'train.keep_checkpoints',
+    'train.compilation_cache', 'train.compilation_cache_dir', 'eval.final_metrics', 'eval.nll_samples',
+    'eval.nll_batch_size', 'eval.nll_chunk_size', 'eval.projection', 'data.tfds_data_dir'})
 
 
 class ConfigError(ValueError):
@@ -33,11 +41,15 @@ def base() -> ml_collections.ConfigDict:
   c.data = dict(name='digits', path=config_dict.placeholder(str), test_path=config_dict.placeholder(str),
                 test_fraction=0.2, split_seed=0, binarize='none', binarize_threshold=0.5, standardize=True,
                 tfds_data_dir=config_dict.placeholder(str), max_train_examples=0, max_test_examples=0,
-                image_size=0, channels=0)
+                image_size=0, channels=0,
+                superposition=dict(num_features=96, dim=32, probability=1 / 32, magnitude_min=0.0, magnitude_max=1.0,
+                                   num_train=50_000, num_test=10_000, seed=0))
   c.model = dict(name='ae', hidden=(256,), latent_dim=32, activation='relu', code_activation='identity',
                  likelihood='mse', output_activation='sigmoid', likelihood_std=1.0, tied=False, kl_weight=1.0,
                  net='mlp', conv_channels=(32, 64), num_samples=1, free_bits=0.0, kl_warmup_steps=0,
-                 prior='gaussian', dtype='float32')
+                 prior='gaussian', sae_activation='topk', dtype='float32')
+  c.sae = dict(k=4, aux_k=32, dead_steps=500, aux_weight=1 / 32, l1_weight=0.0, l0_weight=0.0, bandwidth=1e-3,
+               threshold_init=1e-3, unit_norm_decoder=True, bias_init='geometric_median')
   c.aae = dict(disc_hidden=(256, 256), disc_learning_rate=1e-4, gen_learning_rate=1e-4, adversarial_weight=1.0,
                mixture_components=10, mixture_radius=4.0, mixture_std=0.5)
   c.corruption = dict(name='none', std=0.5, rate=0.25, clip=True)
@@ -97,7 +109,8 @@ def _in_unit_interval(value, field: str, closed: bool = True):
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Checks every field's name and range. Raises ConfigError naming the field and what is allowed."""
+  """Checks every field's type, name and range. Raises ConfigError naming the field and what is allowed."""
+  _validate_types(config)
   _validate_data(config.data)
   _validate_model(config)
   _choice(config.corruption.name, corruption.NAMES, 'corruption.name')
@@ -115,6 +128,39 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _validate_optimizer(config.optimizer)
   _validate_train(config.train)
   _validate_generative(config)
+
+
+def _kind(default) -> tuple[tuple[type, ...], str]:
+  """The types a field with this default in :func:`base` accepts, and their name for a message."""
+  if default is None:  # a placeholder: an optional path or directory
+    return (str, type(None)), 'a string or None'
+  if isinstance(default, bool):
+    return (bool,), 'True or False'
+  if isinstance(default, int):
+    return (int,), 'an integer'
+  if isinstance(default, float):
+    return (int, float), 'a finite number'
+  return (type(default),), f'a {type(default).__name__}'
+
+
+def _validate_types(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict | None = None,
+                    prefix: str = '') -> None:
+  """Raises ConfigError for a field of :func:`base` whose value has another type (None included; a bool
+  is no number) or is a NaN or infinite number. Fields that base() lacks are left to their users."""
+  defaults = base() if defaults is None else defaults
+  for name, default in defaults.items():
+    value, field = config.get(name), f'{prefix}{name}'
+    if isinstance(default, ml_collections.ConfigDict):
+      if not isinstance(value, ml_collections.ConfigDict):
+        raise ConfigError(f'{field} must be a section of fields like {sorted(default.keys())}, got {value!r}.')
+      _validate_types(value, default, f'{field}.')
+      continue
+    types, wanted = _kind(default)
+    bad_bool = isinstance(value, bool) and bool not in types
+    if not isinstance(value, types) or bad_bool or (isinstance(value, float) and not math.isfinite(value)):
+      raise ConfigError(f'{field}={value!r} must be {wanted} (like its default, {default!r}).')
+    if isinstance(value, int) and not -2 ** 31 <= value < 2 ** 31:  # seeds, sizes and counts are int32
+      raise ConfigError(f'{field}={value} is out of range: give a value below 2**31.')
 
 
 def _validate_data(d):
@@ -147,6 +193,23 @@ def _validate_model(config):
   _check(m.likelihood_std > 0, f'model.likelihood_std={m.likelihood_std} must be > 0.')
   _check(m.kl_weight >= 0, f'model.kl_weight={m.kl_weight} must be >= 0.')
   _choice(m.dtype, common.DTYPES, 'model.dtype (of the nets\' computation; parameters stay float32)')
+  if m.name == 'sae':
+    _validate_sae(config)
+
+
+def _validate_sae(config):
+  m, s = config.model, config.sae
+  _choice(m.sae_activation, sae.ACTIVATIONS, 'model.sae_activation')
+  _choice(s.bias_init, sae.BIAS_INITS, 'sae.bias_init')
+  for field in ('k', 'aux_k'):
+    _check(isinstance(s[field], int) and 1 <= s[field] <= m.latent_dim,
+           f'sae.{field}={s[field]} must be an integer in [1, model.latent_dim={m.latent_dim}].')
+  _check(s.dead_steps >= 1, f'sae.dead_steps={s.dead_steps} (steps without firing before a latent counts as dead) '
+         'must be >= 1.')
+  for field in ('aux_weight', 'l1_weight', 'l0_weight'):
+    _check(s[field] >= 0 and math.isfinite(s[field]), f'sae.{field}={s[field]} must be a number >= 0.')
+  for field in ('bandwidth', 'threshold_init'):
+    _check(s[field] > 0, f'sae.{field}={s[field]} (JumpReLU) must be > 0.')
 
 
 def _validate_generative(config):
@@ -186,14 +249,27 @@ def from_dict(values: dict) -> ml_collections.ConfigDict:
       return {k: as_tuples(x) for k, x in v.items()}
     return tuple(as_tuples(x) for x in v) if isinstance(v, list) else v
 
+  if not isinstance(values, dict):
+    raise ConfigError(f'A config must be a JSON object of sections and fields, got {type(values).__name__}.')
   config = base()
   for section, fields in as_tuples(values).items():
-    if isinstance(fields, dict) and section in config:
+    if isinstance(fields, dict) and isinstance(config.get(section), ml_collections.ConfigDict):
       for name, value in fields.items():
-        config[section][name] = value
+        _set(config[section], name, value, f'{section}.{name}')
     else:
-      config[section] = fields
+      _set(config, section, fields, section)
   return config
+
+
+def _set(node: ml_collections.ConfigDict, name: str, value, field: str) -> None:
+  """``node[name] = value``; raises ConfigError naming ``field`` when the value's type does not fit."""
+  try:
+    node[name] = value
+  except (TypeError, ValueError, AttributeError):
+    default = node.get(name)
+    if isinstance(default, ml_collections.ConfigDict):
+      raise ConfigError(f'{field}={value!r} must be a section of fields like {sorted(default.keys())}.') from None
+    raise ConfigError(f'{field}={value!r} must be {_kind(default)[1]} (like its default, {default!r}).') from None
 
 
 def _validate_optimizer(o):
@@ -218,21 +294,47 @@ def _validate_train(t):
 
 def load_module(path: str, what: str = 'config') -> ModuleType:
   """Executes the Python file at ``path`` as a module (a config or sweep file) and returns it.
-  Raises ConfigError when the file does not exist."""
+  Raises ConfigError when the file does not exist or fails to run (a syntax error, an exception)."""
   if not os.path.isfile(path):
     raise ConfigError(f'{what.capitalize()} file {path!r} not found.')
   name = f'{what}_{os.path.splitext(os.path.basename(path))[0]}'
   spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  try:
+    spec.loader.exec_module(module)
+  except Exception as e:  # any error in the user's file is reported as that file's
+    raise ConfigError(f'{what.capitalize()} file {path} failed to load: {describe(e)}; fix the file.') from e
   return module
+
+
+def describe(error: BaseException) -> str:
+  """One line for an exception raised by a user's file: ``SyntaxError at line 3: '[' was never closed``,
+  ``ValueError: ...`` (the first line of its message)."""
+  if isinstance(error, SyntaxError):
+    return f'{type(error).__name__} at line {error.lineno}: {error.msg}'
+  lines = str(error).strip().splitlines()
+  return f'{type(error).__name__}: {lines[0]}' if lines else type(error).__name__
+
+
+def call(module: ModuleType, function: str, arg: str | None, path: str, what: str = 'config'):
+  """``module.function(arg)``; raises ConfigError when the file lacks it or it raises (a ConfigError it
+  raises passes unchanged)."""
+  if not callable(getattr(module, function, None)):
+    raise ConfigError(f'{what.capitalize()} file {path} defines no {function}(arg=None).')
+  try:
+    return getattr(module, function)(arg)
+  except ConfigError:
+    raise
+  except Exception as e:  # the user's function: its error is reported as theirs
+    raise ConfigError(f'{function}({arg!r}) of {what} file {path} raised {describe(e)}') from e
 
 
 def load(spec: str) -> ml_collections.ConfigDict:
   """The config of ``path/to/config.py[:arg]``, as ``--config=path/to/config.py:arg`` loads it: that
-  file's ``get_config(arg)`` (``None`` without ``:arg``). Raises ConfigError for a missing file."""
+  file's ``get_config(arg)`` (``None`` without ``:arg``). Raises ConfigError for a missing file, one
+  that fails to run, or a get_config that raises."""
   path, _, arg = spec.partition(':')
-  return load_module(path, 'config').get_config(arg or None)
+  return call(load_module(path, 'config'), 'get_config', arg or None, path)
 
 
 def default_cache_dir() -> str:

@@ -10,6 +10,8 @@ tables: see `Dataset`), optional int32 labels, the shape of one example and its 
 - 'csv': a numeric table with an optional header row and an optional label column `label` or `y`.
 - 'images': a folder of PNG / JPEG files (labels from class subfolders), resized to data.image_size
   with data.channels (`aelab.images`).
+- 'superposition': sparse features in superposition, generated (aelab/superposition.py, fields
+  data.superposition); the true feature directions in `Dataset.extras['feature_directions']`.
 - any tensorflow-datasets image dataset ('mnist', 'fashion_mnist', 'cifar10', ...), read through
   `tfds.data_source` (no TensorFlow needed; tfds is imported only when such a name is used).
 
@@ -29,8 +31,11 @@ import gzip
 import math
 import pathlib
 import re
+import struct
 import urllib.error
 import warnings
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -39,8 +44,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from aelab import images
-from aelab.errors import DataError  # noqa: F401  # data.DataError, as before; aelab.images raises it too
+from aelab import images, superposition
+from aelab.errors import DataError  # data.DataError, as before; aelab.images raises it too
 
 _LOCAL_SOURCES = ('digits', 'idx', 'npz', 'csv', 'images')
 _BINARIZE = ('none', 'static', 'dynamic')
@@ -50,6 +55,10 @@ _IDX_IMAGES_MAGIC, _IDX_LABELS_MAGIC = 2051, 2049  # 0x0803: uint8, 3 dims; 0x08
 # machine gives up. Three tries fail in about a second and still ride out a transient error.
 _TFDS_DOWNLOAD_RETRIES = 3
 _TFDS_READ_CHUNK = 1024  # records per batched read of a tfds data source
+
+
+class DataNotFoundError(DataError, FileNotFoundError):
+  """data.path or data.test_path does not exist (a DataError, and a FileNotFoundError as before)."""
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -73,6 +82,7 @@ class Dataset:
     shape: shape of one example before flattening: (H, W, C) for images, (D,) for tabular.
     kind: 'image' or 'tabular'.
     name: data.name of the source.
+    extras: source-specific ground truth, e.g. ``{'feature_directions': n x D}`` for superposition data.
     x_max: the stored uint8 value that means 1.0 (ignored for float32 arrays).
 
   Properties `x_train` and `x_test` are the float32 [N, D] views (images in [0, 1], {0, 1} when
@@ -85,6 +95,7 @@ class Dataset:
   shape: tuple[int, ...]
   kind: str
   name: str
+  extras: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
   x_max: int = 255
 
   def to_float32(self, x: Any) -> Any:
@@ -147,12 +158,15 @@ def load(data_config: ml_collections.ConfigDict) -> Dataset:
   tfds_data_dir, max_train_examples, max_test_examples [None or 0: all].
 
   Raises:
-    DataError: invalid config field, unknown name, or bad data (NaN/inf, empty, mismatched shapes
-      or labels, float images outside [0, 1], malformed IDX/npz/csv).
-    FileNotFoundError: data.path or data.test_path does not exist.
+    DataError: invalid config field, unknown name, or bad data (NaN/inf, empty, no features,
+      complex or object values, mismatched shapes or labels, float images outside [0, 1], a file that
+      is unreadable, truncated or not of its format, a directory where a file belongs).
+    DataNotFoundError: data.path or data.test_path does not exist (a DataError and a FileNotFoundError).
     DatasetUnavailableError: a tfds dataset could not be downloaded (e.g. no network).
   """
   opts = _options(data_config)
+  if opts.name == 'superposition':
+    return _load_superposition(data_config)
   train, test, kind = _LOADERS.get(opts.name, _load_tfds)(opts)
   if test is None:
     train, test = _holdout(train, opts.test_fraction, opts.split_seed)
@@ -160,7 +174,7 @@ def load(data_config: ml_collections.ConfigDict) -> Dataset:
   train, test = _head(train, opts.max_train_examples), _head(test, opts.max_test_examples)
   train, test = _same_storage(train, test)
   x_train, x_test = _transform(train, test, kind, opts)
-  return Dataset(x_train, train.y, x_test, test.y, train.x.shape[1:], kind, opts.name, train.x_max)
+  return Dataset(x_train, train.y, x_test, test.y, train.x.shape[1:], kind, opts.name, x_max=train.x_max)
 
 
 def dynamic_binarize(key: jax.Array, x: jax.Array) -> jax.Array:
@@ -176,14 +190,17 @@ def _options(config: ml_collections.ConfigDict) -> _Options:
   opts = _Options(**{k: v for k, v in given.items() if v is not None})
   if not isinstance(opts.name, str) or not opts.name:
     raise DataError(f'data.name={opts.name!r}: give one of {_LOCAL_SOURCES} or a tfds dataset name.')
+  for field in ('path', 'test_path', 'tfds_data_dir'):
+    if not isinstance(getattr(opts, field), (str, type(None))):
+      raise DataError(f'data.{field}={getattr(opts, field)!r} must be a path (a string).')
   if opts.binarize not in _BINARIZE:
     raise DataError(f'data.binarize={opts.binarize!r} is not one of {_BINARIZE}.')
   if not isinstance(opts.test_fraction, (int, float)) or not 0 < opts.test_fraction < 1:
     raise DataError(f'data.test_fraction={opts.test_fraction!r} must lie in (0, 1), e.g. 0.2.')
   if not isinstance(opts.binarize_threshold, (int, float)) or not 0 <= opts.binarize_threshold <= 1:
     raise DataError(f'data.binarize_threshold={opts.binarize_threshold} must lie in [0, 1].')
-  if not isinstance(opts.split_seed, int) or isinstance(opts.split_seed, bool):
-    raise DataError(f'data.split_seed={opts.split_seed!r} must be an int.')
+  if not isinstance(opts.split_seed, int) or isinstance(opts.split_seed, bool) or abs(opts.split_seed) >= 2 ** 31:
+    raise DataError(f'data.split_seed={opts.split_seed!r} must be an int below 2**31.')
   for count in (opts.max_train_examples, opts.max_test_examples):
     if count is not None and (not isinstance(count, int) or count < 0):
       raise DataError(f'data.max_*_examples={count!r} must be an int >= 0 (0 or None: all).')
@@ -191,18 +208,43 @@ def _options(config: ml_collections.ConfigDict) -> _Options:
 
 
 def _required_path(opts: _Options, expected: str) -> pathlib.Path:
-  """data.path as an existing path; raises DataError if unset, FileNotFoundError if missing."""
+  """data.path as an existing path; raises DataError if unset, DataNotFoundError if missing."""
   if not opts.path:
     raise DataError(f'data.name={opts.name!r} needs data.path: {expected}.')
   return _existing(opts.path, expected)
 
 
 def _existing(path: str, expected: str) -> pathlib.Path:
-  """Returns the path; raises FileNotFoundError naming it and the expected contents if missing."""
+  """Returns the path; raises DataNotFoundError naming it and the expected contents if missing."""
   p = pathlib.Path(path).expanduser()
   if not p.exists():
-    raise FileNotFoundError(f'{p} does not exist; expected {expected}.')
+    raise DataNotFoundError(f'{p} does not exist; expected {expected}.')
   return p
+
+
+def _file(path: pathlib.Path, expected: str) -> pathlib.Path:
+  """Returns path; raises DataError if it is a directory (a file is expected)."""
+  if path.is_dir():
+    raise DataError(f'{path} is a directory; expected {expected}: give the file itself.')
+  return path
+
+
+# What reading arbitrary bytes as npz / npy / gzip / text raises (numpy: ValueError, EOFError, OSError;
+# zipfile: BadZipFile; zlib: error; gzip: BadGzipFile, an OSError, and EOFError; text: UnicodeDecodeError).
+_READ_ERRORS = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, struct.error, MemoryError)
+
+
+@contextlib.contextmanager
+def _reading(where: str, expected: str) -> Iterator[None]:
+  """Turns what a damaged or mislabelled file raises while it is parsed into a DataError naming the file."""
+  try:
+    yield
+  except DataError:
+    raise
+  except _READ_ERRORS as e:
+    reason = str(e).splitlines()[0] if str(e) else ''
+    raise DataError(f'{where} could not be read ({type(e).__name__}: {reason}); expected {expected}. Is it '
+                    'truncated, damaged or of another format?') from e
 
 
 # ---- validation and transforms ----
@@ -215,10 +257,13 @@ def _split(x: np.ndarray, y: Any, where: str) -> _Split:
   if y.shape != (len(x),):
     raise DataError(f'{where}: labels of shape {y.shape} for {len(x)} examples; '
                     f'give one label per example (shape ({len(x)},)).')
-  integral = np.issubdtype(y.dtype, np.integer) or (
-      np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0))
+  with np.errstate(invalid='ignore'):  # NaN and inf labels are not integral: told below
+    integral = np.issubdtype(y.dtype, np.integer) or (
+        np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0))
   if not integral:
     raise DataError(f'{where}: labels must be integers (class ids); found non-integer values.')
+  if y.size and np.abs(y).max() >= 2 ** 31:
+    raise DataError(f'{where}: labels must be class ids (int32), found {np.abs(y).max():g}.')
   return _Split(x, y.astype(np.int32), where)
 
 
@@ -237,6 +282,13 @@ def _check_finite(x: np.ndarray, where: str) -> None:
                     'remove or impute them before loading.')
 
 
+def _check_sized(x: np.ndarray, where: str) -> None:
+  """Raises DataError if one example has no values (a dimension after the first is 0)."""
+  if 0 in x.shape[1:]:
+    raise DataError(f'{where}: examples of shape {x.shape[1:]} hold no values (array of shape {x.shape}); '
+                    'each example needs at least one value (a csv, a feature column besides label / y).')
+
+
 def _images(x: np.ndarray, where: str) -> np.ndarray:
   """N x H x W [x C] uint8 (0..255), bool or float in [0, 1] -> N x H x W x C: uint8 stays uint8 (bool
   becomes {0, 255}), floats become float32 after a range check."""
@@ -245,6 +297,7 @@ def _images(x: np.ndarray, where: str) -> np.ndarray:
     x = x[..., None]
   if x.ndim != 4:
     raise DataError(f'{where}: images must be N x H x W or N x H x W x C, got shape {x.shape}.')
+  _check_sized(x, where)
   if x.dtype == np.uint8:
     return x
   if x.dtype == bool:
@@ -259,12 +312,20 @@ def _images(x: np.ndarray, where: str) -> np.ndarray:
 
 
 def _features(x: np.ndarray, where: str) -> np.ndarray:
-  """Numeric N x D table -> float32 N x D; raises DataError if empty, not 2-D or not finite."""
+  """Real N x D table -> float32 N x D; raises DataError if empty, not 2-D, complex or not finite."""
+  if x.ndim != 2 or not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)
+                         or x.dtype == bool):
+    kind = ' (complex values: store the real and imaginary parts as separate features)' if (
+        np.issubdtype(x.dtype, np.complexfloating)) else ''
+    raise DataError(f'{where}: tabular data must be a real-valued N x D array, got {x.dtype} {x.shape}{kind}.')
   _check_nonempty(x, where)
-  if x.ndim != 2 or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-    raise DataError(f'{where}: tabular data must be a numeric N x D array, got {x.dtype} {x.shape}.')
+  _check_sized(x, where)
   _check_finite(x, where)
-  return x.astype(np.float32)
+  with np.errstate(over='ignore'):
+    x32 = x.astype(np.float32)
+  if not np.isfinite(x32).all():
+    raise DataError(f'{where}: values beyond the float32 range (|x| > 3.4e38); rescale them.')
+  return x32
 
 
 def _holdout(split: _Split, fraction: float, seed: int) -> tuple[_Split, _Split]:
@@ -351,7 +412,7 @@ def _load_idx(opts: _Options) -> _Loaded:
   if len(images) == 1:
     return _idx_split(images[0]), None, 'image'
   if not images:
-    raise FileNotFoundError(f'no *images-idx3-ubyte[.gz] file in {directory}; expected {expected}.')
+    raise DataNotFoundError(f'no *images-idx3-ubyte[.gz] file in {directory}; expected {expected}.')
   raise DataError(f'{directory} holds several IDX image files {[p.name for p in images]} without a '
                   'train-*/t10k-* pair; keep one dataset per directory.')
 
@@ -373,8 +434,9 @@ def _idx_split(images_path: pathlib.Path) -> _Split:
 
 def _read_idx(path: pathlib.Path, magic: int) -> np.ndarray:
   """Parses a uint8 IDX file (big-endian header: magic, then one uint32 per dim) with numpy."""
-  with (gzip.open if path.name.endswith('.gz') else open)(path, 'rb') as f:
-    data = f.read()
+  with _reading(f'IDX file {path}', 'an MNIST-format IDX file, gzip-compressed if named .gz'):
+    with (gzip.open if path.name.endswith('.gz') else open)(_file(path, 'an IDX file'), 'rb') as f:
+      data = f.read()
   ndim = magic - 0x0800
   found = int.from_bytes(data[:4], 'big')
   if len(data) < 4 + 4 * ndim or found != magic:
@@ -401,15 +463,33 @@ def _load_npz(opts: _Options) -> _Loaded:
 def _npz_split(path: pathlib.Path, role: str) -> _Split:
   """Reads x and optional y from one npz; raises DataError if it is no npz or has no x."""
   where = f'npz {role} file {path}'
-  arrays = np.load(path, allow_pickle=False)
-  if not isinstance(arrays, np.lib.npyio.NpzFile):
-    raise DataError(f"{where} is not an .npz archive; save it as np.savez(path, x=features, y=labels).")
-  with arrays:
-    if 'x' not in arrays.files:
-      raise DataError(f"{where} has no array 'x' (it has: {arrays.files}); save the examples as "
-                      'x, e.g. np.savez(path, x=features, y=labels).')
-    x, y = arrays['x'], arrays['y'] if 'y' in arrays.files else None
+  with _reading(where, _NPZ_EXPECTED):
+    with open(_file(path, _NPZ_EXPECTED), 'rb') as f:
+      start = f.read(len(_ZIP_MAGIC))
+    if start != _ZIP_MAGIC:  # np.load would try pickle (refused) or read a single .npy array
+      found = 'is empty (0 bytes)' if not start else f'starts with {start!r}, not {_ZIP_MAGIC!r}'
+      raise DataError(f'{where} {found}: it is not an .npz archive; save it as '
+                      'np.savez(path, x=features, y=labels).')
+    with np.load(path, allow_pickle=False) as arrays:
+      if 'x' not in arrays.files:
+        raise DataError(f"{where} has no array 'x' (it has: {arrays.files}); save the examples as "
+                        'x, e.g. np.savez(path, x=features, y=labels).')
+      x, y = _npz_array(arrays, 'x', where), _npz_array(arrays, 'y', where) if 'y' in arrays.files else None
   return _split(_images(x, where) if x.ndim > 2 else _features(x, where), y, where)
+
+
+_ZIP_MAGIC = b'PK\x03\x04'  # An .npz is a zip archive of .npy files.
+
+
+def _npz_array(arrays: Any, name: str, where: str) -> np.ndarray:
+  """arrays[name]; raises DataError for an array of Python objects (numpy refuses them unpickled)."""
+  try:
+    return arrays[name]
+  except ValueError as e:
+    if 'allow_pickle' not in str(e):
+      raise
+    raise DataError(f"{where}: array {name!r} holds Python objects (dtype object), which aelab does not "
+                    'unpickle; store numbers, e.g. np.savez(path, x=x.astype(np.float32)).') from None
 
 
 def _load_csv(opts: _Options) -> _Loaded:
@@ -423,14 +503,19 @@ def _load_csv(opts: _Options) -> _Loaded:
 def _csv_split(path: pathlib.Path, role: str) -> _Split:
   """Reads one CSV; a first row that is not all numbers is a header naming the columns."""
   where = f'csv {role} file {path}'
-  header = _csv_header(path)
+  expected = 'a numeric comma-separated text file'
+  with _reading(where, expected):
+    header = _csv_header(_file(path, expected))
   with warnings.catch_warnings():  # loadtxt warns on an empty file; _features raises instead.
     warnings.simplefilter('ignore', UserWarning)
     try:
       table = np.loadtxt(path, delimiter=',', skiprows=int(header is not None), ndmin=2, quotechar='"')
+    except UnicodeError as e:
+      raise DataError(f'{where} is not text ({e}); expected {expected}.') from e
     except ValueError as e:
       raise DataError(f'{where}: {e} Every value must be a number (comma-separated).') from e
-  if header is not None and table.size and len(header) != table.shape[1]:
+  _check_nonempty(table if table.size else table[:0], where)  # a header alone: no rows to index
+  if header is not None and len(header) != table.shape[1]:
     raise DataError(f'{where}: the header names {len(header)} columns, the rows have {table.shape[1]}.')
   label = next((i for i, n in enumerate(header or []) if n.lower() in ('label', 'y')), None)
   if label is None:
@@ -539,6 +624,18 @@ def _load_images(opts: _Options) -> _Loaded:
   source = images.ImageFolder(directory, opts.image_size, opts.channels)
   x, y = images.load_folder(source)
   return _split(x, y, f'image folder {directory}'), None, 'image'
+
+
+def _load_superposition(data_config: ml_collections.ConfigDict) -> Dataset:
+  """Sparse features in superposition (``aelab/superposition.py``, fields ``data.superposition``), not
+  standardized (that would skew the feature directions); ``extras['feature_directions']``: ``n x D``."""
+  try:
+    s = superposition.spec(data_config.get('superposition'))
+  except superposition.SuperpositionError as e:
+    raise DataError(str(e)) from None
+  x_train, x_test, directions = superposition.generate(s)
+  return Dataset(x_train, None, x_test, None, (s.dim,), 'tabular', 'superposition',
+                 {'feature_directions': directions})
 
 
 _LOADERS: dict[str, Callable[[_Options], _Loaded]] = {

@@ -98,27 +98,44 @@ class Timer:
       self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - t0
 
 
-def restore(out: Workdir, abstract: Any, cache: dict | None = None) -> tuple[Any, int]:
-  """``(state, epoch)`` of the run in ``out`` from its latest checkpoint (host arrays without the model
-  axis), or ``(None, 0)``. ``cache`` (a dict kept across calls) restores a group's stacked checkpoint
-  once for all of its runs. Raises ConfigError when the stored arrays do not fit ``abstract`` (the
-  workdir holds a run of another model), naming the config fields that changed."""
-  found = checkpoints.latest(out.path)
-  if found is None:
-    return None, 0
-  directory, index, epoch = found
+def restore(out: Workdir, abstract: Any, cache: dict | None = None, log: Log = print,
+            discard_corrupt: bool = False) -> tuple[Any, int]:
+  """``(state, epoch)`` of the run in ``out`` from its newest checkpoint that reads back intact (host
+  arrays without the model axis), or ``(None, 0)``. A checkpoint that does not read back (a truncated or
+  deleted file) is reported in one line through ``log`` and the one before it is tried; with
+  ``discard_corrupt`` (training, which saves that epoch again) it is deleted.
+  ``cache`` (a dict kept across calls) restores a group's stacked checkpoint once for all of its runs.
+  Raises ConfigError when the stored arrays do not fit ``abstract`` (the workdir holds a run of another
+  model), naming the config fields that changed."""
   cache = {} if cache is None else cache
-  if (directory, epoch) not in cache:
-    ckpt = checkpoints.GroupCheckpoints(directory)
-    try:
-      stored = ckpt.shapes(epoch)
-      out.check_shapes([s[1:] for s in stored], [tuple(x.shape) for x in jax.tree.leaves(abstract)],
-                       f'of epoch {epoch}')
-      stacked = jax.tree.map(lambda x: jax.ShapeDtypeStruct((stored[0][0], *x.shape), x.dtype), abstract)
-      cache[directory, epoch] = ckpt.restore(epoch, stacked)
-    finally:
-      ckpt.close()
-  return row(cache[directory, epoch], index), epoch
+  for directory, index, epoch in checkpoints.candidates(out.path):
+    if (directory, epoch) not in cache:
+      try:
+        cache[directory, epoch] = _restore_stacked(out, abstract, directory, epoch)
+      except config_lib.ConfigError:
+        raise
+      except Exception as e:  # noqa: BLE001  (orbax and TensorStore raise many kinds for a damaged file)
+        reason = ' '.join(str(e).split())[:200]
+        log(f'The checkpoint of epoch {epoch} in {directory} does not read back ({type(e).__name__}: {reason}); '
+            f'{"deleted it, " if discard_corrupt else ""}trying the one before.')
+        if discard_corrupt:
+          checkpoints.discard(directory, epoch)
+        continue
+    return row(cache[directory, epoch], index), epoch
+  return None, 0
+
+
+def _restore_stacked(out: Workdir, abstract: Any, directory: str, epoch: int) -> Any:
+  """The stacked state of ``epoch`` in ``directory``, after checking its shapes against ``abstract``."""
+  ckpt = checkpoints.GroupCheckpoints(directory)
+  try:
+    stored = ckpt.shapes(epoch)
+    out.check_shapes([s[1:] for s in stored], [tuple(x.shape) for x in jax.tree.leaves(abstract)],
+                     f'of epoch {epoch}')
+    stacked = jax.tree.map(lambda x: jax.ShapeDtypeStruct((stored[0][0], *x.shape), x.dtype), abstract)
+    return ckpt.restore(epoch, stacked)
+  finally:
+    ckpt.close()
 
 
 def _progress(label: str, epoch: int, num_epochs: int, records: list[dict], alive: np.ndarray,
@@ -148,6 +165,38 @@ def _first_nonfinite(losses_S: np.ndarray) -> int | None:
   return int(bad[0]) if bad.size else None
 
 
+# A parameter or a mean code larger than this in magnitude counts as diverged. Trained autoencoders'
+# weights and codes are O(1) to O(100); an exploding optimizer (configs/ae.py with learning rate 1e6:
+# parameters of 5e6 and codes of mean magnitude 2.6e16 after one epoch) puts them far past it while a
+# bounded loss (MSE of a sigmoid output) stays finite.
+DIVERGED_MAGNITUDE = 1e6
+CODE_METRICS = ('code_mean_abs', 'code_norm')
+
+
+def divergence(out: dict, epoch: int) -> str | None:
+  """Why one model's epoch ``out`` (a row of ``Program.epoch``'s output) counts as diverged, or None.
+
+  Diverged: a step's training loss, a test metric or a parameter is not finite, or the magnitude of a
+  parameter or of the test codes (``test/code_mean_abs``, ``test/code_norm``) exceeds ``DIVERGED_MAGNITUDE``
+  (a loss on a bounded output, such as MSE after a sigmoid, may still look fine then)."""
+  losses = np.asarray(out['train']['loss'])
+  bad = _first_nonfinite(losses.reshape(-1))
+  if bad is not None:
+    return f'The training loss became {losses.reshape(-1)[bad]} at epoch {epoch}, step {bad + 1} of {losses.size}'
+  for name, value in out['test'].items():
+    if not np.isfinite(value):
+      return f'The test metric test/{name} became {value} at epoch {epoch}'
+  biggest = float(out['param_max_abs'])
+  if not np.isfinite(biggest):
+    return f'A parameter became {biggest} at epoch {epoch}'
+  if biggest > DIVERGED_MAGNITUDE:
+    return f'A parameter reached magnitude {biggest:.3g} (> {DIVERGED_MAGNITUDE:g}) at epoch {epoch}'
+  for name in CODE_METRICS:
+    if name in out['test'] and out['test'][name] > DIVERGED_MAGNITUDE:
+      return f'The test codes reached test/{name}={out["test"][name]:.3g} (> {DIVERGED_MAGNITUDE:g}) at epoch {epoch}'
+  return None
+
+
 @dataclasses.dataclass
 class Group:
   """A group to train: its runs, their output directories (None: in memory, see :func:`fit`), where the
@@ -175,6 +224,7 @@ class _Loop:
     self.records: list[dict] = [{} for _ in self.runs]
     self.history: list[list[dict]] = [[] for _ in self.runs]
     self.pinned: set[int] = set()
+    self.rebuild = False  # set when models diverged mid-run: the others go on in a program without them
     self.good_epoch = [group.start_epoch] * self.k
     self.figures_on = bool(self.cfg.figures_every) and dataset.kind == 'image' and group.outs is not None
     self.by_epoch = [figures.load_reconstructions(o.figure_path, group.start_epoch) if self.figures_on else {}
@@ -196,7 +246,7 @@ class _Loop:
     """Trains the remaining epochs; returns each run's summary (None for a run whose loss diverged)."""
     try:
       state = self.epochs()
-      return self._finish(state)
+      return [None] * self.k if self.rebuild else self._finish(state)
     finally:
       self.painter.close()
       self.timer.seconds['figures'] = self.timer.seconds.get('figures', 0.0) + self.painter.seconds
@@ -216,6 +266,8 @@ class _Loop:
     self.x_test = x_test
     x_fig = p.replicate(ds.test[:cfg.num_figure_images]) if self.figures_on else None
     first = self.group.start_epoch + 1
+    if x_fig is not None and self.group.start_epoch:
+      self._redraw_lost_figure(state, x_fig, hp)
     if first > cfg.num_epochs:
       return state
     with self.timer('compile'):
@@ -231,9 +283,12 @@ class _Loop:
           state, out = epoch_fn(state, x_train, x_test, x_fig, epoch, train_keys, hp)
           out = jax.device_get(out)
         seconds = time.perf_counter() - t0
+        alive_before = int(self.alive.sum())
         for m in np.flatnonzero(self.alive):
           self._record(m, epoch, jax.tree.map(lambda x, m=m: x[m], out), seconds)
-        if received or epoch == cfg.num_epochs or epoch % cfg.checkpoint_every == 0:
+        rebuild = (self.ckpt is not None and 0 < self.alive.sum() < alive_before and epoch < cfg.num_epochs
+                   and not received)
+        if received or rebuild or epoch == cfg.num_epochs or epoch % cfg.checkpoint_every == 0:
           self._checkpoint(epoch, state)
         examples = int(self.alive.sum()) * p.steps_per_epoch * cfg.batch_size / seconds
         self.log(_progress(self.label, epoch, cfg.num_epochs, self.records, self.alive, examples,
@@ -244,21 +299,37 @@ class _Loop:
           raise Interrupted(received[0], epoch, self.ckpt.directory if self.ckpt else 'memory')
         if not self.alive.any():
           break
+        if rebuild:  # the diverged models stop using compute: the others continue in a new program
+          self.rebuild = True
+          break
     return state
+
+  def _redraw_lost_figure(self, state: Any, x_fig: jax.Array, hp: Any) -> None:
+    """Draws again the reconstruction figure of the epoch this run resumes from when it is missing (a
+    kill between that epoch's checkpoint and its figure, drawn in the background, lost it)."""
+    epoch = self.group.start_epoch
+    if epoch % self.cfg.figures_every:
+      return
+    lost = [m for m in range(self.k) if epoch not in self.by_epoch[m]]
+    if not lost:
+      return
+    reconstruct = jax.jit(self.program.family.reconstruct)  # takes the stored x_fig
+    params, hp = jax.device_get((state['params'], hp))
+    for m in lost:
+      x_tilde, x_hat = jax.device_get(reconstruct(row(params, m), x_fig, jax.random.key(metrics.EVAL_SEED), row(hp, m)))
+      self._draw(m, epoch, x_tilde, x_hat)
 
   def _record(self, m: int, epoch: int, out: dict, seconds: float) -> None:
     """One model's epoch: a finite check, then metrics, TensorBoard and the figure."""
     run, cfg = self.runs[m], self.cfg
-    bad = _first_nonfinite(np.asarray(out['train']['loss']))
-    if bad is not None:
+    reason = divergence(out, epoch)
+    if reason is not None:
       self.alive[m] = False
       self.pinned.add(self.good_epoch[m])
       kept = (f'the last good checkpoint (epoch {self.good_epoch[m]}) is kept' if self.good_epoch[m]
               else 'no checkpoint yet')
-      message = (f'The training loss became {out["train"]["loss"][bad]} at epoch {epoch}, step {bad + 1} of '
-                 f'{self.program.steps_per_epoch}; stopped without saving this epoch ({kept}). Lower '
-                 'optimizer.learning_rate, check the data, or pick another likelihood; rerunning resumes from '
-                 'the last good checkpoint.')
+      message = (f'{reason}; stopped without saving this epoch ({kept}). Lower optimizer.learning_rate, check '
+                 'the data, or pick another likelihood, in a new --workdir (a workdir is one run).')
       if self.k == 1:
         if self.ckpt is not None:
           self.ckpt.wait()
@@ -277,12 +348,25 @@ class _Loop:
     target.write_metrics(step, epoch, record, tensorboard=False)
     self.painter.submit(target.write_tensorboard, step, record)  # off the training path (a slow import)
     if self.figures_on and epoch % cfg.figures_every == 0:
-      rows = {'input': self.dataset.to_float32(self.dataset.test[:cfg.num_figure_images]), 'corrupted': out['x_tilde'],
-              'reconstruction': out['x_hat']}
-      if run.config.corruption.name == 'none':
-        del rows['corrupted']
-      self.painter.submit(figures.reconstructions, target.figure_path, epoch, rows, self.dataset.shape,
-                          self.by_epoch[m])
+      self._draw(m, epoch, out['x_tilde'], out['x_hat'])
+
+  def _draw(self, m: int, epoch: int, x_tilde: np.ndarray, x_hat: np.ndarray) -> None:
+    """Submits model ``m``'s reconstruction figure of ``epoch`` to the painter."""
+    inputs = self.dataset.to_float32(self.dataset.test[:self.cfg.num_figure_images])
+    rows = {'input': inputs, 'corrupted': x_tilde, 'reconstruction': x_hat}
+    if self.runs[m].config.corruption.name == 'none':
+      del rows['corrupted']
+    self.painter.submit(figures.reconstructions, self.group.outs[m].figure_path, epoch, rows, self.dataset.shape,
+                        self.by_epoch[m])
+
+  def _test_metrics(self, state: Any, m: int) -> dict[str, float]:
+    """Model ``m``'s test metrics, computed again: for a summary whose epoch's record of metrics.jsonl
+    was lost (its ``train/*`` metrics cannot be recovered)."""
+    evaluate = metrics.make_evaluate(self.program.family.eval, self.cfg.eval_batch_size)  # stored x_test
+    params = jax.tree.map(lambda x: x[m], state['params'])
+    self.log(f'{self.group.outs[m].path}: no metrics of the last epoch; summary.json gets its test metrics '
+             'computed again and no train/* metrics.')
+    return {f'test/{k}': float(v) for k, v in evaluate(params, self.x_test, self.runs[m].hp).items()}
 
   def _checkpoint(self, epoch: int, state: Any) -> None:
     if self.ckpt is None:
@@ -297,8 +381,10 @@ class _Loop:
     """Final metrics, figures and summary.json of every run still alive."""
     cfg, runs, outs = self.cfg, self.runs, self.group.outs
     draw = outs is not None and bool(cfg.figures_every)
+    histories = [o.read_metrics() for o in outs] if outs is not None else [[] for _ in runs]
     for m in np.flatnonzero(self.alive) if draw else ():  # drawn while the final arrays are computed
-      self.painter.submit(plots.learning_curves, outs[m].read_metrics(), outs[m].figure_path('learning_curves.png'))
+      if histories[m]:
+        self.painter.submit(plots.learning_curves, histories[m], outs[m].figure_path('learning_curves.png'))
     arrays = None
     if (runs[0].config.eval.final_metrics or self.figures_on) and self.alive.any():
       with self.timer('compile'):
@@ -312,10 +398,11 @@ class _Loop:
       if not self.alive[m]:
         summaries.append(None)
         continue
-      record = self.records[m] or (outs[m].read_metrics()[-1] if outs else {})
+      record = self.records[m] or (histories[m][-1] if histories[m] else self._test_metrics(state, m))
       final = {}
       if run.config.eval.final_metrics and arrays is not None:
         final['test/active_units'] = int(arrays['active_units'][m])
+        final.update({f'test/{k}': float(v[m]) for k, v in arrays.get('summary', {}).items()})
         if test_nll is not None:
           with self.timer('final_eval'):
             final.update(test_nll(jax.tree.map(lambda x, m=m: x[m], state['params']), self.x_test))
@@ -357,20 +444,37 @@ def enable_compilation_cache(config: ml_collections.ConfigDict) -> None:
 def train_runs(runs: list[Run], dataset: data.Dataset, outs: list[Workdir], groups_dir: str | None = None,
                log: Log = print, label: str = '', devices: Sequence[jax.Device] | None = None) -> list[dict | None]:
   """Trains ``runs`` (one structure) on ``dataset`` into their directories ``outs``, each resumed from
-  its checkpoint; runs stopped at different epochs train as separate groups. Returns each run's summary
-  (also its summary.json), None for a run whose loss stopped being finite (``K > 1``).
+  its newest intact checkpoint; runs stopped at different epochs train as separate groups, and a group
+  in which some models diverge goes on without them (a new program of the others, so the diverged stop
+  using compute). Returns each run's summary (also its summary.json), None for a run that diverged
+  (``K > 1``; see :func:`divergence`).
 
-  Raises FloatingPointError for a single run whose loss stops being finite (its last good checkpoint is
-  kept), Interrupted on SIGTERM / SIGINT (after checkpointing), ConfigError for a workdir of another model.
+  Raises FloatingPointError for a single run that diverges (its last good checkpoint is kept),
+  Interrupted on SIGTERM / SIGINT (after checkpointing), ConfigError for a workdir of another model.
   """
   timer = Timer()
   enable_compilation_cache(runs[0].config)
+  summaries = _train_groups(runs, dataset, outs, groups_dir, log, label, devices, timer)
+  times = {f'time_{k}_s': round(v, 3) for k, v in sorted(timer.seconds.items())}
+  wall = time.time() - process_start_time()
+  for out, summary in zip(outs, summaries):
+    if summary is not None:
+      summary.update(times, wall_time_s=wall)
+      out.write_summary(summary)
+  return summaries
+
+
+def _train_groups(runs: list[Run], dataset: data.Dataset, outs: list[Workdir], groups_dir: str | None, log: Log,
+                  label: str, devices: Sequence[jax.Device] | None, timer: Timer) -> list[dict | None]:
+  """:func:`train_runs` without writing the summaries."""
   abstract = abstract_state(runs[0], dataset)
   stacks: dict = {}
-  restored = [restore(out, abstract, stacks) for out in outs]
+  restored = [restore(out, abstract, stacks, log, discard_corrupt=True) for out in outs]
   del stacks
   for out, (_, epoch) in zip(outs, restored):
-    out.truncate_metrics(epoch)  # records past the checkpoint are trained again
+    note = out.truncate_metrics(epoch)  # records past the checkpoint are trained again
+    if note:
+      log(note)
   by_epoch: dict[int, list[int]] = {}
   for i, (_, epoch) in enumerate(restored):
     by_epoch.setdefault(epoch, []).append(i)
@@ -385,14 +489,16 @@ def train_runs(runs: list[Run], dataset: data.Dataset, outs: list[Workdir], grou
     if len(runs) > 1:
       devices_used = 1 if loop.program.mesh is None else loop.program.mesh.devices.size
       log(f'{label}{len(idx)} models in one program on {devices_used} device(s)')
-    for i, summary in zip(idx, loop.run()):
-      summaries[i] = summary
-  times = {f'time_{k}_s': round(v, 3) for k, v in sorted(timer.seconds.items())}
-  wall = time.time() - process_start_time()
-  for out, summary in zip(outs, summaries):
-    if summary is not None:
-      summary.update(times, wall_time_s=wall)
-      out.write_summary(summary)
+    done = loop.run()
+    if loop.rebuild:
+      live = [i for i, alive in zip(idx, loop.alive) if alive]
+      log(f'{label}{len(idx) - len(live)} diverged model(s) left out: the other {len(live)} go on in a new program')
+      done = [None] * len(idx)
+      for i, summary in zip(live, _train_groups([runs[i] for i in live], dataset, [outs[i] for i in live],
+                                                groups_dir, log, label, devices, timer)):
+        summaries[i] = summary
+    for i, summary in zip(idx, done):
+      summaries[i] = summary if summary is not None else summaries[i]
   return summaries
 
 
@@ -402,19 +508,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, log: Log
   Returns the summary (also written to summary.json): the last epoch's ``train/*`` and ``test/*``
   metrics, end-of-training metrics (``eval.final_metrics``), ``num_params``, ``wall_time_s`` (since the
   process started) and ``time_<part>_s`` (compile, epochs, checkpoints, final_eval, figures, ...).
-  A finished run's summary is returned as it is. Raises ConfigError or data.DataError for bad input
-  (before training), FloatingPointError when the loss stops being finite (the last good checkpoint is
-  kept), Interrupted on SIGTERM / SIGINT (the epoch is checkpointed; rerun to resume).
+  A finished run's summary is returned as it is. The workdir is one run: a config that changes its
+  result is refused before anything is written (``Workdir.check_same_run``; a higher
+  ``train.num_epochs`` continues it), and a second process is kept out (``Workdir.locked``). Raises
+  ConfigError or data.DataError for bad input (before training), workdir.WorkdirBusy (a ConfigError)
+  while another process trains in ``workdir``, FloatingPointError when the model diverges
+  (:func:`divergence`; the last good checkpoint is kept), Interrupted on SIGTERM / SIGINT (the epoch is
+  checkpointed; rerun to resume).
   """
   config_lib.validate(config)
   dataset = data.load(config.data)
   check_compatible(config, dataset)
   out = Workdir(workdir, config)
-  summary = out.read_summary()
-  found = checkpoints.latest(out.path)
-  if summary and summary.get('epochs') == config.train.num_epochs and found and found[2] == config.train.num_epochs:
-    return summary
-  return train_runs([make_run(config, dataset.shape)], dataset, [out], log=log)[0]
+  with out.locked():
+    out.check_same_run(log)
+    summary = out.read_summary(log)
+    found = checkpoints.latest(out.path)
+    if summary and summary.get('epochs') == config.train.num_epochs and found and found[2] == config.train.num_epochs:
+      return summary
+    return train_runs([make_run(config, dataset.shape)], dataset, [out], log=log)[0]
 
 
 def fit(config: ml_collections.ConfigDict, dataset: data.Dataset, log: Log = lambda line: None

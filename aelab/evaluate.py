@@ -13,7 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from aelab import api, config as config_lib, data, engine, metrics
+from aelab import api, cli, data, engine, metrics
 from aelab.workdir import Workdir
 
 
@@ -22,7 +22,8 @@ def evaluate_workdir(workdir: str, num_samples: int | None = None) -> dict[str, 
 
   Rebuilds the run from ``workdir/config.json`` (``aelab.load``), recomputes the ``test/*`` metrics and
   adds :func:`metrics.final_metrics` (``k = num_samples`` or ``eval.nll_samples``). Returns the updated
-  summary. Raises FileNotFoundError when the workdir has no config.json or no checkpoint.
+  summary. Raises FileNotFoundError when the workdir has no config.json or no checkpoint, ConfigError for
+  a damaged config.json, api.CheckpointError for a checkpoint whose files cannot be read.
   """
   config = api.read_config(workdir)
   dataset = data.load(config.data)
@@ -42,13 +43,15 @@ def main(argv: list[str] | None = None) -> None:
   parser = argparse.ArgumentParser(prog='python -m aelab.evaluate', description=evaluate_workdir.__doc__)
   parser.add_argument('--workdir', required=True, help='directory of a training run (config.json, checkpoints/)')
   parser.add_argument('--k', type=int, default=None, help='importance samples for test/nll (default: eval.nll_samples)')
+  parser.add_argument('--debug', action='store_true', help='show the traceback of an error instead of one line')
   args = parser.parse_args(argv)
   if args.k is not None and args.k < 1:
     parser.error(f'--k={args.k}: the importance-sampled NLL needs k >= 1.')
-  try:
-    summary = evaluate_workdir(args.workdir, args.k)
-  except (config_lib.ConfigError, data.DataError, data.DatasetUnavailableError, FileNotFoundError) as e:
-    raise SystemExit(f'error: {e} (data paths in config.json are relative to where training ran)') from None
+  with cli.reporting(args.debug, args.workdir, exiting=__name__ == '__main__'):
+    try:
+      summary = evaluate_workdir(args.workdir, args.k)
+    except data.DataError as e:
+      raise data.DataError(f'{e} (data paths in config.json are relative to where training ran)') from e
   shown = ', '.join(f'{k}={v:.4g}' for k, v in summary.items() if k.startswith('test/'))
   print(f'{os.path.normpath(args.workdir)}/summary.json: {shown}', flush=True)
 

@@ -45,13 +45,15 @@ def traverse(z_Z: jax.Array, values_V: jax.Array, dims: int) -> jax.Array:
 
 def make_final_arrays(family: Family, config: ml_collections.ConfigDict, num_steps: int = 10) -> Callable:
   """``arrays(params, x_test_MxD) -> dict`` for one model (traceable; the engine vmaps and jits it):
-  ``codes`` (``M x Z``, for the scatter) and their ``active_units``, and for the figures ``interpolation``
-  (``2 x num_steps x D``), ``traversal`` (``dims x num_steps x D``), ``samples`` and ``prior`` where the
-  family has a prior."""
+  ``codes`` (``M x Z``, for the scatter) and their ``active_units``, ``summary`` (the family's
+  ``summarize``, where it has one), and for the figures ``interpolation`` (``2 x num_steps x D``),
+  ``traversal`` (``dims x num_steps x D``), ``samples`` and ``prior`` where the family has a prior."""
 
   def arrays(params, x_test_MxD):
     codes = metrics.encode_split(family.encode, params, x_test_MxD, config.train.eval_batch_size)
     out = {'codes': codes, 'active_units': metrics.active_units(codes)}
+    if family.summarize is not None:
+      out['summary'] = family.summarize(params, x_test_MxD)
     if not config.train.figures_every:
       return out
     z = codes[:4]

@@ -3,31 +3,53 @@
 Flags: ``--config`` (a ``configs/*.py`` file, optionally ``:arg``; fields overridden with
 ``--config.train.num_epochs=20``) and ``--workdir`` (outputs; a rerun resumes from its checkpoint).
 ``--sweep=configs/sweeps/kl_weight.py[:arg]`` trains every run of that sweep over the config, vectorized
-(``aelab/sweep.py``), each in ``<workdir>/<run name>/``; a rerun skips finished runs.
+(``aelab/sweep.py``), each in ``<workdir>/<run name>/``; a rerun skips finished runs. A mistake (a bad
+flag, config, data file, a full disk) ends in one ``error: ...`` line and exit status 1 (``aelab/cli.py``);
+``--debug`` shows the traceback instead.
 
 One process of several (SLURM with several tasks, a multi-host TPU slice, or ``JAX_COORDINATOR_ADDRESS``
 with ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``) calls ``jax.distributed.initialize()`` first: before
 the config file is loaded, since loading it imports aelab modules that already touch the XLA backend.
+A process whose peers do not all connect within ``AELAB_DISTRIBUTED_TIMEOUT_S`` (45 s) stops with a
+one-line error.
 """
 from aelab import parallel
 
 if __name__ == '__main__':
-  parallel.initialize_distributed()
+  try:
+    parallel.initialize_distributed()
+  except parallel.DistributedError as e:
+    raise SystemExit(f'error: {e}') from None
 
 # pylint: disable=wrong-import-position
+import os  # noqa: E402
 import sys  # noqa: E402
 
+import jax  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from aelab import config as config_lib  # noqa: E402
-from aelab import data, engine, sweep  # noqa: E402
+from aelab import cli, engine, sweep  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file, e.g. configs/dae.py:mnist.',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics, figures and summary.json.')
 _SWEEP = flags.DEFINE_string('sweep', None, 'Sweep file with get_sweep(arg), e.g. configs/sweeps/kl_weight.py.')
+_DEBUG = flags.DEFINE_boolean('debug', False, 'Show the traceback of an error instead of one "error: ..." line.')
 flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, where a bad flag, a config file that is missing or fails, or an override of an
+  unknown field ends in one ``error: ...`` line (:func:`cli.flag_error`); ``--debug`` shows the traceback."""
+  try:
+    remaining = flags.FLAGS(argv)
+    _CONFIG.value  # config_flags tells of a config file that failed to load only when it is read
+    return remaining
+  except Exception as e:
+    if cli.debug_requested(argv):
+      raise
+    raise SystemExit(f'error: {cli.flag_error(e, argv)}') from None
 
 
 def main(argv: list[str]) -> None:
@@ -35,20 +57,41 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if not flags.FLAGS['verbosity'].present:  # keep library INFO logs (orbax) out of the progress lines
     logging.set_verbosity(logging.WARNING)
+  workdir, existed = _WORKDIR.value, os.path.exists(_WORKDIR.value)
   try:
-    if _SWEEP.value:
-      summaries = sweep.run_sweep(_CONFIG.value, sweep.load(_SWEEP.value), _WORKDIR.value)
-      print(f'Done: {len(summaries)} runs in {_WORKDIR.value}/*/summary.json, index in sweep.json.', flush=True)
-      return
-    summary = engine.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    with cli.reporting(_DEBUG.value, workdir, exiting=__name__ == '__main__'):
+      if _SWEEP.value:
+        summaries = sweep.run_sweep(_CONFIG.value, sweep.load(_SWEEP.value), workdir)
+        print(f'Done: {len(summaries)} runs in {workdir}/*/summary.json, index in sweep.json.', flush=True)
+        return
+      summary = _train_single_run()
   except engine.Interrupted as e:
     print(f'{e}', file=sys.stderr, flush=True)
     raise SystemExit(128 + e.signum) from None
-  except (config_lib.ConfigError, data.DataError, data.DatasetUnavailableError, FloatingPointError) as e:
-    raise SystemExit(f'error: {e}') from None
+  except BaseException:
+    if not existed:
+      cli.remove_if_empty(workdir)  # a failed start leaves no empty workdir
+    raise
+  if summary is None:
+    return
   shown = ', '.join(f'{k}={v:.4g}' for k, v in summary.items() if k.startswith('test/'))
-  print(f'Done in {summary["wall_time_s"]:.1f} s. {_WORKDIR.value}/summary.json: {shown}', flush=True)
+  print(f'Done in {summary["wall_time_s"]:.1f} s. {workdir}/summary.json: {shown}', flush=True)
+
+
+def _train_single_run() -> dict | None:
+  """The run of ``--config``. With several processes only process 0 trains it, on its local devices (every
+  process would train the same model into the same workdir), and the others wait for it (None)."""
+  if jax.process_count() == 1:
+    return engine.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  try:
+    if jax.process_index() == 0:
+      return engine.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    print(f'process {jax.process_index()} of {jax.process_count()}: a run without --sweep trains on process 0 '
+          'only; waiting for it', flush=True)
+    return None
+  finally:
+    parallel.wait_for_other_processes()
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -7,7 +7,9 @@ a single large model shards its batch over ``'data'`` (parameters replicated, gr
 XLA). On one device both are the plain single-device program.
 """
 import os
-from typing import Any, Sequence
+import sys
+import threading
+from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
@@ -64,15 +66,74 @@ def wants_distributed(environ: dict[str, str] | None = None) -> bool:
   return 'JAX_COORDINATOR_ADDRESS' in env or ('SLURM_PROCID' in env and slurm_tasks > 1) or len(tpu_hosts) > 1
 
 
+class DistributedError(RuntimeError):
+  """This process could not join its ``jax.distributed`` job; the message says why and what to check."""
+
+
+def connect_timeout_s(environ: dict[str, str] | None = None) -> int:
+  """Seconds a process waits for the coordinator and its peers: ``AELAB_DISTRIBUTED_TIMEOUT_S``, default 45."""
+  env = os.environ if environ is None else environ
+  try:
+    return max(1, int(env.get('AELAB_DISTRIBUTED_TIMEOUT_S', '45')))
+  except ValueError:
+    raise DistributedError(f'AELAB_DISTRIBUTED_TIMEOUT_S={env["AELAB_DISTRIBUTED_TIMEOUT_S"]!r} must be a '
+                           'whole number of seconds.') from None
+
+
 def initialize_distributed(force: bool = False) -> bool:
   """Calls ``jax.distributed.initialize()`` when :func:`wants_distributed` (or ``force``); JAX itself
   reads the coordinator, process count and id from SLURM, Cloud TPU or Open MPI. Must run before any
-  computation. Returns whether it initialized. Raises what JAX raises when the environment is incomplete."""
+  computation. Returns whether it initialized.
+
+  When the peers do not all connect within :func:`connect_timeout_s` seconds, the process prints one line
+  (``error: process i of P ... could not join ...``) to stderr and exits with status 1 (JAX's own
+  connection timeout aborts the process with a C++ stack trace instead). Raises DistributedError when
+  the environment names no complete job (``JAX_COORDINATOR_ADDRESS`` without ``JAX_NUM_PROCESSES`` /
+  ``JAX_PROCESS_ID``)."""
   if not (force or wants_distributed()):
     return False
+  timeout = connect_timeout_s()
   address = os.environ.get('JAX_COORDINATOR_ADDRESS')
+  args: tuple = ()
+  where = 'this process (of a SLURM / Cloud TPU / Open MPI job)'
   if address:
-    jax.distributed.initialize(address, int(os.environ['JAX_NUM_PROCESSES']), int(os.environ['JAX_PROCESS_ID']))
-  else:
-    jax.distributed.initialize()
+    try:
+      args = (address, int(os.environ['JAX_NUM_PROCESSES']), int(os.environ['JAX_PROCESS_ID']))
+    except (KeyError, ValueError):
+      raise DistributedError(f'JAX_COORDINATOR_ADDRESS={address} is set, so this process joins a job of several: '
+                             'set JAX_NUM_PROCESSES (the number of processes) and JAX_PROCESS_ID (0, 1, ...) too, '
+                             'or unset JAX_COORDINATOR_ADDRESS to run one process.') from None
+    where = f'process {args[2]} of {args[1]} at coordinator {address}'
+  message = (f'error: {where} could not join its jax.distributed job: not all processes connected within '
+             f'{timeout} s. Start every process, with the same coordinator address and process count '
+             '(AELAB_DISTRIBUTED_TIMEOUT_S=<seconds> waits longer).')
+  watchdog = threading.Timer(timeout, _exit_with, (message,))
+  watchdog.daemon = True
+  watchdog.start()
+  try:  # JAX's own timeout, later than the watchdog's, aborts the process with a C++ stack trace
+    jax.distributed.initialize(*args, initialization_timeout=timeout + 60)
+  finally:
+    watchdog.cancel()
   return True
+
+
+def _exit_with(message: str) -> None:
+  sys.stdout.flush()
+  sys.stderr.write(message + '\n')
+  sys.stderr.flush()
+  os._exit(1)  # the main thread is blocked inside JAX's connect, so no exception can reach it
+
+
+def wait_for_other_processes(log: Callable[[str], None] = print, timeout_s: int = 7 * 24 * 3600) -> None:
+  """Returns once every process of the ``jax.distributed`` job has called this (at once with one process).
+
+  A sweep's processes train independently; each waits here at the end, so that process 0, which hosts
+  the job's coordinator, outlives the others, and no process reaches JAX's shutdown barrier (5 minutes)
+  long before the last one. Uses the coordinator's barrier (no collectives over the devices). Raises
+  what JAX raises when a process died or ``timeout_s`` passed."""
+  if jax.process_count() == 1:
+    return
+  from orbax.checkpoint import multihost as ocp_multihost  # noqa: PLC0415  (main imports this module early)
+  log(f'process {jax.process_index()} of {jax.process_count()}: done, waiting for the other processes')
+  ocp_multihost.sync_global_processes('aelab_sweep_done', timeout=timeout_s,
+                                      processes=set(range(jax.process_count())))

@@ -48,6 +48,11 @@ def make_train_epoch(train_step: Callable, batch_size: int, dynamic_binarize: bo
   return train_epoch
 
 
+def max_abs(tree: Any) -> jax.Array:
+  """``max |x|`` over every leaf of ``tree`` (float32 scalar; NaN if any entry is NaN)."""
+  return jnp.max(jnp.stack([jnp.max(jnp.abs(x)).astype(jnp.float32) for x in jax.tree.leaves(tree)]))
+
+
 def check_compatible(config: ml_collections.ConfigDict, dataset: data.Dataset) -> None:
   """Checks config choices against the data. Raises ConfigError saying which field to change."""
   tabular = dataset.kind != 'image'
@@ -149,9 +154,10 @@ class Program:
 
   ``init(init_keys_K, rates_K) -> state_K``; ``epoch(state_K, x_train, x_test, x_fig, epoch, train_keys_K,
   hp_K) -> (state_K, out)``, where ``out`` holds each model's per-step training metrics (``K x S``), its
-  test metrics (``K``) and, with ``x_fig``, the figure images' ``x_tilde`` and ``x_hat``; ``final(params_K,
-  x_test) -> figures.make_final_arrays`` per model. Several models are sharded over the local devices
-  along the model axis; one model over several devices shards its batch (data parallel).
+  test metrics (``K``), the largest magnitude of its parameters (``param_max_abs``, ``K``) and, with
+  ``x_fig``, the figure images' ``x_tilde`` and ``x_hat``; ``final(params_K, x_test) ->
+  figures.make_final_arrays`` per model. Several models are sharded over the local devices along the model
+  axis; one model over several devices shards its batch (data parallel).
   """
 
   def __init__(self, runs: Sequence[Run], dataset: data.Dataset, devices: Sequence[jax.Device] | None = None):
@@ -177,7 +183,8 @@ class Program:
 
     def one_epoch(state, x_train, x_test, x_fig, epoch, train_key, hp):
       state, step_metrics = train_epoch(state, x_train, jax.random.fold_in(train_key, epoch), hp)
-      out = {'train': step_metrics, 'test': evaluate(state['params'], x_test, hp)}
+      out = {'train': step_metrics, 'test': evaluate(state['params'], x_test, hp),
+             'param_max_abs': max_abs(state['params'])}  # the engine's divergence check
       if x_fig is not None:
         out['x_tilde'], out['x_hat'] = reconstruct(state['params'], x_fig, jax.random.key(metrics.EVAL_SEED), hp)
       return state, out

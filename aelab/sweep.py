@@ -12,6 +12,7 @@ with its own keys and ``hp``, the data shared (``aelab/engine.py``, the engine o
 Each run writes the outputs of a single run to ``<workdir>/<run name>/``, and its numbers match a single
 run of its config with the same seed to float tolerance.
 """
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -23,8 +24,8 @@ import jax
 import ml_collections
 
 from aelab import config as config_lib
-from aelab import data, engine, models
-from aelab.workdir import Workdir, flatten
+from aelab import data, engine, models, parallel
+from aelab.workdir import Workdir, flatten, result_changes, write_json
 
 Overrides = dict[str, Any]
 
@@ -67,14 +68,15 @@ def check(sweep: Any, where: str = 'the sweep') -> list[Overrides]:
 
 def load(spec: str) -> list[Overrides]:
   """The sweep of ``path/to/sweep.py[:arg]``: that file's ``get_sweep(arg)`` (``None`` without ``:arg``).
-  Raises SweepError when the file is missing, defines no ``get_sweep``, or returns no list of dicts."""
+  Raises SweepError when the file is missing, defines no ``get_sweep``, or returns no list of dicts, and
+  ConfigError when the file fails to run or ``get_sweep`` raises."""
   path, _, arg = spec.partition(':')
   if not os.path.isfile(path):
     raise SweepError(f'Sweep file {path!r} not found (e.g. --sweep=configs/sweeps/kl_weight.py).')
   module = config_lib.load_module(path, 'sweep')
   if not callable(getattr(module, 'get_sweep', None)):
     raise SweepError(f'Sweep file {path} defines no get_sweep(arg=None) returning a list of override dicts.')
-  return check(module.get_sweep(arg or None), f'get_sweep() of {path}')
+  return check(config_lib.call(module, 'get_sweep', arg or None, path, 'sweep'), f'get_sweep() of {path}')
 
 
 def apply(config: ml_collections.ConfigDict, overrides: Overrides) -> ml_collections.ConfigDict:
@@ -166,14 +168,20 @@ def run_dir(workdir: str, member: Member) -> str:
   return os.path.join(workdir, member.name)
 
 
-def read_summary(workdir: str, member: Member) -> dict[str, Any] | None:
-  """The run's summary.json if it finished all of its epochs, else None."""
-  path = os.path.join(run_dir(workdir, member), 'summary.json')
-  if not os.path.exists(path):
+def read_summary(workdir: str, member: Member, log: Callable[[str], None] = lambda line: None
+                 ) -> dict[str, Any] | None:
+  """The run's summary.json if it finished all of its epochs with ``member``'s config (its config.json
+  differs in no field that changes the result, see ``workdir.result_changes``), else None. A torn
+  summary.json is reported through ``log`` (naming the file) and read as None."""
+  path = run_dir(workdir, member)
+  if not os.path.exists(os.path.join(path, 'summary.json')):
     return None
-  with open(path) as f:
-    summary = json.load(f)
-  return summary if summary.get('epochs') == member.config.train.num_epochs else None
+  out = Workdir(path, member.config)
+  summary = out.read_summary(log)
+  if summary is None or summary.get('epochs') != member.config.train.num_epochs:
+    return None
+  previous = out.previous_config()
+  return None if previous and result_changes(previous, out.config) else summary
 
 
 def run_sweep(config: ml_collections.ConfigDict, sweep: list[Overrides], workdir: str,
@@ -181,8 +189,9 @@ def run_sweep(config: ml_collections.ConfigDict, sweep: list[Overrides], workdir
   """Trains every run of ``sweep`` over ``config`` into ``workdir/<run name>/``, one compiled program per
   group (``aelab/engine.py``, group checkpoints under ``workdir/groups/``); finished runs are skipped and
   interrupted ones resume from their checkpoints. With several processes (``jax.distributed``), process
-  ``i`` of ``P`` takes runs ``i, i + P, ...`` on its local devices (``P`` must divide the number of runs;
-  runs should share ``train.num_epochs``).
+  ``i`` of ``P`` takes runs ``i, i + P, ...`` of the whole sweep on its local devices, independently of the
+  others (any number of runs, epochs and groups), and at the end waits for the others
+  (``parallel.wait_for_other_processes``; not when interrupted).
 
   Returns ``{run name: summary}`` (this process's runs) and writes ``workdir/sweep.json``. Raises
   SweepError / ConfigError / DataError before training, engine.Interrupted on SIGTERM / SIGINT (after
@@ -193,11 +202,18 @@ def run_sweep(config: ml_collections.ConfigDict, sweep: list[Overrides], workdir
   groups = group(runs)
   log(f'Sweep of {len(runs)} runs in {len(groups)} groups: ' + ', '.join(str(len(g)) for g in groups))
   summaries, diverged = {}, []
-  for i, runs_of_group in enumerate(groups):
-    done, bad = train_group(runs_of_group, workdir, devices, f'group {i + 1}/{len(groups)} ', log)
-    summaries.update(done)
-    diverged += bad
-  _write_index(workdir, runs, summaries)
+  try:
+    for i, runs_of_group in enumerate(groups):
+      done, bad = train_group(runs_of_group, workdir, devices, f'group {i + 1}/{len(groups)} ', log)
+      summaries.update(done)
+      diverged += bad
+    _write_index(workdir, runs, summaries)
+  except (engine.Interrupted, KeyboardInterrupt):
+    raise
+  except Exception:
+    parallel.wait_for_other_processes(log)  # process 0 hosts the coordinator: it must outlive the others
+    raise
+  parallel.wait_for_other_processes(log)
   if diverged:
     raise FloatingPointError(f'The training loss stopped being finite in {len(diverged)} runs: {diverged} '
                              f'(see their lines above); the other runs finished in {workdir}.')
@@ -207,8 +223,21 @@ def run_sweep(config: ml_collections.ConfigDict, sweep: list[Overrides], workdir
 def train_group(group: list[Member], workdir: str, devices: Sequence[jax.Device] | None, label: str,
                 log: Callable[[str], None]) -> tuple[dict[str, dict], list[str]]:
   """Trains the runs of one group that have not finished; returns ``({name: summary}, diverged names)``.
-  The data is loaded once and checked against every run's config (ConfigError / DataError)."""
-  summaries = {m.name: s for m in group if (s := read_summary(workdir, m)) is not None}
+  Every run's folder is locked and its config.json compared with the run's whole config first
+  (``Workdir.locked``, ``Workdir.check_same_run``: ConfigError naming the changed fields). The data is
+  loaded once and checked against every run's config (ConfigError / DataError)."""
+  with contextlib.ExitStack() as held:
+    outs = {m.name: Workdir(run_dir(workdir, m), m.config) for m in group}
+    for out in outs.values():
+      held.enter_context(out.locked())
+      out.check_same_run(log)
+    return _train_unfinished(group, outs, workdir, devices, label, log)
+
+
+def _train_unfinished(group: list[Member], outs: dict[str, Workdir], workdir: str,
+                      devices: Sequence[jax.Device] | None, label: str, log: Callable[[str], None]
+                      ) -> tuple[dict[str, dict], list[str]]:
+  summaries = {m.name: s for m in group if (s := read_summary(workdir, m, log)) is not None}
   todo = [m for m in group if m.name not in summaries]
   if summaries:
     log(f'{label}{len(summaries)} of {len(group)} runs already finished, skipped')
@@ -218,26 +247,22 @@ def train_group(group: list[Member], workdir: str, devices: Sequence[jax.Device]
   for member in todo:
     engine.check_compatible(member.config, dataset)
   runs = [engine.make_run(m.config, dataset.shape, m.name) for m in todo]
-  outs = [Workdir(run_dir(workdir, m), m.config) for m in todo]
-  done = engine.train_runs(runs, dataset, outs, os.path.join(workdir, 'groups'), log, label, devices)
+  done = engine.train_runs(runs, dataset, [outs[m.name] for m in todo], os.path.join(workdir, 'groups'), log,
+                           label, devices)
   summaries.update({m.name: s for m, s in zip(todo, done) if s is not None})
   return summaries, [m.name for m, s in zip(todo, done) if s is None]
 
 
 def _runs_of_this_process(runs: list[Member]) -> list[Member]:
-  """Runs ``i, i + P, ...`` for process ``i`` of ``P``. orbax's checkpoint saves synchronize all
-  processes, so each must train as many runs: raises SweepError when ``P`` does not divide the runs."""
-  count = jax.process_count()
-  if len(runs) % count:
-    raise SweepError(f'{len(runs)} runs do not split evenly over {count} processes (each process saves '
-                     'its runs\' checkpoints in step with the others): change the number of runs or '
-                     'processes, or submit the groups as separate jobs with launch/submit.py.')
-  return runs[jax.process_index()::count]
+  """Runs ``i, i + P, ...`` of the whole sweep for process ``i`` of ``P`` (every process computes the same
+  split, finished runs included, so a rerun gives each process the runs it had). Processes never wait for
+  each other (checkpoints are per process, ``aelab/checkpoints.py``): any ``P``, any split, runs of
+  different lengths or structures."""
+  return runs[jax.process_index()::jax.process_count()]
 
 
 def _write_index(workdir: str, runs: list[Member], summaries: dict[str, dict]) -> None:
   index = [{'name': m.name, 'overrides': m.overrides, 'summary': summaries.get(m.name)} for m in runs]
   suffix = f'.{jax.process_index()}' if jax.process_count() > 1 else ''
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, f'sweep{suffix}.json'), 'w') as f:
-    json.dump(index, f, indent=2, default=str)
+  write_json(os.path.join(workdir, f'sweep{suffix}.json'), index)

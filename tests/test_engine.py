@@ -147,12 +147,19 @@ def test_finished_run_is_reported_without_training_again(uninterrupted):
   assert not lines
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
   config = small(load_config('deep_ae'), epochs=2)
   config.optimizer.update(name='sgd', learning_rate=0.01)
   engine.train_and_evaluate(config, str(tmp_path))
-  config.train.num_epochs = 4
-  config.optimizer.learning_rate = 1e30
+  config.train.num_epochs = 4  # continues the run (another learning rate would be another run: refused)
+  record = engine._Loop._record
+
+  def nan_in_epoch_3(self, m, epoch, out, seconds):
+    if epoch == 3:
+      out = {**out, 'train': {**out['train'], 'loss': np.full_like(out['train']['loss'], np.nan)}}
+    record(self, m, epoch, out, seconds)
+
+  monkeypatch.setattr(engine._Loop, '_record', nan_in_epoch_3)
   with pytest.raises(FloatingPointError, match='epoch 3.*last good checkpoint \\(epoch 2\\)'):
     engine.train_and_evaluate(config, str(tmp_path))
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2']

@@ -2,6 +2,7 @@
 trained run's checkpoint into its summary.json, and fails with a one-line error, not a traceback."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -64,3 +65,46 @@ def test_command_line_fails_without_a_traceback(tmp_path):
                           capture_output=True, text=True, timeout=120)
   assert result.returncode != 0
   assert 'config.json not found' in result.stderr and 'Traceback' not in result.stderr
+
+
+def _truncate(path) -> None:
+  path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+
+
+def _set_latent_dim(workdir, value) -> None:
+  config = json.load(open(workdir / 'config.json'))
+  config['model']['latent_dim'] = value
+  json.dump(config, open(workdir / 'config.json', 'w'))
+
+
+DAMAGES = {  # what a user may do to a workdir, and what the one error line must say
+    'torn config.json': (lambda w: _truncate(w / 'config.json'), r'config.json is damaged or not a config aelab '
+                         r'wrote \(.*\); restore it from a copy, or retrain in a new --workdir.'),
+    'config.json of wrong types': (lambda w: _set_latent_dim(w, 'sixteen'),
+                                   r"config.json is damaged .*model.latent_dim='sixteen' must be an integer"),
+    'config.json with a None': (lambda w: _set_latent_dim(w, None), r'model.latent_dim=None must be an integer'),
+    'config.json not an object': (lambda w: (w / 'config.json').write_text('[1, 2]'), 'must be a JSON object'),
+    'truncated checkpoint data': (
+        lambda w: [_truncate(p) for p in w.glob('checkpoints/*/default/ocdbt.process_0/d/*')], 'checkpoint'),
+    'truncated _METADATA': (lambda w: [_truncate(p) for p in w.glob('checkpoints/*/default/_METADATA')], 'checkpoint'),
+    'deleted checkpoint data': (lambda w: [p.unlink() for p in w.glob('checkpoints/*/default/ocdbt.process_0/d/*')],
+                                'checkpoint'),
+    'torn checkpoint.json': (lambda w: _truncate(w / 'checkpoint.json'), 'checkpoint'),
+}
+
+
+@pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')  # orbax's, under --debug
+@pytest.mark.parametrize('damage', DAMAGES)
+def test_a_damaged_workdir_is_one_error_line_and_debug_shows_the_traceback(vae_workdir, tmp_path, damage):
+  corrupt, message = DAMAGES[damage]
+  copy = tmp_path / 'copy'
+  shutil.copytree(vae_workdir[0], copy)
+  corrupt(copy)
+  with pytest.raises(SystemExit) as info:
+    evaluate.main([f'--workdir={copy}', '--k=10'])
+  line = str(info.value.code)
+  assert line.startswith('error: ') and '\n' not in line and re.search(message, line), line
+  assert str(copy) in line  # names the file or the workdir
+  with pytest.raises(Exception) as raw:  # --debug: the exception itself, with its traceback
+    evaluate.main([f'--workdir={copy}', '--k=10', '--debug'])
+  assert not isinstance(raw.value, SystemExit)

@@ -10,17 +10,17 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / 'aelab'
 
 # Lower layers first; a module may import only from its own layer's listed modules below it and lower layers.
 LAYERS = [
-    {'aelab.losses', 'aelab.corruption', 'aelab.nets', 'aelab.data', 'aelab.plots', 'aelab.parallel',
-     'aelab.errors', 'aelab.images'},
+    {'aelab.losses', 'aelab.corruption', 'aelab.nets', 'aelab.data', 'aelab.superposition', 'aelab.plots',
+     'aelab.parallel', 'aelab.errors', 'aelab.images'},
     {'aelab.models', 'aelab.models.family', 'aelab.models.common', 'aelab.models.ae', 'aelab.models.vae',
-     'aelab.models.aae'},
+     'aelab.models.aae', 'aelab.models.sae'},
     {'aelab.config', 'aelab.optimizers'},
     {'aelab.metrics', 'aelab.workdir', 'aelab.checkpoints'},
     {'aelab.figures'},
     {'aelab.program'},
     {'aelab.engine'},
     {'aelab.sweep', 'aelab.pretrain', 'aelab.api'},
-    {'aelab.main', 'aelab.evaluate', 'aelab'},
+    {'aelab.main', 'aelab.evaluate', 'aelab.cli', 'aelab'},
 ]
 
 

@@ -16,22 +16,37 @@ def _command(workdir, epochs):
           f'--config.train.compilation_cache_dir={CACHE_DIR}', '--config.data.max_train_examples=256']
 
 
-def test_sigterm_saves_exits_with_its_status_and_the_rerun_finishes(tmp_path):
-  env = {**os.environ, 'PYTHONPATH': str(ROOT)}
-  process = subprocess.Popen(_command(tmp_path, 100_000), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+def _train_until_sigterm(workdir, env, lines: int) -> subprocess.CompletedProcess:
+  """Runs the 100,000-epoch command in ``workdir`` and sends SIGTERM once metrics.jsonl has ``lines`` lines."""
+  process = subprocess.Popen(_command(workdir, 100_000), cwd=ROOT, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
-  metrics = tmp_path / 'metrics.jsonl'
+  metrics = workdir / 'metrics.jsonl'
   deadline = time.time() + 120
-  while not (metrics.exists() and metrics.read_text().count('\n') >= 3) and time.time() < deadline:
+  while not (metrics.exists() and metrics.read_text().count('\n') >= lines) and time.time() < deadline:
     time.sleep(0.1)
   process.send_signal(signal.SIGTERM)
-  _, stderr = process.communicate(timeout=120)
-  assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
-  assert 'Stopped by SIGTERM after epoch' in stderr and 'rerun the same command to resume' in stderr
-  epoch = json.loads(metrics.read_text().splitlines()[-1])['epoch']
+  stdout, stderr = process.communicate(timeout=120)
+  return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def _epochs(workdir) -> list[int]:
+  return [r['epoch'] for r in map(json.loads, (workdir / 'metrics.jsonl').read_text().splitlines())]
+
+
+def test_sigterm_saves_exits_with_its_status_and_the_rerun_resumes(tmp_path):
+  env = {**os.environ, 'PYTHONPATH': str(ROOT)}
+  first = _train_until_sigterm(tmp_path, env, 3)
+  assert first.returncode == 128 + signal.SIGTERM, first.stderr[-2000:]
+  assert 'Stopped by SIGTERM after epoch' in first.stderr and 'rerun the same command to resume' in first.stderr
+  epoch = _epochs(tmp_path)[-1]
   assert os.listdir(tmp_path / 'checkpoints') == [str(epoch)]  # saved on the signal, not on the schedule
-  done = subprocess.run(_command(tmp_path, epoch + 1), cwd=ROOT, env=env, capture_output=True, text=True,
-                        timeout=300)
-  assert done.returncode == 0, done.stderr[-2000:]
-  assert f'Resuming from the checkpoint of epoch {epoch}' in done.stdout
-  assert [r['epoch'] for r in map(json.loads, metrics.read_text().splitlines())] == list(range(1, epoch + 2))
+  again = _train_until_sigterm(tmp_path, env, epoch + 1)
+  assert again.returncode == 128 + signal.SIGTERM, again.stderr[-2000:]
+  assert f'Resuming from the checkpoint of epoch {epoch}' in again.stdout
+  later = _epochs(tmp_path)[-1]
+  assert later > epoch and _epochs(tmp_path) == list(range(1, later + 1))
+  shorter = subprocess.run(_command(tmp_path, later + 1), cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=300)  # a workdir is one run: its num_epochs may rise, not fall
+  assert shorter.returncode == 1 and shorter.stderr.count('\n') == 1, shorter.stderr[-2000:]
+  assert f'train.num_epochs: 100000 -> {later + 1}' in shorter.stderr
+  assert _epochs(tmp_path) == list(range(1, later + 1))

@@ -137,7 +137,8 @@ def test_a_sweep_run_resumes_as_a_single_run(sweep8, tmp_path):
   lines = []
   run_path = os.path.join(workdir, sweep.run_name(overrides))
   longer = engine.train_and_evaluate(config, run_path, log=lines.append)
-  assert lines[0].startswith('Resuming from the checkpoint of epoch 2'), lines
+  assert lines[0].startswith('train.num_epochs raised from 2 to 3'), lines
+  assert lines[1].startswith('Resuming from the checkpoint of epoch 2'), lines
   assert [r['epoch'] for r in _metrics(run_path)] == [1, 2, 3]
   alone = engine.train_and_evaluate(config, str(tmp_path / 'alone'))  # 3 epochs from scratch
   _assert_same_numbers(longer, alone)
@@ -242,7 +243,7 @@ def test_distributed_is_initialized_only_in_multi_process_environments(monkeypat
   assert parallel.wants_distributed({'SLURM_PROCID': '1', 'SLURM_NTASKS': '4'})
   assert parallel.wants_distributed({'TPU_WORKER_HOSTNAMES': 'host0,host1'})
   calls = []
-  monkeypatch.setattr(jax.distributed, 'initialize', lambda *args: calls.append(args))
+  monkeypatch.setattr(jax.distributed, 'initialize', lambda *args, **kwargs: calls.append(args))
   monkeypatch.setenv('JAX_COORDINATOR_ADDRESS', '127.0.0.1:1234')
   monkeypatch.setenv('JAX_NUM_PROCESSES', '2')
   monkeypatch.setenv('JAX_PROCESS_ID', '1')

@@ -47,6 +47,9 @@ class Family:
     sample: ``(params, key, num) -> x_NxD``: means of decoded prior samples (generative families).
     log_weights: ``(params, x_BxD, key, k, hp=None) -> log_w_KxB``: importance log-weights, nats.
     sample_prior: ``(key, num) -> z_NxZ``: samples of the prior ``p(z)``.
+    summarize: ``(params, x_test_MxD) -> {name: scalar}``: whole-split test metrics that are not means of
+      per-example values (e.g. an SAE's dead fraction, explained variance); traceable. The engine adds
+      them to summary.json as ``test/<name>``.
   """
   model: Any
   init: Callable[[jax.Array, jax.Array], Params]
@@ -59,6 +62,7 @@ class Family:
   sample: Callable | None = None
   log_weights: Callable | None = None
   sample_prior: Callable | None = None
+  summarize: Callable | None = None
 
   def __post_init__(self):
     if (self.objective is None) == (self.make_update is None):

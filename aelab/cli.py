@@ -1,0 +1,175 @@
+"""How the command lines (``aelab.main``, ``aelab.evaluate``) end on a user's mistake: one ``error: ...``
+line on stderr naming the file, field or value and what to do, exit status 1, no traceback; with
+``--debug`` the traceback instead.
+
+A user's mistake is one of :data:`USER_ERRORS` (a bad config value or file, bad or missing data, a damaged
+workdir, a full disk or another OSError) or a config-flag failure (:func:`flag_error`). A full disk is
+told once: the library's own log records about it (orbax logs each failed background write with its
+traceback) are dropped while :func:`reporting` runs, and the teardown of a process that failed does not
+add tracebacks of its own.
+"""
+import contextlib
+import difflib
+import errno
+import logging
+import os
+import sys
+import threading
+from typing import Iterator
+
+import ml_collections
+
+from aelab import api, config as config_lib, data, workdir as workdir_lib
+
+USER_ERRORS = (config_lib.ConfigError, data.DataError, data.DatasetUnavailableError, api.CheckpointError,
+               FloatingPointError, OSError)
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+_DISK_FULL_TEXT = os.strerror(errno.ENOSPC)  # 'No space left on device'
+
+
+def debug_requested(argv: list[str]) -> bool:
+  """Whether ``argv`` holds ``--debug`` (or ``--debug=true``/``=1``), before any flag is parsed."""
+  return any(a == '--debug' or a.lower() in ('--debug=true', '--debug=1') for a in argv)
+
+
+def disk_full(error: BaseException | None) -> BaseException | None:
+  """The exception in ``error``'s chain (itself, its cause or context, ...) that says the disk is full
+  (errno ENOSPC or EDQUOT, or orbax / TensorStore text 'No space left on device'), or None."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    if (isinstance(error, OSError) and error.errno in _DISK_FULL) or _DISK_FULL_TEXT in str(error):
+      return error
+    seen.add(id(error))
+    error = error.__cause__ or error.__context__
+  return None
+
+
+def one_line(text: str) -> str:
+  """``text`` with its lines joined by spaces (messages of libraries span lines)."""
+  return ' '.join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def message(error: BaseException, workdir: str | None = None) -> str:
+  """The one line shown for ``error`` (without ``error: ``): a full disk names the workdir and what to do;
+  any other error shows its own message (ours say what to do)."""
+  full = disk_full(error)
+  if full is not None:
+    where = os.path.abspath(workdir) if workdir else 'the output directory'
+    filename = getattr(full, 'filename', None)
+    written = f' (writing {filename})' if filename else ''
+    return (f'the disk is full in {where}{written}: free space or use a --workdir on another disk, then rerun '
+            'the same command; training resumes from the last checkpoint.')
+  if isinstance(error, OSError) and not isinstance(error, data.DataError) and error.strerror:
+    return f'{error.strerror}: {error.filename}' if error.filename else error.strerror
+  return one_line(error) or type(error).__name__
+
+
+class _DropDiskFull(logging.Filter):
+  """Drops log records about a full disk: :func:`reporting` tells it once, at the end."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    error = record.exc_info[1] if record.exc_info else None
+    return disk_full(error) is None and _DISK_FULL_TEXT not in record.getMessage()
+
+
+@contextlib.contextmanager
+def reporting(debug: bool, workdir: str | None = None, exiting: bool = False) -> Iterator[None]:
+  """Turns a user's mistake raised inside into ``SystemExit('error: ...')`` (exit status 1), unless
+  ``debug``; also an error of any type whose chain says the disk is full.
+
+  Meanwhile log records about a full disk are dropped, and unraisable exceptions (those Python can only
+  print, e.g. TensorStore's callbacks into an asyncio loop closed by a failed write) are held back:
+  dropped after a user's mistake, printed at the end otherwise. ``exiting`` (a process about to end, not
+  a test calling main): after the error, teardown failures (threads, atexit) stay quiet too.
+  """
+  if debug:
+    yield
+    return
+  drop, held, unraisablehook = _DropDiskFull(), [], sys.unraisablehook
+  absl_logger = logging.getLogger('absl')  # orbax logs through absl.logging
+  absl_logger.addFilter(drop)
+  sys.unraisablehook = held.append
+  try:
+    yield
+  except Exception as e:
+    if not isinstance(e, USER_ERRORS) and disk_full(e) is None:
+      raise
+    held.clear()
+    if exiting:
+      _quiet_teardown()
+    raise SystemExit(f'error: {message(e, workdir)}') from None
+  finally:
+    absl_logger.removeFilter(drop)
+    if sys.unraisablehook is not _drop:
+      sys.unraisablehook = unraisablehook
+    for unraisable in held:
+      unraisablehook(unraisable)
+
+
+def _drop(*args) -> None:
+  """A hook that shows nothing (see :func:`_quiet_teardown`)."""
+
+
+def _quiet_teardown() -> None:
+  """After the one error line, a failing process's threads, atexit callbacks and C extensions (e.g.
+  tensorboardX flushing onto a full disk) print nothing more. ``--debug`` shows them."""
+  threading.excepthook = sys.unraisablehook = _drop
+
+
+def remove_if_empty(path: str) -> None:
+  """Removes the directory ``path`` and its subdirectories if they hold no file but a workdir lock (a failed
+  start leaves no empty workdir behind); anything with another file in it stays."""
+  if not os.path.isdir(path):
+    return
+  for root, _, files in sorted(os.walk(path), key=lambda entry: -len(entry[0])):  # deepest first
+    with contextlib.suppress(OSError):
+      if files == [workdir_lib.LOCK]:  # the lock file of the failed start itself
+        os.remove(os.path.join(root, workdir_lib.LOCK))
+      os.rmdir(root)  # fails, and so keeps the directory, unless it is empty
+
+
+def flag_error(error: Exception, argv: list[str]) -> str:
+  """The one line for a failure while absl parses ``argv`` (``--config`` of ml_collections'
+  config_flags): a config file that is missing or fails (:func:`config.load`'s message), an override of a
+  field the config lacks (with the closest names), or the flag library's own message."""
+  spec = _flag_value(argv, 'config')
+  if spec:
+    try:
+      config = config_lib.load(spec)
+    except config_lib.ConfigError as e:
+      return f'--config={spec}: {e}'
+    unknown = _unknown_override(config, argv)
+    if unknown:
+      return unknown
+  return one_line(error) or type(error).__name__
+
+
+def _flag_value(argv: list[str], name: str) -> str | None:
+  """The value of ``--name=value`` or ``--name value`` in argv, or None."""
+  for i, arg in enumerate(argv):
+    if arg.startswith(f'--{name}='):
+      return arg.split('=', 1)[1]
+    if arg == f'--{name}' and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def _unknown_override(config: ml_collections.ConfigDict, argv: list[str]) -> str | None:
+  """For the first ``--config.a.b=...`` whose field the config lacks: what is wrong and the closest
+  names; None if every override names a field."""
+  for arg in argv:
+    if not arg.startswith('--config.'):
+      continue
+    field = arg[len('--config.'):].split('=', 1)[0]
+    node, parts = config, field.split('.')
+    for depth, part in enumerate(parts):
+      parent = '.'.join(parts[:depth])
+      if not isinstance(node, ml_collections.ConfigDict):
+        return f'{arg}: {parent} is a value, not a section of fields; set it with --config.{parent}=...'
+      if part not in node:
+        names = list(node.keys())
+        close = [f'{parent}.{n}' if parent else n for n in difflib.get_close_matches(part, names, n=3)]
+        hint = f'did you mean {" or ".join(close)}?' if close else f'fields there: {", ".join(sorted(names))}.'
+        return f'{arg}: the config has no field {".".join(parts[:depth + 1])}; {hint}'
+      node = node[part]
+  return None

@@ -1,0 +1,340 @@
+"""Sparse autoencoders for dictionary learning (``config.model.name = 'sae'``).
+
+One hidden layer of ``M = model.latent_dim`` latents: ``pre = (x - b_dec) W_enc + b_enc``, a sparse code
+``z = sigma(pre)`` and the reconstruction ``x_hat = z W_dec + b_dec`` (rows of ``W_dec``: the dictionary,
+``M x D``). ``model.sae_activation`` picks ``sigma`` and its sparsity mechanism:
+
+- ``topk``: the ``sae.k`` largest pre-activations of each example, ReLU'd (Gao et al. 2024, Scaling and
+  evaluating sparse autoencoders);
+- ``batchtopk``: the ``k * B`` largest ReLU'd pre-activations of the batch (Bussmann et al. 2024,
+  BatchTopK Sparse Autoencoders); at evaluation, a threshold: an exponential moving average over training
+  steps of the smallest kept activation (``params['threshold']``), so codes do not depend on the batch;
+- ``jumprelu``: ``pre * H(pre - theta)`` with a learned per-latent threshold ``theta = exp(log_threshold)``
+  and the penalty ``hp['l0_weight'] * sum_i H(pre_i - theta_i)``; ``H`` and the jump get straight-through
+  gradients for ``theta`` with a rectangle kernel of width ``sae.bandwidth`` (Rajamanoharan et al. 2024,
+  Jumping Ahead: Improving Reconstruction Fidelity with JumpReLU SAEs);
+- ``relu``: ``ReLU(pre)`` with the L1 penalty ``hp['l1_weight'] * sum_i z_i ||W_dec,i||`` (Anthropic,
+  Circuits Updates April 2024: the penalty scaled by decoder norms).
+
+Common parts: decoder rows of unit norm after every step, with the gradient's component parallel to
+each row removed first (``sae.unit_norm_decoder``; Bricken et al. 2023); the auxiliary loss AuxK that
+revives dead latents: the main residual ``e = x - x_hat`` (no gradient) reconstructed by the
+``sae.aux_k`` largest pre-activations of the latents that have not fired for ``sae.dead_steps`` steps,
+``||e - e_hat||^2 / ||e - mean(e)||^2`` (batch sums), weight ``hp['aux_weight']`` (Gao et al. 2024;
+zero when no latent is dead); ``b_dec`` (the pre-encoder bias) set at the first step to the
+geometric median (Weiszfeld iterations) or mean of the first training batch (``sae.bias_init``;
+Bricken et al. 2023), and ``W_enc`` initialised as ``W_dec`` transposed (Gao et al. 2024).
+
+Reconstruction error ``recon``: squared error summed over the ``D`` features, per example (the SAE
+literature's ``||x - x_hat||^2``); ``recon_mse`` is per feature. ``k``, ``aux_k`` and the activation are
+static; the three weights are traced, so a sweep over them is one program. Parameters: ``{'W_enc': D x M,
+'b_enc': M, 'W_dec': M x D, 'b_dec': D}`` plus ``log_threshold`` (M, jumprelu) or ``threshold``
+(scalar, batchtopk). The dead-latent counters live in the optimizer state.
+"""
+import dataclasses
+import functools
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from aelab import superposition
+from aelab.models.family import Family
+
+ACTIVATIONS = ('topk', 'batchtopk', 'jumprelu', 'relu')
+BIAS_INITS = ('geometric_median', 'mean', 'zeros')
+HYPERPARAMS = {'l1_weight': 'sae.l1_weight', 'l0_weight': 'sae.l0_weight', 'aux_weight': 'sae.aux_weight'}
+WEISZFELD_STEPS = 32
+BATCHTOPK_MOMENTUM = 0.99  # of the evaluation threshold's moving average
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+  """The static structure of one SAE (``config.model`` and ``config.sae``)."""
+  dim: int
+  num_latents: int
+  activation: str
+  k: int
+  aux_k: int
+  dead_steps: int
+  bandwidth: float
+  threshold_init: float
+  unit_norm_decoder: bool
+  bias_init: str
+
+
+def build(config: ml_collections.ConfigDict, data_shape: int | Sequence[int]) -> Model:
+  """The SAE of ``config`` for examples of ``data_shape`` (flattened). Raises ValueError for an unknown
+  activation or bias init, or ``k`` / ``aux_k`` larger than the number of latents."""
+  m, s = config.model, config.sae
+  if m.sae_activation not in ACTIVATIONS:
+    raise ValueError(f'Unknown model.sae_activation {m.sae_activation!r}; choose one of {ACTIVATIONS}.')
+  if s.bias_init not in BIAS_INITS:
+    raise ValueError(f'Unknown sae.bias_init {s.bias_init!r}; choose one of {BIAS_INITS}.')
+  if not 1 <= s.k <= m.latent_dim or not 1 <= s.aux_k <= m.latent_dim:
+    raise ValueError(f'sae.k={s.k} and sae.aux_k={s.aux_k} must lie in [1, model.latent_dim={m.latent_dim}].')
+  dim = int(np.prod(data_shape))
+  return Model(dim, m.latent_dim, m.sae_activation, s.k, s.aux_k, s.dead_steps, s.bandwidth, s.threshold_init,
+               s.unit_norm_decoder, s.bias_init)
+
+
+def init(model: Model, key: jax.Array) -> dict[str, jax.Array]:
+  """Decoder rows uniform on the unit sphere, ``W_enc = W_dec^T``, zero biases; ``log_threshold`` at
+  ``log(sae.threshold_init)`` (jumprelu), ``threshold`` 0 (batchtopk)."""
+  w_MxD = jax.random.normal(key, (model.num_latents, model.dim))
+  w_MxD = w_MxD / jnp.linalg.norm(w_MxD, axis=1, keepdims=True)
+  params = {'W_enc': w_MxD.T, 'b_enc': jnp.zeros(model.num_latents), 'W_dec': w_MxD, 'b_dec': jnp.zeros(model.dim)}
+  if model.activation == 'jumprelu':
+    params['log_threshold'] = jnp.full(model.num_latents, jnp.log(model.threshold_init))
+  if model.activation == 'batchtopk':
+    params['threshold'] = jnp.zeros(())
+  return params
+
+
+def _rectangle(u: jax.Array) -> jax.Array:
+  return (jnp.abs(u) < 0.5).astype(u.dtype)
+
+
+def _sum_to(g: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+  """``g`` summed down to the broadcast ``shape`` (the threshold's, e.g. ``1 x M``)."""
+  g = jnp.sum(g, axis=tuple(range(g.ndim - len(shape))))
+  return jnp.sum(g, axis=tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1), keepdims=True)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def jumprelu(pre_BxM: jax.Array, threshold_M: jax.Array, bandwidth: float) -> jax.Array:
+  """``pre * H(pre - threshold)``; the gradient for ``pre`` is ``H(pre - threshold)``, for the threshold
+  the pseudo-derivative ``-(threshold / bandwidth) K((pre - threshold) / bandwidth)`` with the rectangle
+  kernel ``K`` (Rajamanoharan et al. 2024)."""
+  return pre_BxM * (pre_BxM > threshold_M)
+
+
+def _jumprelu_fwd(pre, threshold, bandwidth):
+  return jumprelu(pre, threshold, bandwidth), (pre, threshold)
+
+
+def _jumprelu_bwd(bandwidth, residuals, g):
+  pre, threshold = residuals
+  g_threshold = -(threshold / bandwidth) * _rectangle((pre - threshold) / bandwidth) * g
+  return g * (pre > threshold), _sum_to(g_threshold, threshold.shape)
+
+
+jumprelu.defvjp(_jumprelu_fwd, _jumprelu_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def step(pre_BxM: jax.Array, threshold_M: jax.Array, bandwidth: float) -> jax.Array:
+  """Heaviside ``H(pre - threshold)`` (float); no gradient for ``pre``, the pseudo-derivative
+  ``-(1 / bandwidth) K((pre - threshold) / bandwidth)`` for the threshold (Rajamanoharan et al. 2024)."""
+  return (pre_BxM > threshold_M).astype(pre_BxM.dtype)
+
+
+def _step_fwd(pre, threshold, bandwidth):
+  return step(pre, threshold, bandwidth), (pre, threshold)
+
+
+def _step_bwd(bandwidth, residuals, g):
+  pre, threshold = residuals
+  g_threshold = -(1.0 / bandwidth) * _rectangle((pre - threshold) / bandwidth) * g
+  return jnp.zeros_like(pre), _sum_to(g_threshold, threshold.shape)
+
+
+step.defvjp(_step_fwd, _step_bwd)
+
+
+def topk(pre_BxM: jax.Array, k: int) -> jax.Array:
+  """The ``k`` largest entries of each row, ReLU'd, the others 0 (Gao et al. 2024)."""
+  values_BxK, idx_BxK = jax.lax.top_k(pre_BxM, k)
+  rows = jnp.arange(pre_BxM.shape[0])[:, None]
+  return jnp.zeros_like(pre_BxM).at[rows, idx_BxK].set(jax.nn.relu(values_BxK))
+
+
+def batch_topk(pre_BxM: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+  """``(z_BxM, smallest kept activation)``: the ``k * B`` largest ReLU'd entries of the whole batch, the
+  others 0 (Bussmann et al. 2024)."""
+  flat = jax.nn.relu(pre_BxM).reshape(-1)
+  values, idx = jax.lax.top_k(flat, k * pre_BxM.shape[0])
+  z = jnp.zeros_like(flat).at[idx].set(values).reshape(pre_BxM.shape)
+  kept = values > 0
+  smallest = jnp.min(jnp.where(kept, values, jnp.inf))
+  return z, jnp.where(jnp.any(kept), smallest, 0.0)
+
+
+def pre_activations(params, x_BxD: jax.Array) -> jax.Array:
+  """``(x - b_dec) W_enc + b_enc``: ``B x M``."""
+  return (x_BxD - params['b_dec'][None]) @ params['W_enc'] + params['b_enc'][None]
+
+
+def activate(model: Model, params, pre_BxM: jax.Array, train: bool) -> jax.Array:
+  """The sparse code ``z_BxM`` of pre-activations (batchtopk: over the batch when ``train``, else with the
+  moving-average threshold)."""
+  if model.activation == 'topk':
+    return topk(pre_BxM, model.k)
+  if model.activation == 'batchtopk':
+    if train:
+      return batch_topk(pre_BxM, model.k)[0]
+    return jax.nn.relu(pre_BxM) * (pre_BxM > params['threshold'])
+  if model.activation == 'jumprelu':
+    return jumprelu(pre_BxM, jnp.exp(params['log_threshold'])[None], model.bandwidth)
+  return jax.nn.relu(pre_BxM)
+
+
+def decode(params, z_BxM: jax.Array) -> jax.Array:
+  """``z W_dec + b_dec``: ``B x D``."""
+  return z_BxM @ params['W_dec'] + params['b_dec'][None]
+
+
+def geometric_median(x_BxD: jax.Array, num_steps: int = WEISZFELD_STEPS, eps: float = 1e-8) -> jax.Array:
+  """The point minimising the summed Euclidean distance to the rows of ``x``: ``num_steps`` Weiszfeld
+  iterations from the mean (Weiszfeld 1937). Shape ``D``."""
+
+  def weiszfeld(y_D, _):
+    w_B = 1.0 / jnp.maximum(jnp.linalg.norm(x_BxD - y_D[None], axis=1), eps)
+    return jnp.sum(w_B[:, None] * x_BxD, axis=0) / jnp.sum(w_B), None
+
+  return jax.lax.scan(weiszfeld, jnp.mean(x_BxD, axis=0), None, length=num_steps)[0]
+
+
+def remove_parallel_gradient(grad_MxD: jax.Array, w_MxD: jax.Array) -> jax.Array:
+  """The gradient of each unit decoder row without its component along the row: ``g - (g . w) w``."""
+  return grad_MxD - jnp.sum(grad_MxD * w_MxD, axis=1, keepdims=True) * w_MxD
+
+
+def unit_rows(w_MxD: jax.Array) -> jax.Array:
+  """Rows scaled to unit Euclidean norm."""
+  return w_MxD / jnp.maximum(jnp.linalg.norm(w_MxD, axis=1, keepdims=True), 1e-12)
+
+
+def aux_loss(model: Model, params, pre_BxM: jax.Array, residual_BxD: jax.Array, dead_M: jax.Array) -> jax.Array:
+  """AuxK (Gao et al. 2024): the residual (no gradient) reconstructed by the ``aux_k`` largest
+  pre-activations among dead latents, ``sum ||e - e_hat||^2 / sum ||e - mean(e)||^2`` over the batch.
+  0 when no latent is dead."""
+  residual = jax.lax.stop_gradient(residual_BxD)
+  z_aux = topk(jnp.where(dead_M[None], pre_BxM, 0.0), min(model.aux_k, model.num_latents))
+  e_hat = z_aux @ params['W_dec']
+  scale = jnp.maximum(jnp.sum(jnp.square(residual - jnp.mean(residual, axis=0, keepdims=True))), 1e-12)
+  return jnp.where(jnp.any(dead_M), jnp.sum(jnp.square(residual - e_hat)) / scale, 0.0)
+
+
+def make_loss(model: Model) -> Callable:
+  """``loss(params, x_BxD, hp, dead_M) -> (scalar, (metrics, fired_M, smallest kept activation))``: the
+  batch-mean ``||x - x_hat||^2`` plus the activation's penalty plus ``hp['aux_weight']`` AuxK."""
+
+  def loss(params, x_BxD, hp, dead_M):
+    pre = pre_activations(params, x_BxD)
+    smallest = jnp.zeros(())
+    if model.activation == 'batchtopk':
+      z, smallest = batch_topk(pre, model.k)
+    else:
+      z = activate(model, params, pre, train=True)
+    residual = x_BxD - decode(params, z)
+    recon = jnp.mean(jnp.sum(jnp.square(residual), axis=1))
+    aux = aux_loss(model, params, pre, residual, dead_M)
+    total = recon + hp['aux_weight'] * aux
+    metrics = {'recon': recon, 'aux': aux, 'l0': jnp.mean(jnp.sum(z > 0, axis=1)), 'dead_fraction': jnp.mean(dead_M)}
+    if model.activation == 'relu':
+      metrics['l1'] = jnp.mean(jnp.sum(z * jnp.linalg.norm(params['W_dec'], axis=1)[None], axis=1))
+      total = total + hp['l1_weight'] * metrics['l1']
+    if model.activation == 'jumprelu':
+      metrics['l0_penalty'] = jnp.mean(jnp.sum(step(pre, jnp.exp(params['log_threshold'])[None], model.bandwidth), 1))
+      total = total + hp['l0_weight'] * metrics['l0_penalty']
+    return total, ({'loss': total, **metrics}, jnp.any(z > 0, axis=0), smallest)
+
+  return loss
+
+
+def initial_bias(model: Model, x_BxD: jax.Array) -> jax.Array:
+  """``b_dec`` from the first batch (``sae.bias_init``)."""
+  if model.bias_init == 'geometric_median':
+    return geometric_median(x_BxD)
+  if model.bias_init == 'mean':
+    return jnp.mean(x_BxD, axis=0)
+  return jnp.zeros(x_BxD.shape[1])
+
+
+def make_update(model: Model, tx: optax.GradientTransformation):
+  """``(init_opt_state(params), train_step(state, x_BxD, key, hp))``: one gradient step of :func:`make_loss`
+  with ``tx``, the decoder constraint, dead-latent counting and (batchtopk) the threshold's moving average.
+
+  The optimizer state is ``{'tx': tx's state, 'steps_since_fired': int32 M}``; a latent is dead for
+  AuxK when it has not fired for ``sae.dead_steps`` steps. Metrics per step: ``loss``, ``recon``, ``aux``,
+  ``l0`` (active latents per example), ``dead_fraction``, and ``l1`` (relu) or ``l0_penalty`` (jumprelu).
+  """
+  loss_fn = make_loss(model)
+
+  def init_opt_state(params):
+    return {'tx': tx.init(params), 'steps_since_fired': jnp.zeros(model.num_latents, jnp.int32)}
+
+  def train_step(state, x_BxD, key, hp):
+    del key  # deterministic
+    params, opt = state['params'], state['opt_state']
+    params = {**params, 'b_dec': jnp.where(state['step'] == 0, initial_bias(model, x_BxD), params['b_dec'])}
+    dead = opt['steps_since_fired'] >= model.dead_steps
+    grads, (metrics, fired, smallest) = jax.grad(loss_fn, has_aux=True)(params, x_BxD, hp, dead)
+    if model.unit_norm_decoder:
+      grads = {**grads, 'W_dec': remove_parallel_gradient(grads['W_dec'], params['W_dec'])}
+    updates, tx_state = tx.update(grads, opt['tx'], params)
+    new = optax.apply_updates(params, updates)
+    if model.unit_norm_decoder:
+      new['W_dec'] = unit_rows(new['W_dec'])
+    if model.activation == 'batchtopk':
+      first = state['step'] == 0
+      new['threshold'] = jnp.where(first, smallest,
+                                   BATCHTOPK_MOMENTUM * params['threshold'] + (1 - BATCHTOPK_MOMENTUM) * smallest)
+    counter = jnp.where(fired, 0, opt['steps_since_fired'] + 1)
+    new_opt = {'tx': tx_state, 'steps_since_fired': counter}
+    return {'step': state['step'] + 1, 'params': new, 'opt_state': new_opt}, metrics
+
+  return init_opt_state, train_step
+
+
+def make_eval(model: Model) -> Callable:
+  """``eval_fn(params, x_BxD, key, hp) -> per-example metrics``: ``recon`` (squared error summed over
+  features), ``recon_mse`` (per feature) and ``l0`` (latents active)."""
+
+  def eval_fn(params, x_BxD, key, hp):
+    z = activate(model, params, pre_activations(params, x_BxD), train=False)
+    sq = jnp.square(x_BxD - decode(params, z))
+    return {'recon': jnp.sum(sq, axis=1), 'recon_mse': jnp.mean(sq, axis=1), 'l0': jnp.sum(z > 0, axis=1)}
+
+  return eval_fn
+
+
+def make_summarize(model: Model, true_directions_NxD: np.ndarray | None) -> Callable:
+  """``summarize(params, x_test_MxD) -> {name: scalar}`` on the whole test split (memory ``M x latents``):
+  ``dead_fraction`` (latents that fire on no test example), ``explained_variance`` (``1 - sum ||x -
+  x_hat||^2 / sum ||x - mean(x)||^2``), ``nmse`` (``sum ||x - x_hat||^2 / sum ||x||^2``), ``l0``, and with
+  true directions ``mmcs`` (:func:`aelab.superposition.mean_max_cosine` of them and the decoder rows)."""
+
+  def summarize(params, x_MxD):
+    z = activate(model, params, pre_activations(params, x_MxD), train=False)
+    residual_sq = jnp.sum(jnp.square(x_MxD - decode(params, z)))
+    variance = jnp.sum(jnp.square(x_MxD - jnp.mean(x_MxD, axis=0, keepdims=True)))
+    out = {'dead_fraction': jnp.mean(~jnp.any(z > 0, axis=0)), 'explained_variance': 1.0 - residual_sq / variance,
+           'nmse': residual_sq / jnp.sum(jnp.square(x_MxD)), 'l0': jnp.mean(jnp.sum(z > 0, axis=1))}
+    if true_directions_NxD is not None:
+      out['mmcs'] = superposition.mean_max_cosine(true_directions_NxD, params['W_dec'])
+    return out
+
+  return summarize
+
+
+def true_directions(config: ml_collections.ConfigDict) -> np.ndarray | None:
+  """The ground-truth feature directions of ``config.data`` (superposition data), else None."""
+  if config.data.name != 'superposition':
+    return None
+  return superposition.directions(superposition.spec(config.data.get('superposition')))
+
+
+def family(config: ml_collections.ConfigDict, data_shape: int | Sequence[int]) -> Family:
+  """The sparse autoencoder's ``Family`` (see ``aelab/models/family.py``): its own update (decoder
+  constraint, dead latents) and the whole-split ``summarize``."""
+  model = build(config, data_shape)
+  encode = lambda params, x_BxD: activate(model, params, pre_activations(params, x_BxD), train=False)  # noqa: E731
+  return Family(model=model, init=lambda key, x_BxD: init(model, key), eval=make_eval(model),
+                reconstruct=lambda params, x_BxD, key, hp: (x_BxD, decode(params, encode(params, x_BxD))),
+                encode=encode, decode=decode, make_update=lambda tx: make_update(model, tx),
+                summarize=make_summarize(model, true_directions(config)))

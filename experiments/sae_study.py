@@ -1,0 +1,152 @@
+"""The sparsity-fidelity frontier of sparse autoencoders on superposition data (ground truth known).
+
+  python experiments/sae_study.py --figure=experiments/figures/sae_study.png       # the README's numbers
+  python experiments/sae_study.py --epochs=2 --seeds=1 --workdir=/tmp/sae_study     # quick
+
+Data: ``configs/sae_topk.py:superposition`` (96 true features in 32 dimensions, each active with
+probability 1/32, magnitudes uniform in [0, 1]; 50,000 train / 10,000 test examples) and 96 latents.
+Four families, each a sweep of its sparsity knob times ``--seeds`` seeds:
+
+- TopK, ``sae.k`` in K_VALUES: k is structural (the top-k has a static size), so one program per k (the
+  seeds of one k train together);
+- BatchTopK, ``sae.k`` in BATCHTOPK_K_VALUES: likewise one program per k;
+- JumpReLU, ``sae.l0_weight`` in L0_WEIGHTS: traced, one program for all weights and seeds;
+- ReLU with the decoder-norm-scaled L1 penalty, ``sae.l1_weight`` in L1_WEIGHTS: one program.
+
+Each run reports (summary.json) L0, explained variance, the fraction of dead latents and MMCS (mean over
+the true features of the largest cosine similarity with a decoder row). Writes ``<workdir>/sae_study.md``
+(mean ± std over seeds) and ``sae_study.png`` (explained variance, MMCS and dead latents against L0), and
+the Done-mean check: TopK at k = 4 on 3x as many features as dimensions, at two sizes (96 in 32, 60 in 20).
+"""
+import argparse
+import os
+import pathlib
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt
+import numpy as np
+
+from aelab import config as config_lib
+from aelab import sweep
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+K_VALUES = (1, 2, 3, 4, 6, 8, 12)
+BATCHTOPK_K_VALUES = (2, 4, 8)
+L0_WEIGHTS = (0.003, 0.01, 0.03, 0.1, 0.3)
+L1_WEIGHTS = (0.003, 0.01, 0.03, 0.1, 0.3)
+METRICS = {'test/l0': ('L0', '.2f'), 'test/explained_variance': ('explained variance', '.3f'),
+           'test/dead_fraction': ('dead latents', '.3f'), 'test/mmcs': ('MMCS', '.3f')}
+
+
+def families() -> dict[str, tuple[str, dict, list[dict]]]:
+  """``{label: (swept field, config overrides, sweep)}`` without the seeds."""
+  return {
+      'TopK': ('sae.k', {'model.sae_activation': 'topk'}, sweep.axis('sae.k', K_VALUES)),
+      'BatchTopK': ('sae.k', {'model.sae_activation': 'batchtopk'}, sweep.axis('sae.k', BATCHTOPK_K_VALUES)),
+      'JumpReLU': ('sae.l0_weight', {'model.sae_activation': 'jumprelu', 'sae.aux_weight': 0.0,
+                                     'sae.bandwidth': 0.05, 'sae.threshold_init': 0.1},
+                   sweep.axis('sae.l0_weight', L0_WEIGHTS)),
+      'ReLU + L1': ('sae.l1_weight', {'model.sae_activation': 'relu', 'sae.aux_weight': 0.0,
+                                      'sae.unit_norm_decoder': False},
+                    sweep.axis('sae.l1_weight', L1_WEIGHTS)),
+  }
+
+
+def base_config(epochs: int, overrides: dict):
+  config = config_lib.load(f'{ROOT / "configs" / "sae_topk.py"}:superposition')
+  config.train.update(num_epochs=epochs, figures_every=0)
+  return sweep.apply(config, overrides)
+
+
+def run_family(label: str, field: str, overrides: dict, values: list[dict], args) -> list[dict]:
+  """Trains one family's sweep (finished runs are skipped); one row per run: swept value, seed, metrics."""
+  config = base_config(args.epochs, overrides)
+  runs = sweep.product(values, sweep.axis('seed', range(args.seeds)))
+  workdir = os.path.join(args.workdir, label.replace(' ', '').replace('+', '_'))
+  summaries = sweep.run_sweep(config, runs, workdir, log=lambda line: print(f'[{label}] {line}'))
+  return [{'family': label, 'value': r[field], 'seed': r['seed'],
+           **{m: summaries[sweep.run_name(r)][m] for m in METRICS}} for r in runs]
+
+
+def aggregate(rows: list[dict]) -> list[tuple[str, float, dict[str, tuple[float, float]]]]:
+  """``[(family, swept value, {metric: (mean, std over seeds)})]``."""
+  out = []
+  for family in dict.fromkeys(r['family'] for r in rows):
+    mine = [r for r in rows if r['family'] == family]
+    for value in sorted({r['value'] for r in mine}):
+      runs = [r for r in mine if r['value'] == value]
+      out.append((family, value, {m: (float(np.mean([r[m] for r in runs])), float(np.std([r[m] for r in runs])))
+                                  for m in METRICS}))
+  return out
+
+
+def markdown(aggregated, fields: dict[str, str]) -> str:
+  lines = ['| family | swept value | ' + ' | '.join(h for h, _ in METRICS.values()) + ' |',
+           '| --- | --- | ' + ' | '.join(['---'] * len(METRICS)) + ' |']
+  for family, value, stats in aggregated:
+    cells = [f'{stats[m][0]:{fmt}} ± {stats[m][1]:{fmt}}' for m, (_, fmt) in METRICS.items()]
+    lines.append(f'| {family} | {fields[family].split(".")[-1]}={value:g} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
+def plot(aggregated, path: str, copy_to: str | None) -> None:
+  panels = ('test/explained_variance', 'test/mmcs', 'test/dead_fraction')
+  fig, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 3.2))
+  for family in dict.fromkeys(a[0] for a in aggregated):
+    points = sorted((s['test/l0'][0], s) for f, _, s in aggregated if f == family)
+    l0 = [p[0] for p in points]
+    for ax, metric in zip(axes, panels):
+      mean = np.array([p[1][metric][0] for p in points])
+      std = np.array([p[1][metric][1] for p in points])
+      ax.errorbar(l0, mean, yerr=std, marker='o', capsize=2, label=family)
+      ax.set_xscale('log')
+      ax.set_xlabel('L0 (active latents per example)')
+      ax.set_title(METRICS[metric][0], fontsize=9)
+  axes[0].legend(fontsize=8)
+  fig.tight_layout()
+  for target in [path] + ([copy_to] if copy_to else []):
+    fig.savefig(target, dpi=70)
+  plt.close(fig)
+
+
+def done_mean(args) -> str:
+  """TopK, k = 4, at two sizes with 3x as many features as dimensions: MMCS and dead latents per seed."""
+  lines = ['| features n | dimensions d | latents | MMCS (per seed) | dead latents (per seed) |',
+           '| --- | --- | --- | --- | --- |']
+  for n, d in ((96, 32), (60, 20)):
+    config = base_config(args.epochs, {'data.superposition.num_features': n, 'data.superposition.dim': d,
+                                       'data.superposition.probability': 3 / n, 'model.latent_dim': n})
+    runs = sweep.axis('seed', range(args.seeds))
+    summaries = sweep.run_sweep(config, runs, os.path.join(args.workdir, f'done_n{n}_d{d}'),
+                                log=lambda line: print(f'[done n={n}] {line}'))
+    s = [summaries[sweep.run_name(r)] for r in runs]
+    lines.append(f'| {n} | {d} | {n} | ' + ', '.join(f'{x["test/mmcs"]:.3f}' for x in s) + ' | '
+                 + ', '.join(f'{x["test/dead_fraction"]:.3f}' for x in s) + ' |')
+  return '\n'.join(lines)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--epochs', type=int, default=20, help='epochs of every run')
+  parser.add_argument('--seeds', type=int, default=3, help='seeds per swept value')
+  parser.add_argument('--workdir', default=str(ROOT / 'runs' / 'sae_study'), help='the runs and the report')
+  parser.add_argument('--figure', default=None, help='also copy the figure here (experiments/figures/sae_study.png)')
+  args = parser.parse_args()
+  os.makedirs(args.workdir, exist_ok=True)
+  fams = families()
+  rows = [row for label, (field, overrides, values) in fams.items()
+          for row in run_family(label, field, overrides, values, args)]
+  aggregated = aggregate(rows)
+  plot(aggregated, os.path.join(args.workdir, 'sae_study.png'), args.figure)
+  text = (f'SAEs on superposition data (96 features in 32 dimensions, p = 1/32; 96 latents; {args.epochs} epochs, '
+          f'{args.seeds} seeds; mean ± std over seeds)\n\n' + markdown(aggregated, {k: v[0] for k, v in fams.items()})
+          + '\n\nDone-mean: TopK, k = 4, p = 3/n\n\n' + done_mean(args))
+  with open(os.path.join(args.workdir, 'sae_study.md'), 'w') as f:
+    f.write(text + '\n')
+  print(text)
+
+
+if __name__ == '__main__':
+  main()
