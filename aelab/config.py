@@ -19,7 +19,7 @@ OPTIMIZERS = ('adam', 'adamw', 'sgd', 'adadelta')
 NETS = ('mlp', 'conv')
 PRIORS = ('gaussian', 'mixture')
 SCHEDULES = ('constant', 'cosine', 'warmup_cosine')
-FILE_SOURCES = ('idx', 'npz', 'csv')
+FILE_SOURCES = ('idx', 'npz', 'csv', 'images')
 VAES = ('vae', 'beta_tcvae', 'dip_vae', 'factor_vae')  # Gaussian posterior families (normalized likelihood)
 
 # Fields that change only what a run writes or how fast, never its trained parameters or its per-epoch
@@ -43,6 +43,7 @@ def base() -> ml_collections.ConfigDict:
   c.data = dict(name='digits', path=config_dict.placeholder(str), test_path=config_dict.placeholder(str),
                 test_fraction=0.2, split_seed=0, binarize='none', binarize_threshold=0.5, standardize=True,
                 tfds_data_dir=config_dict.placeholder(str), max_train_examples=0, max_test_examples=0,
+                image_size=0, channels=0,
                 superposition=dict(num_features=96, dim=32, probability=1 / 32, magnitude_min=0.0, magnitude_max=1.0,
                                    num_train=50_000, num_test=10_000, seed=0),
                 shapes2d_counts=(3, 6, 40, 32, 32), shapes2d_size=64,
@@ -52,7 +53,7 @@ def base() -> ml_collections.ConfigDict:
                  net='mlp', conv_channels=(32, 64), num_samples=1, free_bits=0.0, kl_warmup_steps=0,
                  prior='gaussian', sae_activation='topk', capacity_weight=0.0, capacity_max=25.0,
                  capacity_steps=100_000, code_layout='vectors', code_dim=8, codebook_size=128,  # code_*: vqvae
-                 commitment_weight=0.25, codebook_ema=0.99, dead_code_steps=100)
+                 commitment_weight=0.25, codebook_ema=0.99, dead_code_steps=100, dtype='float32')
   c.sae = dict(k=4, aux_k=32, dead_steps=500, aux_weight=1 / 32, l1_weight=0.0, l0_weight=0.0, bandwidth=1e-3,
                threshold_init=1e-3, unit_norm_decoder=True, bias_init='geometric_median')
   c.disent = dict(tc_weight=6.0, dip_type='ii', dip_lambda_od=1.0, dip_lambda_d=1.0, disc_hidden=(1000,) * 6,
@@ -73,7 +74,8 @@ def base() -> ml_collections.ConfigDict:
 def set_data(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
   """Applies a config ``arg`` that picks the dataset and returns ``config``.
 
-  ``None`` or ``'digits'``: scikit-learn digits. ``'idx=DIR'``, ``'npz=FILE'``, ``'csv=FILE'``: files.
+  ``None`` or ``'digits'``: scikit-learn digits. ``'idx=DIR'``, ``'npz=FILE'``, ``'csv=FILE'``: files;
+  ``'images=DIR'``: a folder of PNG / JPEG images (``data.image_size``, ``data.channels``).
   Any other name (``'mnist'``, ``'fashion_mnist'``, ...) is a tensorflow-datasets name.
   """
   arg = arg or 'digits'
@@ -197,6 +199,11 @@ def _validate_data(d):
          'data.stream=True).')
   _check(d.stream_chunk >= 1 and d.stream_workers >= 1,
          f'data.stream_chunk={d.stream_chunk} and data.stream_workers={d.stream_workers} must be >= 1.')
+  size = (d.image_size,) * 2 if isinstance(d.image_size, int) else tuple(d.image_size)
+  _check(len(size) == 2 and all(isinstance(s, int) and s >= 0 for s in size) and (all(size) or not any(size)),
+         f'data.image_size={d.image_size!r} must be an int (square) or (height, width) in pixels, or 0 for the '
+         'size of the first image.')
+  _choice(d.channels, (0, 1, 3), 'data.channels (1 grey, 3 colour, 0 from the first image)')
 
 
 def _validate_model(config):
@@ -217,6 +224,7 @@ def _validate_model(config):
   _check(m.capacity_weight == 0 or m.name == 'vae', 'model.capacity_weight > 0 (annealed capacity) is an option '
          f'of model.name=vae, not {m.name}: set --config.model.name=vae or model.capacity_weight=0.')
   _validate_disent(config.disent)
+  _choice(m.dtype, common.DTYPES, 'model.dtype (of the nets\' computation; parameters stay float32)')
   if m.name == 'sae':
     _validate_sae(config)
 

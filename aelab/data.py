@@ -1,12 +1,15 @@
 """Datasets as host arrays, ready to be put on the device once.
 
-`load(config.data)` returns a `Dataset`: flattened float32 train and test examples, optional int32
-labels, the shape of one example and its kind ('image' or 'tabular'). Sources (`data.name`):
+`load(config.data)` returns a `Dataset`: flattened train and test examples (uint8 images, float32
+tables: see `Dataset`), optional int32 labels, the shape of one example and its kind ('image' or
+'tabular'). Sources (`data.name`):
 
 - 'digits': scikit-learn's bundled 8x8 handwritten digits (1,797 images), the offline default.
 - 'idx': a directory of MNIST-format IDX files (train-* and t10k-*, gzip-compressed or not).
 - 'npz': a file with array `x` (N x D, or N x H x W [x C]) and optional labels `y`.
 - 'csv': a numeric table with an optional header row and an optional label column `label` or `y`.
+- 'images': a folder of PNG / JPEG files (labels from class subfolders), resized to data.image_size
+  with data.channels (`aelab.images`).
 - 'superposition': sparse features in superposition, generated (aelab/superposition.py, fields
   data.superposition); the true feature directions in `Dataset.extras['feature_directions']`.
 - 'shapes2d': the dSprites-like ground-truth images of `aelab/shapes2d.py` (grid `data.shapes2d_counts`,
@@ -14,7 +17,8 @@ labels, the shape of one example and its kind ('image' or 'tabular'). Sources (`
 - any tensorflow-datasets image dataset ('mnist', 'fashion_mnist', 'cifar10', ...), read through
   `tfds.data_source` (no TensorFlow needed; tfds is imported only when such a name is used).
 
-Images are scaled to [0, 1] and optionally binarized; tabular features are standardized with the
+Images stay uint8 (4x less memory than float32; `Dataset.to_float32` scales a batch to [0, 1], inside
+the compiled epoch) and are optionally binarized; tabular features are standardized with the
 train statistics. A source with a single split is split with
 `jax.random.permutation(jax.random.key(data.split_seed), n)`: the first n - round(n * test_fraction)
 permuted examples train, the rest test.
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import gzip
 import math
 import pathlib
@@ -41,9 +46,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from aelab import shapes2d, superposition
+from aelab import images, shapes2d, superposition
+from aelab.errors import DataError  # data.DataError, as before; aelab.images raises it too
 
-_LOCAL_SOURCES = ('digits', 'idx', 'npz', 'csv', 'shapes2d')
+_LOCAL_SOURCES = ('digits', 'idx', 'npz', 'csv', 'shapes2d', 'images')
 _BINARIZE = ('none', 'static', 'dynamic')
 _IDX_IMAGES = re.compile(r'images[-.]idx3-ubyte(\.gz)?$')
 _IDX_IMAGES_MAGIC, _IDX_LABELS_MAGIC = 2051, 2049  # 0x0803: uint8, 3 dims; 0x0801: uint8, 1 dim.
@@ -51,10 +57,6 @@ _IDX_IMAGES_MAGIC, _IDX_LABELS_MAGIC = 2051, 2049  # 0x0803: uint8, 3 dims; 0x08
 # machine gives up. Three tries fail in about a second and still ride out a transient error.
 _TFDS_DOWNLOAD_RETRIES = 3
 _TFDS_READ_CHUNK = 1024  # records per batched read of a tfds data source
-
-
-class DataError(ValueError):
-  """The data or the data config is invalid; the message says what was wrong and what to do."""
 
 
 class DataNotFoundError(DataError, FileNotFoundError):
@@ -67,13 +69,17 @@ class DatasetUnavailableError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-  """Train and test arrays of one dataset, on the host (numpy).
+  """Train and test examples of one dataset, on the host (numpy), stored compactly.
+
+  The stored arrays are what goes on the device; the float32 views are what host code reads.
 
   Attributes:
-    x_train: float32 [N, D], flattened examples. Images lie in [0, 1] ({0, 1} when binarized
-      statically); tabular features are standardized with the train mean and std.
+    train: [N, D] flattened train examples as stored. Images: uint8, the value `x_max` meaning 1.0
+      (0..255, or 0..16 for 'digits'; binarized images hold {0, x_max}); images given as floats in
+      [0, 1] (an npz of floats) stay float32. Tabular: float32, standardized with the train mean and
+      std. `to_float32` turns a batch of either into float32.
     y_train: int32 [N] labels, or None when the source has none.
-    x_test: float32 [M, D], transformed like x_train (binarized once when data.binarize='dynamic').
+    test: [M, D] test examples, stored like `train` (binarized once when data.binarize='dynamic').
     y_test: int32 [M] labels, or None.
     shape: shape of one example before flattening: (H, W, C) for images, (D,) for tabular.
     kind: 'image' or 'tabular'.
@@ -81,22 +87,53 @@ class Dataset:
     extras: source-specific ground truth beside the examples, empty for most sources: for 'superposition'
       ``feature_directions`` (n x D); for 'shapes2d' ``factors_train`` (int32 [N, K]), ``factors_test``
       (int32 [M, K]) and ``factor_counts`` (int [K]).
+    x_max: the stored uint8 value that means 1.0 (ignored for float32 arrays).
+
+  Properties `x_train` and `x_test` are the float32 [N, D] views (images in [0, 1], {0, 1} when
+  binarized), computed on first access and cached; the engine never reads them.
   """
-  x_train: np.ndarray
+  train: np.ndarray
   y_train: np.ndarray | None
-  x_test: np.ndarray
+  test: np.ndarray
   y_test: np.ndarray | None
   shape: tuple[int, ...]
   kind: str
   name: str
   extras: dict[str, Any] = dataclasses.field(default_factory=dict)
+  x_max: int = 255
+
+  def to_float32(self, x: Any) -> Any:
+    """A batch of stored examples (numpy or jax, any shape) as float32: uint8 / x_max, floats as they
+    are. Jittable (the dtype is static): the compiled epoch converts each batch on the device."""
+    return to_float32(x, self.x_max)
+
+  @functools.cached_property
+  def x_train(self) -> np.ndarray:
+    """float32 [N, D] train examples (a host copy of `train` converted by `to_float32`)."""
+    return np.asarray(self.to_float32(self.train))
+
+  @functools.cached_property
+  def x_test(self) -> np.ndarray:
+    """float32 [M, D] test examples (a host copy of `test` converted by `to_float32`)."""
+    return np.asarray(self.to_float32(self.test))
+
+
+def to_float32(x: Any, x_max: float) -> Any:
+  """uint8 examples (numpy or jax) -> float32 x * (1 / x_max) (e.g. 0..255 -> [0, 1]); float arrays as they
+  are. A multiplication by the float32 reciprocal, which is what XLA makes of a division by a constant,
+  so host and device give the same numbers (within 1 ulp of x / x_max; exact for x_max = 1, 16)."""
+  if x.dtype != np.uint8:
+    return x
+  return x.astype(np.float32) * np.float32(1 / x_max)
 
 
 class _Split(NamedTuple):
-  """One split: x float32 [N, ...] (images N x H x W x C in [0, 1]), y int32 [N] or None."""
+  """One split: x [N, ...] (images N x H x W x C, uint8 0..x_max or float32 in [0, 1]; tabular float32),
+  y int32 [N] or None."""
   x: np.ndarray
   y: np.ndarray | None
   where: str  # Which file or split, for error messages.
+  x_max: int = 255  # The uint8 value that means 1.0.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +152,8 @@ class _Options:
   max_test_examples: int | None = None
   shapes2d_counts: tuple[int, ...] = (3, 6, 40, 32, 32)
   shapes2d_size: int = 64
+  image_size: int | tuple[int, int] | None = None  # 'images': None or 0: the first image's size.
+  channels: int | None = None  # 'images': 1 or 3; None or 0: from the first image.
 
 
 def load(data_config: ml_collections.ConfigDict) -> Dataset:
@@ -139,18 +178,18 @@ def load(data_config: ml_collections.ConfigDict) -> Dataset:
     train, test = _holdout(train, opts.test_fraction, opts.split_seed)
   _check_pair(train, test)
   train, test = _head(train, opts.max_train_examples), _head(test, opts.max_test_examples)
-  x_train, x_test = _transform(train.x, test.x, kind, opts)
-  if opts.name == 'shapes2d':
-    return _with_factors(Dataset(x_train, train.y, x_test, test.y, train.x.shape[1:], kind, opts.name), opts)
-  return Dataset(x_train, train.y, x_test, test.y, train.x.shape[1:], kind, opts.name)
+  train, test = _same_storage(train, test)
+  x_train, x_test = _transform(train, test, kind, opts)
+  ds = Dataset(x_train, train.y, x_test, test.y, train.x.shape[1:], kind, opts.name, x_max=train.x_max)
+  return _with_factors(ds, opts) if opts.name == 'shapes2d' else ds
 
 
 def test_images(x: np.ndarray, data_config: ml_collections.ConfigDict, where: str) -> np.ndarray:
   """Test images N x H x W [x C] (uint8, bool or floats in [0, 1]) as `load` returns them: float32
   N x D in [0, 1], binarized per `data.binarize` (once, with a fixed key, for 'dynamic'). For sources
   that read the test split themselves (aelab/stream.py). Raises DataError as `load` does."""
-  x = _images(np.asarray(x), where).reshape(len(x), -1)
-  return _transform(x[:1], x, 'image', _options(data_config))[1]  # the train part is not used
+  split = _Split(_images(np.asarray(x), where), None, where)
+  return np.asarray(to_float32(_transform(split, split, 'image', _options(data_config))[1], split.x_max))
 
 
 def dynamic_binarize(key: jax.Array, x: jax.Array) -> jax.Array:
@@ -266,7 +305,8 @@ def _check_sized(x: np.ndarray, where: str) -> None:
 
 
 def _images(x: np.ndarray, where: str) -> np.ndarray:
-  """N x H x W [x C] uint8 (0..255), bool or float in [0, 1] -> float32 N x H x W x C in [0, 1]."""
+  """N x H x W [x C] uint8 (0..255), bool or float in [0, 1] -> N x H x W x C: uint8 stays uint8 (bool
+  becomes {0, 255}), floats become float32 after a range check."""
   _check_nonempty(x, where)
   if x.ndim == 3:
     x = x[..., None]
@@ -274,7 +314,9 @@ def _images(x: np.ndarray, where: str) -> np.ndarray:
     raise DataError(f'{where}: images must be N x H x W or N x H x W x C, got shape {x.shape}.')
   _check_sized(x, where)
   if x.dtype == np.uint8:
-    return x.astype(np.float32) / 255
+    return x
+  if x.dtype == bool:
+    return x.astype(np.uint8) * np.uint8(255)
   if x.dtype != bool and not np.issubdtype(x.dtype, np.floating):
     raise DataError(f'{where}: images of dtype {x.dtype}; store uint8 (0..255) or floats in [0, 1].')
   _check_finite(x, where)
@@ -309,8 +351,8 @@ def _holdout(split: _Split, fraction: float, seed: int) -> tuple[_Split, _Split]
     raise DataError(f'{split.where}: test_fraction={fraction} of {n} examples leaves {n_test} test '
                     f'and {n - n_test} train examples; change data.test_fraction or give more data.')
   perm = np.asarray(jax.random.permutation(jax.random.key(seed), n))
-  take = lambda idx, part: _Split(
-      split.x[idx], None if split.y is None else split.y[idx], f'{split.where} ({part})')
+  take = lambda idx, part: split._replace(
+      x=split.x[idx], y=None if split.y is None else split.y[idx], where=f'{split.where} ({part})')
   return take(perm[:n - n_test], 'train part'), take(perm[n - n_test:], 'test part')
 
 
@@ -330,17 +372,26 @@ def _check_pair(train: _Split, test: _Split) -> None:
     raise DataError(f'only {with_y} has labels; give labels for both splits or for neither.')
 
 
-def _transform(x_train: np.ndarray, x_test: np.ndarray, kind: str,
-               opts: _Options) -> tuple[np.ndarray, np.ndarray]:
-  """Flattens to [N, D] and binarizes (images) or standardizes (tabular) both splits."""
-  x_train, x_test = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
+def _same_storage(train: _Split, test: _Split) -> tuple[_Split, _Split]:
+  """Both splits as float32 when one is uint8 and the other float (or their x_max differ)."""
+  if (train.x.dtype, train.x_max) == (test.x.dtype, test.x_max):
+    return train, test
+  as_float = lambda s: s._replace(x=to_float32(s.x, s.x_max).astype(np.float32))
+  return as_float(train), as_float(test)
+
+
+def _transform(train: _Split, test: _Split, kind: str, opts: _Options) -> tuple[np.ndarray, np.ndarray]:
+  """Flattens to [N, D] and binarizes (images: uint8 {0, x_max}) or standardizes (tabular) both splits."""
+  x_train, x_test = train.x.reshape(len(train.x), -1), test.x.reshape(len(test.x), -1)
   if kind == 'tabular' and opts.binarize != 'none':
     raise DataError(f'data.binarize={opts.binarize!r} applies to images only; {opts.name!r} is '
                     "tabular: set data.binarize='none'.")
+  x_max = train.x_max
+  to_stored = lambda on_off: on_off.astype(np.uint8) * np.uint8(x_max)
   if opts.binarize == 'static':
-    return tuple((x > opts.binarize_threshold).astype(np.float32) for x in (x_train, x_test))
+    return tuple(to_stored(to_float32(x, x_max) > opts.binarize_threshold) for x in (x_train, x_test))
   if opts.binarize == 'dynamic':  # Test binarized once, with a fixed key: comparable across runs.
-    return x_train, np.asarray(dynamic_binarize(jax.random.key(0), x_test))
+    return x_train, to_stored(np.asarray(dynamic_binarize(jax.random.key(0), to_float32(x_test, x_max))))
   if kind == 'tabular' and opts.standardize:
     mean, std = x_train.mean(0, dtype=np.float64), x_train.std(0, dtype=np.float64)
     std = np.where(std > 0, std, 1.0)
@@ -354,11 +405,12 @@ _Loaded = tuple[_Split, _Split | None, str]
 
 
 def _load_digits(opts: _Options) -> _Loaded:
-  """scikit-learn's 8x8 digits, values 0..16 scaled to [0, 1]; 1,797 examples, labels 0..9."""
+  """scikit-learn's 8x8 digits, values 0..16 (stored as uint8, x_max 16); 1,797 examples, labels 0..9."""
   from sklearn import datasets  # pylint: disable=g-import-not-at-top
   digits = datasets.load_digits()
   where = 'sklearn digits'
-  return _split(_images(digits.images / 16.0, where), digits.target, where), None, 'image'
+  images = _split(_images(digits.images.astype(np.uint8), where), digits.target, where)
+  return images._replace(x_max=16), None, 'image'
 
 
 def _load_idx(opts: _Options) -> _Loaded:
@@ -581,6 +633,14 @@ def _tfds_records(source: Any, start: int, stop: int) -> list[dict[str, Any]]:
     return [source[i] for i in range(start, stop)]
 
 
+def _load_images(opts: _Options) -> _Loaded:
+  """A folder of PNG / JPEG images (``aelab.images``): uint8, labels from class subfolders if any."""
+  directory = _required_path(opts, 'a folder of PNG / JPEG images, one subfolder per class for labels')
+  source = images.ImageFolder(directory, opts.image_size, opts.channels)
+  x, y = images.load_folder(source)
+  return _split(x, y, f'image folder {directory}'), None, 'image'
+
+
 def _load_superposition(data_config: ml_collections.ConfigDict) -> Dataset:
   """Sparse features in superposition (``aelab/superposition.py``, fields ``data.superposition``), not
   standardized (that would skew the feature directions); ``extras['feature_directions']``: ``n x D``."""
@@ -613,4 +673,5 @@ def _with_factors(ds: Dataset, opts: _Options) -> Dataset:
 
 
 _LOADERS: dict[str, Callable[[_Options], _Loaded]] = {
-    'digits': _load_digits, 'idx': _load_idx, 'npz': _load_npz, 'csv': _load_csv, 'shapes2d': _load_shapes2d}
+    'digits': _load_digits, 'idx': _load_idx, 'npz': _load_npz, 'csv': _load_csv, 'shapes2d': _load_shapes2d,
+    'images': _load_images}

@@ -263,10 +263,10 @@ class _Loop:
     state = self.initial_state()
     hp = p.shard(stack([r.hp for r in self.runs]))
     train_keys = p.shard(jnp.stack([r.train_key for r in self.runs]))
-    streamed = isinstance(ds.x_train, stream.Stream)
-    x_train, x_test = p.replicate((None if streamed else ds.x_train, ds.x_test))
+    streamed = isinstance(ds.train, stream.Stream)
+    x_train, x_test = p.replicate((None if streamed else ds.train, ds.test))  # as stored: uint8 images
     self.x_test = x_test
-    x_fig = p.replicate(ds.x_test[:cfg.num_figure_images]) if self.figures_on else None
+    x_fig = p.replicate(ds.test[:cfg.num_figure_images]) if self.figures_on else None
     first = self.group.start_epoch + 1
     if x_fig is not None and self.group.start_epoch:
       self._redraw_lost_figure(state, x_fig, hp)
@@ -318,7 +318,7 @@ class _Loop:
     lost = [m for m in range(self.k) if epoch not in self.by_epoch[m]]
     if not lost:
       return
-    reconstruct = jax.jit(self.runs[0].family.reconstruct)
+    reconstruct = jax.jit(self.program.family.reconstruct)  # takes the stored x_fig
     params, hp = jax.device_get((state['params'], hp))
     for m in lost:
       x_tilde, x_hat = jax.device_get(reconstruct(row(params, m), x_fig, jax.random.key(metrics.EVAL_SEED), row(hp, m)))
@@ -330,7 +330,7 @@ class _Loop:
     chunk is read), then the test metrics. All models of the group see the same batch order, seeded by
     the stream seed (:meth:`_stream_seed`) and the epoch. The chunk and test programs compile in the
     first epoch (jitted, not ahead of time: a data-parallel state changes its sharding after one call)."""
-    p, data_cfg, train = self.program, self.runs[0].config.data, self.dataset.x_train
+    p, data_cfg, train = self.program, self.runs[0].config.data, self.dataset.train
     seed = self._stream_seed()
 
     def epoch_fn(state, x_train, x_test, x_fig, epoch, train_keys, hp):
@@ -388,7 +388,8 @@ class _Loop:
 
   def _draw(self, m: int, epoch: int, x_tilde: np.ndarray, x_hat: np.ndarray) -> None:
     """Submits model ``m``'s reconstruction figure of ``epoch`` to the painter."""
-    rows = {'input': self.dataset.x_test[:self.cfg.num_figure_images], 'corrupted': x_tilde, 'reconstruction': x_hat}
+    inputs = self.dataset.to_float32(self.dataset.test[:self.cfg.num_figure_images])
+    rows = {'input': inputs, 'corrupted': x_tilde, 'reconstruction': x_hat}
     if self.runs[m].config.corruption.name == 'none':
       del rows['corrupted']
     self.painter.submit(figures.reconstructions, self.group.outs[m].figure_path, epoch, rows, self.dataset.shape,
@@ -397,7 +398,8 @@ class _Loop:
   def _test_metrics(self, state: Any, m: int) -> dict[str, float]:
     """Model ``m``'s test metrics, computed again: for a summary whose epoch's record of metrics.jsonl
     was lost (its ``train/*`` metrics cannot be recovered)."""
-    evaluate = metrics.make_evaluate(self.runs[m].family.eval, self.cfg.eval_batch_size)
+    evaluate = metrics.make_evaluate(self.program.family.eval, self.cfg.eval_batch_size,  # stored x_test
+                                     self.program.family.split_eval)
     params = jax.tree.map(lambda x: x[m], state['params'])
     self.log(f'{self.group.outs[m].path}: no metrics of the last epoch; summary.json gets its test metrics '
              'computed again and no train/* metrics.')
@@ -428,7 +430,7 @@ class _Loop:
         final_fn = self.program.final.lower(state['params'], self.x_test).compile()
       with self.timer('final_eval'):
         arrays = jax.device_get(final_fn(state['params'], self.x_test))
-    test_nll = (metrics.make_test_nll(runs[0].family, runs[0].config)
+    test_nll = (metrics.make_test_nll(self.program.family, runs[0].config)
                 if runs[0].config.eval.final_metrics and runs[0].family.log_weights is not None else None)
     disent = (metrics.make_disentanglement(runs[0].family, runs[0].config, self.dataset.extras)
               if runs[0].config.eval.final_metrics else None)

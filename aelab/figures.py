@@ -140,5 +140,5 @@ def final(path_of: Callable[[str], str], arrays: dict[str, np.ndarray], dataset:
     plots.latent_scatter(arrays['codes'], dataset.y_test, path_of('latent_scatter.png'), config.eval.projection,
                          arrays.get('prior'))
   if by_epoch:
-    inputs = np.asarray(dataset.x_test[:config.train.num_figure_images])
+    inputs = np.asarray(dataset.to_float32(dataset.test[:config.train.num_figure_images]))
     plots.reconstructions_over_epochs(inputs, by_epoch, shape, path_of('reconstructions_over_epochs.png'))

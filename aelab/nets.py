@@ -4,7 +4,7 @@ Shapes: inputs are flattened, ``x_BxD``; codes are ``z_BxZ``. The decoder return
 likelihood ``p(x|z)``: logits for a Bernoulli likelihood, the mean for a Gaussian / MSE one.
 """
 import math
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -33,19 +33,21 @@ class MLP(nn.Module):
   """Dense layers of the given widths; ``activation`` between them, ``final_activation`` at the end.
 
   With no hidden widths and identity activations this is a single affine map (a linear autoencoder's
-  encoder or decoder, Baldi & Hornik 1989).
+  encoder or decoder, Baldi & Hornik 1989). ``dtype``: the dtype the layers compute in (``bfloat16``
+  for bfloat16 matmuls); the parameters stay float32 and the output is float32 either way.
   """
   widths: Sequence[int]
   activation: str = 'relu'
   final_activation: str = 'identity'
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     for i, width in enumerate(self.widths):
-      x = nn.Dense(width, name=f'dense_{i}')(x)
+      x = nn.Dense(width, dtype=self.dtype, name=f'dense_{i}')(x)
       last = i == len(self.widths) - 1
       x = activation(self.final_activation if last else self.activation)(x)
-    return x
+    return x.astype(jnp.float32)
 
 
 class Encoder(nn.Module):
@@ -58,10 +60,11 @@ class Encoder(nn.Module):
   out_dim: int
   activation: str = 'relu'
   code_activation: str = 'identity'
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x_BxD: jax.Array) -> jax.Array:
-    return MLP((*self.hidden, self.out_dim), self.activation, self.code_activation, name='mlp')(x_BxD)
+    return MLP((*self.hidden, self.out_dim), self.activation, self.code_activation, self.dtype, name='mlp')(x_BxD)
 
 
 class Decoder(nn.Module):
@@ -70,10 +73,11 @@ class Decoder(nn.Module):
   out_dim: int
   activation: str = 'relu'
   output_activation: str = 'identity'
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, z_BxZ: jax.Array) -> jax.Array:
-    return MLP((*self.hidden, self.out_dim), self.activation, self.output_activation, name='mlp')(z_BxZ)
+    return MLP((*self.hidden, self.out_dim), self.activation, self.output_activation, self.dtype, name='mlp')(z_BxZ)
 
 
 class TiedDecoder(nn.Module):
@@ -83,17 +87,18 @@ class TiedDecoder(nn.Module):
   """
   activation: str = 'relu'
   output_activation: str = 'identity'
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, z_BxZ: jax.Array, encoder_kernels: Sequence[jax.Array]) -> jax.Array:
-    h = z_BxZ
+    h = z_BxZ.astype(self.dtype)
     kernels = list(reversed(encoder_kernels))
     for i, kernel in enumerate(kernels):
-      bias = self.param(f'bias_{i}', nn.initializers.zeros, (kernel.shape[0],))
-      h = h @ kernel.T + jnp.reshape(bias, (1,) * (h.ndim - 1) + bias.shape)  # explicit: no rank promotion
+      bias = self.param(f'bias_{i}', nn.initializers.zeros, (kernel.shape[0],)).astype(self.dtype)
+      h = h @ kernel.T.astype(self.dtype) + jnp.reshape(bias, (1,) * (h.ndim - 1) + bias.shape)  # no rank promotion
       last = i == len(kernels) - 1
       h = activation(self.output_activation if last else self.activation)(h)
-    return h
+    return h.astype(jnp.float32)
 
 
 def check_conv_shape(image_shape: Sequence[int], num_layers: int) -> None:
@@ -128,34 +133,38 @@ class Conv(nn.Module):
   features: int
   kernel_size: int
   stride: int = 1
+  dtype: Any = jnp.float32  # of the computation; the parameters are float32
 
   @nn.compact
   def __call__(self, h_BxHxWxC: jax.Array) -> jax.Array:
     k, c_in = self.kernel_size, h_BxHxWxC.shape[-1]
     kernel = self.param('kernel', nn.initializers.lecun_normal(), (k, k, c_in, self.features))
     bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    h_BxHxWxC, kernel, bias = nn.dtypes.promote_dtype(h_BxHxWxC, kernel, bias, dtype=self.dtype)
     out = image_patches(h_BxHxWxC, k, self.stride) @ kernel.reshape(k * k * c_in, self.features)
     return out + bias[None, None, None]
 
 
-def conv_downsample(h_BxHxWxC: jax.Array, channels: Sequence[int], activation_name: str) -> jax.Array:
-  """One 4x4 stride-2 :class:`Conv` (``conv_{i}``) and ``activation_name`` per entry of ``channels``:
-  ``B x H x W x C -> B x H / 2**L x W / 2**L x channels[-1]``. Call it inside a compact module."""
+def conv_downsample(h_BxHxWxC: jax.Array, channels: Sequence[int], activation_name: str,
+                    dtype: Any = jnp.float32) -> jax.Array:
+  """One 4x4 stride-2 :class:`Conv` (``conv_{i}``, computing in ``dtype``) and ``activation_name`` per entry
+  of ``channels``: ``B x H x W x C -> B x H / 2**L x W / 2**L x channels[-1]``. Call it inside a compact
+  module."""
   h = h_BxHxWxC
   for i, ch in enumerate(channels):
-    h = activation(activation_name)(Conv(ch, 4, stride=2, name=f'conv_{i}')(h))
+    h = activation(activation_name)(Conv(ch, 4, stride=2, dtype=dtype, name=f'conv_{i}')(h))
   return h
 
 
 def conv_upsample(h_BxhxwxC: jax.Array, channels: Sequence[int], num_channels: int, activation_name: str,
-                  output_activation: str) -> jax.Array:
+                  output_activation: str, dtype: Any = jnp.float32) -> jax.Array:
   """The mirror of :func:`conv_downsample`: per layer a 3x3 :class:`Conv` (``upconv_{i}``) to ``4 x`` the
   next layer's channels and :func:`depth_to_space`, back through ``channels`` to ``num_channels``
   (``output_activation`` last): ``B x h x w x C -> B x 2**L h x 2**L w x num_channels``."""
   h = h_BxhxwxC
   outs = (*channels[-2::-1], num_channels)
   for i, ch in enumerate(outs):
-    h = depth_to_space(Conv(4 * ch, 3, name=f'upconv_{i}')(h))
+    h = depth_to_space(Conv(4 * ch, 3, dtype=dtype, name=f'upconv_{i}')(h))
     h = activation(output_activation if i == len(outs) - 1 else activation_name)(h)
   return h
 
@@ -173,13 +182,15 @@ class ConvEncoder(nn.Module):
   out_dim: int
   activation: str = 'relu'
   code_activation: str = 'identity'
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x_BxD: jax.Array) -> jax.Array:
     check_conv_shape(self.image_shape, len(self.channels))
-    h = conv_downsample(x_BxD.reshape(x_BxD.shape[0], *self.image_shape), self.channels, self.activation)
+    h = conv_downsample(x_BxD.reshape(x_BxD.shape[0], *self.image_shape), self.channels, self.activation,
+                        self.dtype)
     h = h.reshape(h.shape[0], -1)
-    return MLP((*self.hidden, self.out_dim), self.activation, self.code_activation, name='mlp')(h)
+    return MLP((*self.hidden, self.out_dim), self.activation, self.code_activation, self.dtype, name='mlp')(h)
 
 
 def depth_to_space(h_BxHxWxC: jax.Array, factor: int = 2) -> jax.Array:
@@ -204,6 +215,7 @@ class ConvDecoder(nn.Module):
   hidden: Sequence[int]
   activation: str = 'relu'
   output_activation: str = 'identity'
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, z_BxZ: jax.Array) -> jax.Array:
@@ -211,32 +223,35 @@ class ConvDecoder(nn.Module):
     height, width, num_channels = self.image_shape
     factor = 2 ** len(self.channels)
     small = (height // factor, width // factor, self.channels[-1])
-    h = MLP((*self.hidden, small[0] * small[1] * small[2]), self.activation, self.activation, name='mlp')(z_BxZ)
+    h = MLP((*self.hidden, small[0] * small[1] * small[2]), self.activation, self.activation, self.dtype,
+            name='mlp')(z_BxZ)
     h = conv_upsample(h.reshape(h.shape[0], *small), self.channels, num_channels, self.activation,
-                      self.output_activation)
-    return h.reshape(h.shape[0], -1)
+                      self.output_activation, self.dtype)
+    return h.reshape(h.shape[0], -1).astype(jnp.float32)
 
 
 def make_encoder(net: str, data_shape: Sequence[int], hidden: Sequence[int], out_dim: int,
-                 activation_name: str, code_activation: str, channels: Sequence[int] = (32, 64)) -> nn.Module:
+                 activation_name: str, code_activation: str, channels: Sequence[int] = (32, 64),
+                 dtype: Any = jnp.float32) -> nn.Module:
   """The encoder for ``model.net``: :class:`Encoder` (``'mlp'``) or :class:`ConvEncoder` (``'conv'``,
-  images of shape ``data_shape = (H, W, C)``). Raises ValueError for another name or a non-image shape."""
+  images of shape ``data_shape = (H, W, C)``), computing in ``dtype`` (float32 parameters and output).
+  Raises ValueError for another name or a non-image shape."""
   if net == 'mlp':
-    return Encoder(hidden, out_dim, activation_name, code_activation)
+    return Encoder(hidden, out_dim, activation_name, code_activation, dtype)
   if net == 'conv':
     check_conv_shape(data_shape, len(channels))
-    return ConvEncoder(tuple(data_shape), tuple(channels), hidden, out_dim, activation_name, code_activation)
+    return ConvEncoder(tuple(data_shape), tuple(channels), hidden, out_dim, activation_name, code_activation, dtype)
   raise ValueError(f'Unknown model.net {net!r}; choose mlp or conv.')
 
 
 def make_decoder(net: str, data_shape: Sequence[int], hidden: Sequence[int], activation_name: str,
-                 output_activation: str, channels: Sequence[int] = (32, 64)) -> nn.Module:
+                 output_activation: str, channels: Sequence[int] = (32, 64), dtype: Any = jnp.float32) -> nn.Module:
   """The decoder for ``model.net`` (``hidden`` from the code outwards); see :func:`make_encoder`."""
   if net == 'mlp':
-    return Decoder(hidden, math.prod(data_shape), activation_name, output_activation)
+    return Decoder(hidden, math.prod(data_shape), activation_name, output_activation, dtype)
   if net == 'conv':
     check_conv_shape(data_shape, len(channels))
-    return ConvDecoder(tuple(data_shape), tuple(channels), hidden, activation_name, output_activation)
+    return ConvDecoder(tuple(data_shape), tuple(channels), hidden, activation_name, output_activation, dtype)
   raise ValueError(f'Unknown model.net {net!r}; choose mlp or conv.')
 
 

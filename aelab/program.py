@@ -17,14 +17,17 @@ from aelab.models import Family
 
 
 def make_train_epoch(train_step: Callable, batch_size: int, dynamic_binarize: bool,
-                     batch_sharding: jax.sharding.Sharding | None = None) -> Callable:
+                     batch_sharding: jax.sharding.Sharding | None = None,
+                     to_float32: Callable[[jax.Array], jax.Array] | None = None) -> Callable:
   """Jitted ``train_epoch(state, x_NxD, epoch_key, hp) -> (state, metrics of every step)``.
 
   One ``lax.scan`` over ``N // batch_size`` batches of a fresh permutation (the remainder is dropped);
   the data stays on the device and no Python runs per step. ``batch_sharding`` (see
   ``parallel.batch_sharding``) splits each batch over devices: data parallelism, the same numbers up to
-  float rounding. The epoch is pure in its arguments, so a group ``vmap``s it over a leading model axis
-  of ``state``, ``epoch_key`` and ``hp`` (each model its own permutation and step keys, the data shared).
+  float rounding. ``to_float32`` (e.g. ``Dataset.to_float32``) turns each gathered batch of stored
+  examples (uint8 images) into float32 on the device, so the data stays compact. The epoch is pure in
+  its arguments, so a group ``vmap``s it over a leading model axis of ``state``, ``epoch_key`` and
+  ``hp`` (each model its own permutation and step keys, the data shared).
   """
 
   @jax.jit
@@ -32,7 +35,9 @@ def make_train_epoch(train_step: Callable, batch_size: int, dynamic_binarize: bo
     perm_key, step_key = jax.random.split(epoch_key)
     num_batches = x_NxD.shape[0] // batch_size
     perm = jax.random.permutation(perm_key, x_NxD.shape[0])[:num_batches * batch_size]
-    body = _train_body(train_step, step_key, hp, lambda batch_idx: x_NxD[batch_idx], dynamic_binarize, batch_sharding)
+    gather = (lambda batch_idx: x_NxD[batch_idx]) if to_float32 is None else (
+        lambda batch_idx: to_float32(x_NxD[batch_idx]))
+    body = _train_body(train_step, step_key, hp, gather, dynamic_binarize, batch_sharding)
     return jax.lax.scan(body, state, perm.reshape(num_batches, batch_size))
 
   return train_epoch
@@ -58,15 +63,17 @@ def _train_body(train_step: Callable, step_key: jax.Array, hp: Any, batch: Calla
 
 
 def make_train_chunk(train_step: Callable, binarize: str, binarize_threshold: float,
-                     batch_sharding: jax.sharding.Sharding | None = None) -> Callable:
+                     batch_sharding: jax.sharding.Sharding | None = None,
+                     to_float32: Callable[[jax.Array], jax.Array] = lambda x: data.to_float32(x, 255)) -> Callable:
   """``train_chunk(state, x_CxBxD, epoch_key, hp) -> (state, metrics of the C steps)``: a ``lax.scan``
-  over ``C`` batches streamed from the host (aelab/stream.py), uint8 (scaled by 1/255 here, on the
-  device) or float32 in [0, 1], binarized per ``data.binarize`` as ``data.load`` does. The step keys
+  over ``C`` batches streamed from the host (aelab/stream.py), uint8 (made float32 here, on the device,
+  by ``to_float32``: ``Dataset.to_float32``) or float32 in [0, 1], binarized per ``data.binarize`` as
+  ``data.load`` does. The step keys
   are those of :func:`make_train_epoch` (``fold_in`` of the epoch's step key and the global step), so a
   streamed epoch differs from an in-memory one only in its batch order."""
 
   def to_float(x_BxD):
-    x = x_BxD.astype(jnp.float32) / 255 if x_BxD.dtype == jnp.uint8 else x_BxD
+    x = to_float32(x_BxD)
     return (x > binarize_threshold).astype(jnp.float32) if binarize == 'static' else x
 
   def train_chunk(state, x_CxBxD, epoch_key, hp):
@@ -97,9 +104,9 @@ def check_compatible(config: ml_collections.ConfigDict, dataset: data.Dataset) -
       nets.check_conv_shape(dataset.shape, len(config.model.conv_channels))
     except ValueError as e:
       raise config_lib.ConfigError(str(e)) from None
-  if config.train.batch_size > len(dataset.x_train):
+  if config.train.batch_size > len(dataset.train):
     raise config_lib.ConfigError(f'train.batch_size={config.train.batch_size} is larger than the '
-                                 f'{len(dataset.x_train)} training examples; lower it.')
+                                 f'{len(dataset.train)} training examples; lower it.')
 
 
 @dataclasses.dataclass
@@ -135,6 +142,21 @@ def make_train_step(run: Run, total_steps: int) -> tuple[Callable, Callable]:
     return {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': init_opt_state(params)}
 
   return init_state, train_step
+
+
+def on_stored_inputs(family: Family, to_float32: Callable[[jax.Array], jax.Array]) -> Family:
+  """``family`` whose functions that take examples (eval, reconstruct, encode, log_weights, split_eval) take them as
+  the dataset stores them (uint8 images) and convert each batch with ``to_float32`` first."""
+  log_weights = family.log_weights
+  return dataclasses.replace(
+      family,
+      eval=lambda params, x_BxD, key, hp: family.eval(params, to_float32(x_BxD), key, hp),
+      reconstruct=lambda params, x_BxD, key, hp: family.reconstruct(params, to_float32(x_BxD), key, hp),
+      encode=lambda params, x_BxD: family.encode(params, to_float32(x_BxD)),
+      split_eval=None if family.split_eval is None else (
+          lambda params, x_MxD, hp: family.split_eval(params, to_float32(x_MxD), hp)),
+      log_weights=None if log_weights is None else (
+          lambda params, x_BxD, key, k, hp=None: log_weights(params, to_float32(x_BxD), key, k, hp)))
 
 
 def over_models(fn: Callable, num_models: int, in_axes: Sequence[int | None]) -> Callable:
@@ -177,15 +199,17 @@ class Program:
   def __init__(self, runs: Sequence[Run], dataset: data.Dataset, devices: Sequence[jax.Device] | None = None):
     rep, cfg = runs[0], runs[0].config
     self.num_models = len(runs)
-    self.steps_per_epoch = len(dataset.x_train) // cfg.train.batch_size
+    self.steps_per_epoch = len(dataset.train) // cfg.train.batch_size
+    self.family = on_stored_inputs(rep.family, dataset.to_float32)  # takes the stored (uint8) test split
     init_state, train_step = make_train_step(rep, self.steps_per_epoch * cfg.train.num_epochs)
     k = self.num_models
     self.mesh = parallel.model_mesh(k, devices) if k > 1 else None
     batch_sharding = None if k > 1 else parallel.batch_sharding(parallel.data_mesh(cfg.train.batch_size, devices))
-    train_epoch = make_train_epoch(train_step, cfg.train.batch_size, cfg.data.binarize == 'dynamic', batch_sharding)
-    evaluate = metrics.make_evaluate(rep.family.eval, cfg.train.eval_batch_size, rep.family.split_eval)
-    reconstruct = rep.family.reconstruct
-    x_1xD = jnp.zeros((1, dataset.x_train.shape[1]), jnp.float32)
+    train_epoch = make_train_epoch(train_step, cfg.train.batch_size, cfg.data.binarize == 'dynamic', batch_sharding,
+                                   dataset.to_float32)
+    evaluate = metrics.make_evaluate(self.family.eval, cfg.train.eval_batch_size, self.family.split_eval)
+    reconstruct = self.family.reconstruct
+    x_1xD = jnp.zeros((1, dataset.train.shape[1]), jnp.float32)
     self.sharding = (None if self.mesh is None else
                      jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(parallel.MODEL_AXIS)))
 
@@ -201,7 +225,8 @@ class Program:
       return over_models(one_epoch, k, [0, None, None, None, None, 0, 0])(
           state, x_train, x_test, x_fig, epoch, train_keys, hp)
 
-    train_chunk = make_train_chunk(train_step, cfg.data.binarize, cfg.data.binarize_threshold, batch_sharding)
+    train_chunk = make_train_chunk(train_step, cfg.data.binarize, cfg.data.binarize_threshold, batch_sharding,
+                                   dataset.to_float32)
 
     def chunk(state, x_CxBxD, epoch, train_keys, hp):  # streamed data: C batches of every model
       return over_models(lambda s, x, key, h: train_chunk(s, x, jax.random.fold_in(key, epoch), h), k,
@@ -210,7 +235,7 @@ class Program:
     def test(state, x_test, x_fig, hp):  # streamed data: the end of one_epoch
       return over_models(lambda s, h: _test_outputs(evaluate, reconstruct, s, x_test, x_fig, h), k, [0, 0])(state, hp)
 
-    final_arrays = figures.make_final_arrays(rep.family, cfg)
+    final_arrays = figures.make_final_arrays(self.family, cfg)
     jit = (lambda f: jax.jit(f)) if self.sharding is None else (lambda f: jax.jit(f, out_shardings=self.sharding))
     self.init, self.epoch, self.chunk, self.test = jit(init), jit(epoch), jit(chunk), jit(test)
     self.final = jit(lambda params, x_test: over_models(final_arrays, k, [0, None])(params, x_test))
@@ -238,4 +263,4 @@ def _test_outputs(evaluate: Callable, reconstruct: Callable, state: Any, x_test:
 def abstract_state(run: Run, dataset: data.Dataset) -> Any:
   """Shapes and dtypes of one model's state (no computation)."""
   init_state, _ = make_train_step(run, 1)
-  return jax.eval_shape(init_state, run.init_key, jnp.zeros((1, dataset.x_train.shape[1]), jnp.float32))
+  return jax.eval_shape(init_state, run.init_key, jnp.zeros((1, dataset.train.shape[1]), jnp.float32))

@@ -1,6 +1,6 @@
 """Training images that stream from host storage through grain, for data that does not fit in memory.
 
-``load(config.data)`` returns a ``data.Dataset`` whose ``x_train`` is a :class:`Stream` (random access to
+``load(config.data)`` returns a ``data.Dataset`` whose ``train`` is a :class:`Stream` (random access to
 the training images, read a batch at a time) when the data is streamed, and ``data.load``'s in-memory
 arrays otherwise. Data is streamed when ``data.stream`` is True, or when the training images would take
 more than ``data.stream_above_mb`` MB as float32 (0: never automatically). The test split stays in
@@ -202,7 +202,7 @@ def _tfds_builder(data_config: ml_collections.ConfigDict) -> Any:
 
 def load(data_config: ml_collections.ConfigDict) -> data.Dataset:
   """``data.load(data_config)``, or the same dataset with its training images streamed (see the module
-  docstring): ``x_train`` a :class:`Stream` in the order ``data.load`` would give them (same seeded
+  docstring): ``train`` a :class:`Stream` in the order ``data.load`` would give them (same seeded
   train / test split, same ``max_*_examples``), the test split in memory as ``data.load`` returns it.
   Labels of streamed training data are not loaded (``y_train`` None).
 

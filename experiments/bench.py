@@ -5,6 +5,7 @@
   python experiments/bench.py --only_sweep --sweep_models=64 --json    # the sweep benchmark alone
   python experiments/bench.py --whole_process --rounds=3 --json        # aelab vs PyTorch, whole processes
   python experiments/bench.py --stream --json      # streamed vs in-memory epoch; peak RSS of a 1M-image epoch
+  python experiments/bench.py --model_axis --sweep_models=64 --dtypes=float32,bfloat16   # K models vs one
 
 Times whole epochs of the jitted, scanned train step after compilation, on random data (speed does not
 depend on the values): the VAE 784-400-20 (ReLU, Bernoulli likelihood, Adam, batch 128) and the DAE
@@ -33,6 +34,14 @@ picks JAX's persistent compilation cache of the aelab runs: ``none`` (no cache f
 empty ``--config.train.compilation_cache_dir`` each round) or ``warm`` (one directory for all rounds,
 primed by an untimed run); ``cold`` and ``warm`` need the ``train.compilation_cache_dir`` config field.
 Needs the MNIST folder.
+
+``--model_axis`` times the compiled epoch of the engine (``engine.Program``: a scanned epoch of training
+plus the test metrics, data on the device as uint8) for one VAE and for ``--sweep_models`` VAEs on the
+model axis (the KL weights x seeds above; ``configs/vae.py`` on the MNIST test images, batch 128), after
+compilation and one untimed epoch, alternating the two in each of ``--rounds`` rounds, for each of
+``--dtypes`` (``model.dtype``).
+It reports the median epoch's model-examples/s (models x the examples of an epoch's full batches / seconds)
+of each and their ratio: how much more work per second the model axis gets out of the device.
 """
 import argparse
 import contextlib
@@ -48,6 +57,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Callable
 
 import common  # experiments/common.py, beside this file
 import jax
@@ -162,12 +172,74 @@ def _sweep_config(epochs: int):
   return config
 
 
+def _sweep_overrides(num_models: int) -> list[dict]:
+  """``num_models`` override dicts: KL weights 0.5, 1, 2, 4 x seeds 0, 1, ..."""
+  weights = [0.5, 1.0, 2.0, 4.0]
+  return sweep.product(sweep.axis('model.kl_weight', weights),
+                       sweep.axis('seed', range(-(-num_models // len(weights)))))[:num_models]
+
+
+def _compiled_epoch(config, overrides: list[dict], dataset: data.Dataset) -> tuple[Callable, tuple]:
+  """``(epoch_fn, args)``: the group's compiled epoch and its arguments on the devices (epoch 1)."""
+  runs = [engine.make_run(sweep.apply(config, o), dataset.shape) for o in overrides]
+  p = engine.Program(runs, dataset)
+  keys = jnp.stack([r.init_key for r in runs])
+  state = p.init(keys, jnp.full(len(runs), config.optimizer.learning_rate, jnp.float32))
+  x_train, x_test = p.replicate((dataset.train, dataset.test))
+  args = (state, x_train, x_test, None, 1, p.shard(jnp.stack([r.train_key for r in runs])),
+          p.shard(engine.stack([r.hp for r in runs])))
+  return p.epoch.lower(*args).compile(), args
+
+
+def model_axis_benchmark(num_models: int, rounds: int, dtypes: list[str]) -> dict:
+  """Median epoch seconds and model-examples/s of 1 and ``num_models`` VAEs on the model axis (docstring)."""
+  config = _sweep_config(1)
+  config.train.batch_size = BATCH
+  dataset = data.load(config.data)
+  examples = len(dataset.train) // BATCH * BATCH
+  result = {'axis_models': num_models, 'axis_data': f'{config.data.name} ({examples} training examples per epoch)',
+            'axis_device': str(jax.devices()[0]), 'axis_devices': jax.local_device_count(), 'axis_rounds': rounds,
+            'jax_version': jax.__version__}
+  for dtype in dtypes:
+    config.model.dtype = dtype
+    compiled = {k: _compiled_epoch(config, _sweep_overrides(k), dataset) for k in (1, num_models)}
+    for k, (fn, args) in compiled.items():  # an untimed first epoch: first-execution costs on neither side
+      compiled[k] = fn, (jax.block_until_ready(fn(*args))[0], *args[1:])  # blocked: not in the next timing
+    seconds = {k: [] for k in compiled}
+    for r in range(rounds):
+      for k in (1, num_models) if r % 2 == 0 else (num_models, 1):
+        fn, args = compiled[k]
+        t0 = time.perf_counter()
+        state, out = fn(*args)
+        jax.block_until_ready((state, out))
+        seconds[k].append(time.perf_counter() - t0)
+        compiled[k] = fn, (state, *args[1:])
+    for k, name in ((1, 'one'), (num_models, 'axis')):
+      median = statistics.median(seconds[k])
+      result[f'{dtype}_{name}_epoch_s'] = median
+      result[f'{dtype}_{name}_model_examples_per_s'] = k * examples / median
+    result[f'{dtype}_axis_gain'] = (result[f'{dtype}_axis_model_examples_per_s']
+                                    / result[f'{dtype}_one_model_examples_per_s'])
+  return result
+
+
+def _print_model_axis(result: dict, dtypes: list[str]) -> None:
+  n = result['axis_models']
+  print(f'VAE 784-400-20, batch {BATCH}, on {result["axis_data"]}; {result["axis_device"]} '
+        f'({result["axis_devices"]} device(s)), jax {result["jax_version"]}; median of {result["axis_rounds"]} '
+        'compiled epochs (training + test metrics):')
+  print(f'{"model.dtype":<12}{"models":>7}{"epoch s":>10}{"model-examples/s":>18}{"vs one model":>14}')
+  for dtype in dtypes:
+    for k, name in ((1, 'one'), (n, 'axis')):
+      gain = result[f'{dtype}_axis_gain'] if k > 1 else 1.0
+      print(f'{dtype:<12}{k:>7}{result[f"{dtype}_{name}_epoch_s"]:>10.2f}'
+            f'{result[f"{dtype}_{name}_model_examples_per_s"]:>18,.0f}{gain:>13.2f}x')
+
+
 def sweep_benchmark(num_models: int, epochs: int) -> dict:
   """Wall time of ``num_models`` VAEs as one vectorized sweep and one after another (see the docstring)."""
   config = _sweep_config(epochs)
-  weights = [0.5, 1.0, 2.0, 4.0]
-  overrides = sweep.product(sweep.axis('model.kl_weight', weights),
-                            sweep.axis('seed', range(-(-num_models // len(weights)))))[:num_models]
+  overrides = _sweep_overrides(num_models)
   examples = len(data.load(config.data).x_train) // config.train.batch_size * config.train.batch_size
   with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
     warm_up = _sweep_config(1)  # first-use costs (imports, font cache) would otherwise fall on one side
@@ -334,6 +406,9 @@ def main() -> None:
   parser.add_argument('--cache', choices=('none', 'cold', 'warm'), default='none',
                       help='--whole_process: JAX compilation cache of the aelab runs (cold/warm need '
                       'train.compilation_cache_dir)')
+  parser.add_argument('--model_axis', action='store_true',
+                      help='time the compiled epoch of one VAE and of --sweep_models VAEs on the model axis')
+  parser.add_argument('--dtypes', default='float32', help='--model_axis: comma-separated model.dtype values')
   args = parser.parse_args()
 
   if args.stream:
@@ -343,6 +418,14 @@ def main() -> None:
     if args.json:
       print(json.dumps(result))
     return
+  if args.model_axis:
+    dtypes = args.dtypes.split(',')
+    result = model_axis_benchmark(args.sweep_models, args.rounds, dtypes)
+    _print_model_axis(result, dtypes)
+    if args.json:
+      print(json.dumps(result))
+    return
+
   if args.whole_process:
     result = whole_process_benchmark(args.rounds, args.cache)
     _print_whole_process(result)

@@ -43,7 +43,7 @@ def autoencoder_config(data_arg: str, k: int, code_activation: str, epochs: int,
 def centred(dataset: data.Dataset) -> data.Dataset:
   """The dataset minus the mean of its train examples (PCA's and the theorem's assumption)."""
   mean = dataset.x_train.mean(0, keepdims=True)
-  return dataclasses.replace(dataset, x_train=dataset.x_train - mean, x_test=dataset.x_test - mean, kind='tabular')
+  return dataclasses.replace(dataset, train=dataset.x_train - mean, test=dataset.x_test - mean, kind='tabular')
 
 
 def compare_k(dataset: data.Dataset, data_arg: str, k: int, code_activation: str, epochs: int,

@@ -255,4 +255,4 @@ def test_main_label_only_csv_is_one_line_and_leaves_no_workdir_and_debug_shows_t
   assert not (tmp_path / 'w').exists()
   debug = _main(*args, '--debug')
   assert debug.returncode == 1 and 'Traceback (most recent call last)' in debug.stderr
-  assert 'aelab.data.DataError: csv train file' in debug.stderr and not (tmp_path / 'w').exists()
+  assert 'aelab.errors.DataError: csv train file' in debug.stderr and not (tmp_path / 'w').exists()

@@ -11,7 +11,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / 'aelab'
 # Lower layers first; a module may import only from its own layer's listed modules below it and lower layers.
 LAYERS = [
     {'aelab.losses', 'aelab.corruption', 'aelab.nets', 'aelab.data', 'aelab.superposition', 'aelab.plots',
-     'aelab.parallel', 'aelab.shapes2d', 'aelab.disentanglement', 'aelab.stream'},
+     'aelab.parallel', 'aelab.shapes2d', 'aelab.disentanglement', 'aelab.stream', 'aelab.errors', 'aelab.images'},
     {'aelab.models', 'aelab.models.family', 'aelab.models.common', 'aelab.models.ae', 'aelab.models.vae',
      'aelab.models.aae', 'aelab.models.sae', 'aelab.models.beta_tcvae', 'aelab.models.dip_vae',
      'aelab.models.factor_vae', 'aelab.models.vqvae'},

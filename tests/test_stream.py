@@ -50,16 +50,16 @@ def test_compressed_or_missing_member_is_a_clear_error(tmp_path):
 def test_streamed_npz_is_data_load_split_and_order(npz):
   config = _data_config(npz, stream=True, binarize='static', max_test_examples=40)
   streamed, loaded = stream.load(config), data.load(config)
-  assert isinstance(streamed.x_train, stream.Stream) and streamed.x_train.shape == loaded.x_train.shape
+  assert isinstance(streamed.train, stream.Stream) and streamed.train.shape == loaded.x_train.shape
   idx = np.arange(len(loaded.x_train))
-  np.testing.assert_array_equal(streamed.x_train.read(idx) / np.float32(255), data.load(
+  np.testing.assert_array_equal(data.to_float32(streamed.train.read(idx), 255), data.load(
       _data_config(npz, max_test_examples=40)).x_train)  # the same examples in the same order, as uint8
   np.testing.assert_array_equal(streamed.x_test, loaded.x_test)  # binarized like data.load's
   np.testing.assert_array_equal(streamed.y_test, loaded.y_test)
   assert streamed.shape == loaded.shape == (8, 8, 1)
   np.save(npz.with_name('x.npy'), _images())  # a .npy (no labels) streams the same images
   from_npy = stream.load(_data_config(npz.with_name('x.npy'), stream=True, max_test_examples=40))
-  np.testing.assert_array_equal(from_npy.x_train.read(idx), streamed.x_train.read(idx))
+  np.testing.assert_array_equal(from_npy.train.read(idx), streamed.train.read(idx))
   assert from_npy.y_test is None
 
 
@@ -70,7 +70,7 @@ def test_streaming_is_automatic_above_the_size_field(npz):
 
 
 def test_epoch_batches_are_seeded_permutations_of_disjoint_shards(npz):
-  train = stream.load(_data_config(npz, stream=True)).x_train  # 240 training examples
+  train = stream.load(_data_config(npz, stream=True)).train  # 240 training examples
   values = {tuple(train.read(np.array([i]))[0]): i for i in range(len(train))}
 
   def order(seed, epoch, shard_index=0, shard_count=1):
@@ -87,7 +87,7 @@ def test_epoch_batches_are_seeded_permutations_of_disjoint_shards(npz):
 
 
 def test_iterator_state_continues_where_it_stopped(npz):
-  train = stream.load(_data_config(npz, stream=True)).x_train
+  train = stream.load(_data_config(npz, stream=True)).train
   it = stream.epoch_batches(train, 16, 3, 1)
   [next(it) for _ in range(5)]
   state = json.loads(json.dumps(it.get_state()))  # as stream.json stores it
@@ -169,8 +169,8 @@ def test_tfds_data_source_streams_under_mock_data(tmp_path):
   with tfds.testing.mock_data(num_examples=64, policy=tfds.testing.MockPolicy.USE_CODE):
     dataset, loaded = stream.load(config.data), data.load(config.data)
     summary = engine.train_and_evaluate(config, str(tmp_path), log=lambda line: None)
-  assert isinstance(dataset.x_train, stream.Stream) and dataset.x_train.shape == loaded.x_train.shape
-  np.testing.assert_array_equal(dataset.x_train.read(np.arange(len(loaded.x_train))) / np.float32(255),
+  assert isinstance(dataset.train, stream.Stream) and dataset.train.shape == loaded.x_train.shape
+  np.testing.assert_array_equal(data.to_float32(dataset.train.read(np.arange(len(loaded.x_train))), 255),
                                 loaded.x_train)  # data.load's split (mock mnist has no test split here)
   np.testing.assert_array_equal(dataset.x_test, loaded.x_test)
   assert np.isfinite(summary['test/neg_elbo']) and summary['test/neg_elbo'] > 0

@@ -22,7 +22,7 @@ import ml_collections
 import optax
 
 from aelab import losses, nets
-from aelab.models import ae
+from aelab.models import ae, common
 from aelab.models.family import COMMON_HYPERPARAMS, Family
 
 HYPERPARAMS = {**COMMON_HYPERPARAMS, 'adversarial_weight': 'aae.adversarial_weight'}
@@ -39,7 +39,8 @@ def build(config: ml_collections.ConfigDict, data_shape: int | Sequence[int]) ->
   Raises ValueError for a mixture prior on a latent that is not 2-D."""
   if config.model.prior == 'mixture' and config.model.latent_dim != 2:
     raise ValueError(f'model.prior=mixture needs model.latent_dim=2, got {config.model.latent_dim}.')
-  return Model(ae.build(config, data_shape), nets.MLP((*config.aae.disc_hidden, 1), config.model.activation))
+  return Model(ae.build(config, data_shape), nets.MLP((*config.aae.disc_hidden, 1), config.model.activation,
+                                                               dtype=common.compute_dtype(config.model)))
 
 
 def init(model: Model, key: jax.Array, x_BxD: jax.Array):

@@ -6,7 +6,7 @@ Denoising: ``x_tilde`` is a corruption of ``x`` (Vincent et al. 2008). Sparse: a
 KL(rho || rho_hat) penalty on ``z`` (Ng 2011). Contractive: the squared Frobenius norm of the encoder's
 Jacobian (Rifai et al. 2011). ``model.net`` picks MLP or convolutional encoder and decoder.
 """
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -32,15 +32,16 @@ class Model(nn.Module):
   tied: bool = False
   net: str = 'mlp'
   conv_channels: tuple[int, ...] = (32, 64)
+  dtype: Any = jnp.float32  # of the computation (model.dtype); parameters and outputs are float32
 
   def setup(self):
     self.encoder = nets.make_encoder(self.net, self.data_shape, self.hidden, self.latent_dim, self.activation,
-                                     self.code_activation, self.conv_channels)
+                                     self.code_activation, self.conv_channels, self.dtype)
     if self.tied:
-      self.decoder = nets.TiedDecoder(self.activation, self.output_activation)
+      self.decoder = nets.TiedDecoder(self.activation, self.output_activation, self.dtype)
     else:
       self.decoder = nets.make_decoder(self.net, self.data_shape, self.hidden[::-1], self.activation,
-                                       self.output_activation, self.conv_channels)
+                                       self.output_activation, self.conv_channels, self.dtype)
 
   def encode(self, x_BxD: jax.Array) -> jax.Array:
     return self.encoder(x_BxD)
@@ -62,7 +63,7 @@ def build(config: ml_collections.ConfigDict, data_shape: int | Sequence[int]) ->
   Raises ValueError when ``model.net=conv`` and the shape is not an ``H x W x C`` image."""
   m = config.model
   return Model(tuple(m.hidden), m.latent_dim, common.as_shape(m, data_shape), m.activation, m.code_activation,
-               common.output_activation(m), m.tied, m.net, tuple(m.conv_channels))
+               common.output_activation(m), m.tied, m.net, tuple(m.conv_channels), common.compute_dtype(m))
 
 
 def init(model: Model, key: jax.Array, x_BxD: jax.Array):

@@ -79,6 +79,18 @@ def code_stats(code_BxZ: jax.Array) -> dict[str, jax.Array]:
   }
 
 
+DTYPES = ('float32', 'bfloat16')
+
+
+def compute_dtype(model_config: ml_collections.ConfigDict) -> jnp.dtype:
+  """The dtype the nets compute in, ``model.dtype`` (``'float32'``, the default, or ``'bfloat16'``: matmuls and
+  activations in bfloat16 with float32 parameters, net outputs and losses). Raises ValueError for another."""
+  name = model_config.get('dtype') or 'float32'
+  if name not in DTYPES:
+    raise ValueError(f'model.dtype={name!r} is not one of {DTYPES}.')
+  return jnp.dtype(name)
+
+
 def as_shape(model_config: ml_collections.ConfigDict, data_shape: int | Sequence[int]) -> tuple[int, ...]:
   """The shape of one example: ``(H, W, C)`` for images, ``(D,)`` for features; an int ``D`` is ``(D,)``.
   Raises ValueError when ``model.net=conv`` and the shape is not an image it can take."""

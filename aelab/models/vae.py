@@ -18,7 +18,7 @@ to ``hp['capacity_max']`` nats over ``hp['capacity_steps']`` steps (``optimizers
 shape of the disentangling VAEs (``beta_tcvae``, ``dip_vae``, ``factor_vae``).
 """
 import math
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -45,12 +45,13 @@ class Model(nn.Module):
   output_activation: str = 'identity'
   net: str = 'mlp'
   conv_channels: tuple[int, ...] = (32, 64)
+  dtype: Any = jnp.float32  # of the computation (model.dtype); parameters and outputs are float32
 
   def setup(self):
     self.encoder = nets.make_encoder(self.net, self.data_shape, self.hidden, 2 * self.latent_dim, self.activation,
-                                     'identity', self.conv_channels)
+                                     'identity', self.conv_channels, self.dtype)
     self.decoder = nets.make_decoder(self.net, self.data_shape, self.hidden[::-1], self.activation,
-                                     self.output_activation, self.conv_channels)
+                                     self.output_activation, self.conv_channels, self.dtype)
 
   def encode(self, x_BxD: jax.Array) -> tuple[jax.Array, jax.Array]:
     mean, log_var = jnp.split(self.encoder(x_BxD), 2, axis=-1)
@@ -79,7 +80,7 @@ def build(config: ml_collections.ConfigDict, data_shape: int | Sequence[int]) ->
   Raises ValueError when ``model.net=conv`` and the shape is not an ``H x W x C`` image."""
   m = config.model
   return Model(tuple(m.hidden), m.latent_dim, common.as_shape(m, data_shape), m.activation,
-               common.output_activation(m), m.net, tuple(m.conv_channels))
+               common.output_activation(m), m.net, tuple(m.conv_channels), common.compute_dtype(m))
 
 
 def init(model: Model, key: jax.Array, x_BxD: jax.Array):
