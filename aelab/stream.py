@@ -10,6 +10,8 @@ memory (cap it with ``data.max_test_examples``). Sources:
   (:class:`NpyFile`). A member of an archive written by ``np.savez_compressed`` cannot be read in
   place: re-save it with ``np.savez``.
 - a tensorflow-datasets name: ``tfds.data_source`` (ArrayRecord files, read a batch at a time).
+- ``data.name='images'``: a folder of PNG / JPEG files (``aelab.images.ImageFolder``), each decoded and
+  resized as it is read.
 - any other source: :func:`dataset` takes any random-access object with ``__len__`` and
   ``__getitem__`` (records are image arrays, or dicts with an ``'image'`` array).
 - any other ``data.name`` with ``data.stream=True``: ``data.load``'s arrays, streamed from host memory.
@@ -34,7 +36,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from aelab import data
+from aelab import data, images
 
 STATE_FILE = 'stream.json'
 
@@ -213,6 +215,8 @@ def load(data_config: ml_collections.ConfigDict) -> data.Dataset:
     return data.load(data_config)
   if data_config.name == 'npz':
     return _npz(data_config)
+  if data_config.name == 'images':
+    return _image_folder(data_config)
   if data_config.name in ('digits', 'idx', 'csv'):
     loaded = data.load(data_config)
     if loaded.kind != 'image':
@@ -265,6 +269,20 @@ def _npz(data_config: ml_collections.ConfigDict) -> data.Dataset:
   x_test = data.test_images(x_test, data_config, where)
   shape = x.shape[1:] if x.ndim == 4 else (*x.shape[1:], 1)
   return dataset(x, x_test, y_test, shape, data_config, train_idx, where)
+
+
+def _image_folder(data_config: ml_collections.ConfigDict) -> data.Dataset:
+  """A folder of PNG / JPEG images (``aelab.images.ImageFolder``): the training images decoded as they
+  are read, the seeded held-out test images (``data.load``'s split) in memory."""
+  if not data_config.get('path'):
+    raise data.DataError('data.name=images needs data.path: a folder of PNG / JPEG images.')
+  folder = images.ImageFolder(data_config.path, data_config.get('image_size'), data_config.get('channels'))
+  train_idx, test_idx = _holdout(len(folder), data_config)
+  where = f'image folder {folder.root}'
+  records = [folder[int(i)] for i in test_idx]
+  x_test = data.test_images(np.stack([r['image'] for r in records]), data_config, where)
+  y_test = None if folder.labels is None else np.asarray([r['label'] for r in records], np.int32)
+  return dataset(folder, x_test, y_test, (*folder.size_hw, folder.channels), data_config, train_idx, where)
 
 
 def _labels(path: pathlib.Path, n: int) -> np.ndarray | None:

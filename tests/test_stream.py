@@ -197,3 +197,23 @@ def test_stream_fields_are_validated():
   with pytest.raises(config_lib.ConfigError, match='data.stream_chunk=0'):
     config_lib.validate(config)
   assert isinstance(config.data, ml_collections.ConfigDict)
+
+
+def test_image_folder_streams_data_load_split_and_order(tmp_path):
+  """A streamed image folder reads, at its training indices, data.load's training images (same seeded
+  split and order), and holds data.load's test images and labels in memory."""
+  from PIL import Image
+  rng = np.random.default_rng(0)
+  for i in range(30):
+    folder = tmp_path / 'imgs' / ('a' if i % 3 else 'b')
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (6, 5), dtype=np.uint8)).save(folder / f'{i:02d}.png')
+  config = load_config('vae', f'images={tmp_path / "imgs"}').data
+  loaded = data.load(config)
+  config.stream = True
+  streamed = stream.load(config)
+  assert isinstance(streamed.train, stream.Stream) and streamed.train.shape == loaded.x_train.shape
+  np.testing.assert_array_equal(data.to_float32(streamed.train.read(np.arange(len(loaded.x_train))), 255),
+                                loaded.x_train)
+  np.testing.assert_array_equal(streamed.x_test, loaded.x_test)
+  np.testing.assert_array_equal(streamed.y_test, loaded.y_test)
