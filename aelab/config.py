@@ -29,7 +29,7 @@ OUTPUT_ONLY_FIELDS = frozenset({
     'train.figures_every', 'train.num_figure_images', 'train.checkpoint_every', 'train.keep_checkpoints',
     'train.compilation_cache', 'train.compilation_cache_dir', 'eval.final_metrics', 'eval.nll_samples',
     'eval.nll_batch_size', 'eval.nll_chunk_size', 'eval.projection', 'data.tfds_data_dir',
-    'disent.eval_points', 'disent.score_points', 'disent.dci_model'})
+    'disent.eval_points', 'disent.score_points', 'disent.dci_model', 'data.stream_chunk', 'data.stream_workers'})
 
 
 class ConfigError(ValueError):
