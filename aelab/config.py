@@ -225,6 +225,8 @@ def _validate_model(config):
          f'of model.name=vae, not {m.name}: set --config.model.name=vae or model.capacity_weight=0.')
   _validate_disent(config.disent)
   _choice(m.dtype, common.DTYPES, 'model.dtype (of the nets\' computation; parameters stay float32)')
+  _check(m.dtype == 'float32' or m.name != 'sae', 'model.dtype=bfloat16 is not implemented for model.name=sae '
+         '(its encoder and decoder are plain float32 matrices): set --config.model.dtype=float32.')
   if m.name == 'sae':
     _validate_sae(config)
 

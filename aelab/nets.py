@@ -264,12 +264,14 @@ class ConvMapEncoder(nn.Module):
   channels: Sequence[int]
   code_dim: int
   activation: str = 'relu'
+  dtype: Any = jnp.float32  # of the computation; the parameters and the output are float32
 
   @nn.compact
   def __call__(self, x_BxD: jax.Array) -> jax.Array:
     check_conv_shape(self.image_shape, len(self.channels))
-    h = conv_downsample(x_BxD.reshape(x_BxD.shape[0], *self.image_shape), self.channels, self.activation)
-    return Conv(self.code_dim, 1, name='to_code')(h)
+    h = conv_downsample(x_BxD.reshape(x_BxD.shape[0], *self.image_shape), self.channels, self.activation,
+                        self.dtype)
+    return Conv(self.code_dim, 1, dtype=self.dtype, name='to_code')(h).astype(jnp.float32)
 
 
 class ConvMapDecoder(nn.Module):
@@ -279,9 +281,10 @@ class ConvMapDecoder(nn.Module):
   channels: Sequence[int]
   activation: str = 'relu'
   output_activation: str = 'identity'
+  dtype: Any = jnp.float32  # of the computation; the parameters and the output are float32
 
   @nn.compact
   def __call__(self, z_BxhxwxZ: jax.Array) -> jax.Array:
-    h = activation(self.activation)(Conv(self.channels[-1], 3, name='from_code')(z_BxhxwxZ))
-    h = conv_upsample(h, self.channels, self.image_shape[-1], self.activation, self.output_activation)
-    return h.reshape(h.shape[0], -1)
+    h = activation(self.activation)(Conv(self.channels[-1], 3, dtype=self.dtype, name='from_code')(z_BxhxwxZ))
+    h = conv_upsample(h, self.channels, self.image_shape[-1], self.activation, self.output_activation, self.dtype)
+    return h.reshape(h.shape[0], -1).astype(jnp.float32)

@@ -82,7 +82,10 @@ def test_bfloat16_matmuls_train_like_float32():
   assert abs(bf16 - f32) <= BF16_TOLERANCE * f32, (bf16, f32)
 
 
-@pytest.mark.parametrize('name, overrides', [('conv_vae', {}), ('ae', {'tied': True}), ('aae', {})])
+@pytest.mark.parametrize('name, overrides', [('conv_vae', {}), ('ae', {'tied': True}), ('aae', {}),
+                                             ('vqvae', {'net': 'conv', 'code_layout': 'spatial',
+                                                        'conv_channels': (8,)}),
+                                             ('vqvae', {'net': 'mlp', 'code_layout': 'vectors'})])
 def test_bfloat16_nets_keep_float32_params_and_outputs(name, overrides):
   config = load_config(name)
   config.model.update(dtype='bfloat16', **overrides)
@@ -93,3 +96,12 @@ def test_bfloat16_nets_keep_float32_params_and_outputs(name, overrides):
   z = run.family.encode(params, x_BxD)
   assert z.dtype == run.family.decode(params, z).dtype == np.float32
   assert 'bf16' in str(jax.make_jaxpr(run.family.encode)(params, x_BxD))
+
+
+def test_sparse_autoencoder_refuses_bfloat16():
+  """The SAE's encoder and decoder are plain float32 matrices: bfloat16 is refused, not silently ignored."""
+  from aelab import config as config_lib
+  config = load_config('sae_topk')
+  config.model.dtype = 'bfloat16'
+  with pytest.raises(config_lib.ConfigError, match='model.name=sae'):
+    config_lib.validate(config)

@@ -24,7 +24,7 @@ usage statistics (``'vq'``). There is no prior over codes (the paper fits a Pixe
 family has reconstructions, interpolations and traversals, but no samples.
 """
 import math
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -54,17 +54,19 @@ class Model(nn.Module):
   output_activation: str = 'identity'
   net: str = 'mlp'
   conv_channels: tuple[int, ...] = (32, 64)
+  dtype: Any = jnp.float32  # of the nets' computation (model.dtype); parameters, codes and outputs are float32
 
   def setup(self):
     if self.layout == 'spatial':
-      self.encoder = nets.ConvMapEncoder(tuple(self.data_shape), self.conv_channels, self.code_dim, self.activation)
+      self.encoder = nets.ConvMapEncoder(tuple(self.data_shape), self.conv_channels, self.code_dim, self.activation,
+                                         self.dtype)
       self.decoder = nets.ConvMapDecoder(tuple(self.data_shape), self.conv_channels, self.activation,
-                                         self.output_activation)
+                                         self.output_activation, self.dtype)
     else:
       self.encoder = nets.make_encoder(self.net, self.data_shape, self.hidden, self.latent_dim, self.activation,
-                                       'identity', self.conv_channels)
+                                       'identity', self.conv_channels, self.dtype)
       self.decoder = nets.make_decoder(self.net, self.data_shape, self.hidden[::-1], self.activation,
-                                       self.output_activation, self.conv_channels)
+                                       self.output_activation, self.conv_channels, self.dtype)
     limit = math.sqrt(3.0 / self.code_dim)  # variance scaling, uniform (Sonnet's default)
     self.codebook = self.param('codebook', nn.initializers.uniform(2 * limit), (self.codebook_size, self.code_dim))
 
@@ -76,7 +78,7 @@ class Model(nn.Module):
     return (self.latent_dim // self.code_dim,)
 
   def encode(self, x_BxD: jax.Array) -> jax.Array:
-    z = self.encoder(x_BxD)
+    z = self.encoder(x_BxD).astype(jnp.float32)
     return z.reshape(z.shape[0], -1, self.code_dim)
 
   def decode(self, z_BxNxZ: jax.Array) -> jax.Array:
@@ -93,7 +95,8 @@ def build(config: ml_collections.ConfigDict, data_shape: int | Sequence[int]) ->
   m = config.model
   check_layout(m)
   return Model(common.as_shape(m, data_shape), tuple(m.hidden), m.latent_dim, m.code_dim, m.codebook_size,
-               m.code_layout, m.activation, common.output_activation(m), m.net, tuple(m.conv_channels))
+               m.code_layout, m.activation, common.output_activation(m), m.net, tuple(m.conv_channels),
+               common.compute_dtype(m))
 
 
 def check_layout(m: ml_collections.ConfigDict) -> None:
