@@ -343,17 +343,23 @@ def _features(x: np.ndarray, where: str) -> np.ndarray:
   return x32
 
 
-def _holdout(split: _Split, fraction: float, seed: int) -> tuple[_Split, _Split]:
-  """Seeded split: the first n - round(n * fraction) permuted examples train, the rest test."""
-  n = len(split.x)
+def holdout_indices(n: int, fraction: float, seed: int, where: str) -> tuple[np.ndarray, np.ndarray]:
+  """The seeded split of ``n`` examples: train and test indices, the first ``n - round(n * fraction)`` of a
+  permutation keyed by ``seed`` and the rest. Raises DataError (naming ``where``) if either part is empty."""
   n_test = round(n * fraction)
   if not 0 < n_test < n:
-    raise DataError(f'{split.where}: test_fraction={fraction} of {n} examples leaves {n_test} test '
+    raise DataError(f'{where}: test_fraction={fraction} of {n} examples leaves {n_test} test '
                     f'and {n - n_test} train examples; change data.test_fraction or give more data.')
   perm = np.asarray(jax.random.permutation(jax.random.key(seed), n))
+  return perm[:n - n_test], perm[n - n_test:]
+
+
+def _holdout(split: _Split, fraction: float, seed: int) -> tuple[_Split, _Split]:
+  """Seeded split (:func:`holdout_indices`) of one split into train and test parts."""
+  train_idx, test_idx = holdout_indices(len(split.x), fraction, seed, split.where)
   take = lambda idx, part: split._replace(
       x=split.x[idx], y=None if split.y is None else split.y[idx], where=f'{split.where} ({part})')
-  return take(perm[:n - n_test], 'train part'), take(perm[n - n_test:], 'test part')
+  return take(train_idx, 'train part'), take(test_idx, 'test part')
 
 
 def _head(split: _Split, count: int | None) -> _Split:

@@ -32,7 +32,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import grain
-import jax
 import ml_collections
 import numpy as np
 
@@ -238,14 +237,9 @@ def dataset(source: Any, x_test: np.ndarray, y_test: np.ndarray | None, shape: t
   return data.Dataset(train, None, x_test, y_test, tuple(shape), 'image', data_config.name)
 
 
-def _holdout(n: int, data_config: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray]:
+def _holdout(n: int, data_config: ml_collections.ConfigDict, where: str) -> tuple[np.ndarray, np.ndarray]:
   """Train and test indices of ``data.load``'s seeded split of ``n`` examples, after ``max_*_examples``."""
-  n_test = round(n * data_config.test_fraction)
-  if not 0 < n_test < n:
-    raise data.DataError(f'test_fraction={data_config.test_fraction} of {n} examples leaves {n_test} test '
-                         f'and {n - n_test} train examples; change data.test_fraction or give more data.')
-  perm = np.asarray(jax.random.permutation(jax.random.key(data_config.split_seed), n))
-  train, test = perm[:n - n_test], perm[n - n_test:]
+  train, test = data.holdout_indices(n, data_config.test_fraction, data_config.split_seed, where)
   return train[:data_config.max_train_examples or None], test[:data_config.max_test_examples or None]
 
 
@@ -263,7 +257,7 @@ def _npz(data_config: ml_collections.ConfigDict) -> data.Dataset:
     train_idx, test_idx = np.arange(len(x))[:data_config.max_train_examples or None], slice(
         data_config.max_test_examples or None)
   else:
-    train_idx, test_idx = _holdout(len(x), data_config)
+    train_idx, test_idx = _holdout(len(x), data_config, where)
     x_test, y_test = x, _labels(path, len(x))
   x_test, y_test = x_test[test_idx], None if y_test is None else y_test[test_idx]
   x_test = data.test_images(x_test, data_config, where)
@@ -277,8 +271,8 @@ def _image_folder(data_config: ml_collections.ConfigDict) -> data.Dataset:
   if not data_config.get('path'):
     raise data.DataError('data.name=images needs data.path: a folder of PNG / JPEG images.')
   folder = images.ImageFolder(data_config.path, data_config.get('image_size'), data_config.get('channels'))
-  train_idx, test_idx = _holdout(len(folder), data_config)
   where = f'image folder {folder.root}'
+  train_idx, test_idx = _holdout(len(folder), data_config, where)
   records = [folder[int(i)] for i in test_idx]
   x_test = data.test_images(np.stack([r['image'] for r in records]), data_config, where)
   y_test = None if folder.labels is None else np.asarray([r['label'] for r in records], np.int32)
@@ -326,7 +320,7 @@ def _tfds(data_config: ml_collections.ConfigDict) -> data.Dataset:
     if data_config.max_train_examples:
       train_idx = np.arange(len(train))[:data_config.max_train_examples]
   else:
-    test, (train_idx, test_idx) = train, _holdout(len(train), data_config)
+    test, (train_idx, test_idx) = train, _holdout(len(train), data_config, where)
   records = [test[int(i)] for i in test_idx]
   x_test = data.test_images(np.stack([r['image'] for r in records]), data_config, where)
   y_test = np.asarray([r['label'] for r in records], np.int32) if records and 'label' in records[0] else None

@@ -389,6 +389,14 @@ def _print_whole_process(result: dict) -> None:
     print(f'aelab / PyTorch model-examples/s: {result["aelab_vs_torch"]:.2f}x (> 1: aelab faster)')
 
 
+
+def _report(result: dict, print_table, as_json: bool) -> None:
+  """Prints ``result`` as a table (``print_table``), then as one JSON line with ``--json``."""
+  print_table(result)
+  if as_json:
+    print(json.dumps(result))
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--json', action='store_true', help='print one final JSON line with the numbers')
@@ -413,31 +421,16 @@ def main() -> None:
 
   if args.stream:
     import bench_stream  # noqa: PLC0415  (experiments/bench_stream.py, beside this file)
-    result = bench_stream.run(args.rounds, pathlib.Path('/tmp/aelab_stream_1m.npz'), 1_000_000)
-    bench_stream.report(result)
-    if args.json:
-      print(json.dumps(result))
-    return
+    return _report(bench_stream.run(args.rounds, pathlib.Path('/tmp/aelab_stream_1m.npz'), 1_000_000),
+                   bench_stream.report, args.json)
   if args.model_axis:
     dtypes = args.dtypes.split(',')
-    result = model_axis_benchmark(args.sweep_models, args.rounds, dtypes)
-    _print_model_axis(result, dtypes)
-    if args.json:
-      print(json.dumps(result))
-    return
-
+    return _report(model_axis_benchmark(args.sweep_models, args.rounds, dtypes),
+                   lambda result: _print_model_axis(result, dtypes), args.json)
   if args.whole_process:
-    result = whole_process_benchmark(args.rounds, args.cache)
-    _print_whole_process(result)
-    if args.json:
-      print(json.dumps(result))
-    return
+    return _report(whole_process_benchmark(args.rounds, args.cache), _print_whole_process, args.json)
   if args.only_sweep:
-    result = sweep_benchmark(args.sweep_models, args.sweep_epochs)
-    _print_sweep(result)
-    if args.json:
-      print(json.dumps(result))
-    return
+    return _report(sweep_benchmark(args.sweep_models, args.sweep_epochs), _print_sweep, args.json)
   wall0 = time.perf_counter()
   vae, dae = JaxTrainer(vae_config(), args.steps), JaxTrainer(dae_config(), args.steps)
   torch_run = torch_vae_trainer(args.steps)
