@@ -16,8 +16,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from aelab import config as config_lib, data, engine, metrics
-from aelab.workdir import Workdir
+from aelab import config as config_lib, data
+
+from aelab.train import engine
+
+from aelab.eval import metrics
+from aelab.train.workdir import Workdir
 
 
 class CheckpointError(RuntimeError):

@@ -19,7 +19,9 @@ from typing import Iterator
 
 import ml_collections
 
-from aelab import api, config as config_lib, data, workdir as workdir_lib
+from aelab import api, config as config_lib, data
+
+from aelab.train import workdir as workdir_lib
 
 USER_ERRORS = (config_lib.ConfigError, data.DataError, data.DatasetUnavailableError, api.CheckpointError,
                FloatingPointError, OSError)

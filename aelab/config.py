@@ -11,7 +11,9 @@ from types import ModuleType
 import ml_collections
 from ml_collections import config_dict
 
-from aelab import corruption, models, nets
+from aelab.nn import corruption, nets
+
+from aelab import models
 from aelab.models import common, sae, vqvae
 
 BINARIZE = ('none', 'static', 'dynamic')

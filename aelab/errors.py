@@ -1,4 +1,4 @@
-"""The exception of bad data, shared by the data sources (``aelab.data``, ``aelab.images``)."""
+"""The exception of bad data, shared by the data sources (``aelab.data``, ``aelab.data.images``)."""
 
 
 class DataError(ValueError):

@@ -13,8 +13,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from aelab import api, cli, data, engine, metrics
-from aelab.workdir import Workdir
+from aelab import api, cli, data
+
+from aelab.train import engine
+
+from aelab.eval import metrics
+from aelab.train.workdir import Workdir
 
 
 def evaluate_workdir(workdir: str, num_samples: int | None = None) -> dict[str, Any]:

@@ -13,7 +13,7 @@ the config file is loaded, since loading it imports aelab modules that already t
 A process whose peers do not all connect within ``AELAB_DISTRIBUTED_TIMEOUT_S`` (45 s) stops with a
 one-line error.
 """
-from aelab import parallel
+from aelab.train import parallel
 
 if __name__ == '__main__':
   try:
@@ -29,7 +29,9 @@ import jax  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from aelab import cli, engine, sweep  # noqa: E402
+from aelab import cli  # noqa: E402
+
+from aelab.train import engine, sweep
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file, e.g. configs/dae.py:mnist.',
                                           lock_config=True)

@@ -16,7 +16,8 @@ import ml_collections
 import numpy as np
 
 import aelab
-from aelab import api, data, sweep
+from aelab import api, data
+from aelab.train import sweep
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MNIST = ROOT.parent / 'shared' / 'data' / 'mnist'

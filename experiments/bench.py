@@ -17,7 +17,7 @@ and reports the median of the rounds.
 The sweep benchmark trains ``--sweep_models`` VAEs (``configs/vae.py`` on the real MNIST test images of
 ``../shared/data/mnist``, split 8,000 / 2,000; KL weights x seeds) for ``--sweep_epochs`` epochs, end to
 end with every run's outputs (metrics, checkpoints, summary, final figures): once as one vectorized
-sweep (``aelab.sweep.run_sweep``) and once one after another (``engine.train_and_evaluate`` each, as
+sweep (``aelab.train.sweep.run_sweep``) and once one after another (``engine.train_and_evaluate`` each, as
 separate commands would). Wall times include compilation; model-examples/s counts training examples of
 all models. Without the MNIST folder it falls back to the bundled digits (``sweep_data`` says which).
 
@@ -64,7 +64,8 @@ import jax
 import jax.numpy as jnp
 
 from aelab import config as aelab_config
-from aelab import data, engine, models, optimizers, sweep
+from aelab import data, models
+from aelab.train import engine, optimizers, sweep
 
 BATCH = 128
 D = 784

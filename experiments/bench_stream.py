@@ -69,7 +69,8 @@ def throughput(rounds: int, workdir: pathlib.Path) -> dict:
   """Part 1: per round, 2 epochs in memory and 2 streamed (the order swapped every other round); the
   second epoch of each is timed (the first compiles). Reports the medians and the median of the rounds'
   streamed / in-memory ratios (each ratio pairs two epochs run back to back, under similar load)."""
-  from aelab import engine, stream  # noqa: PLC0415
+  from aelab.train import engine  # noqa: PLC0415
+  from aelab.data import stream
   path = workdir / 'mnist60k.npz'
   what = write_npz(path, 60_000)
   speeds = {'memory': [], 'stream': []}
@@ -88,7 +89,7 @@ def throughput(rounds: int, workdir: pathlib.Path) -> dict:
 
 def one_epoch(npz: str) -> dict:
   """Part 2, in the child process: one streamed epoch on ``npz``; its peak RSS and examples/s."""
-  from aelab import engine  # noqa: PLC0415
+  from aelab.train import engine  # noqa: PLC0415
   config = vae_config(npz, True, 1)
   config.data.max_test_examples = 10_000
   t0 = time.perf_counter()

@@ -16,7 +16,7 @@ matplotlib.use('Agg')
 import common  # experiments/common.py, beside this file
 import matplotlib.pyplot as plt
 
-from aelab import engine
+from aelab.train import engine
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

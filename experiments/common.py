@@ -14,7 +14,8 @@ from typing import Any
 import ml_collections
 
 import aelab
-from aelab import api, engine
+from aelab import api
+from aelab.train import engine
 from aelab import config as config_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

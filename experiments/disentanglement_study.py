@@ -9,7 +9,7 @@ Trains beta-VAE (model.kl_weight), beta-TCVAE (disent.tc_weight), FactorVAE (dis
 DIP-VAE-II (disent.dip_lambda_od = disent.dip_lambda_d), 6 values of each one's weight x ``--seeds`` seeds,
 on the shapes2d grid ``--counts`` (shape, scale, orientation, x, y) of ``--size`` pixels. Each method's
 runs are ONE sweep group: one compiled program with the models stacked on a leading axis
-(``aelab.sweep.run_sweep``; its log line says ``N models in one program``). Every run ends with the
+(``aelab.train.sweep.run_sweep``; its log line says ``N models in one program``). Every run ends with the
 disentanglement metrics (``aelab/disentanglement.py``) in its summary.json. ``--full`` is the issue's
 grid: 64 x 64 images, every factor value, 5 seeds, the paper's nets (an accelerator's job).
 
@@ -33,7 +33,13 @@ import common  # experiments/common.py, beside this file
 import matplotlib.pyplot as plt
 from scipy import stats
 
-from aelab import disentanglement, metrics, models, shapes2d, sweep
+from aelab.eval import disentanglement, metrics
+
+from aelab import models
+
+from aelab.data import shapes2d
+
+from aelab.train import sweep
 from aelab import config as config_lib
 
 METRICS = ('mig', 'sap', 'dci_disentanglement', 'dci_completeness', 'dci_informativeness', 'modularity',
@@ -103,7 +109,7 @@ def beta1_check(args) -> dict:
   seeds), against the factor values as codes and randomly initialised encoders of the same seeds, all on
   the same ``--check_points`` samples. ``--check_net=paper`` (default): the MLP 1200-1200 and Adam 1e-4 of
   Chen et al. 2018 / Locatello et al. 2019 (``config.adapt_to_shapes2d``); ``small``: the study's 256, 1e-3."""
-  from aelab import engine  # noqa: PLC0415
+  from aelab.train import engine  # noqa: PLC0415
   config = method_config('beta_vae', args)
   if args.check_net == 'paper':
     config.model.hidden, config.optimizer.learning_rate = (1200, 1200), 1e-4

@@ -26,7 +26,11 @@ from sklearn.datasets import make_blobs, make_s_curve
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
-from aelab import data, plots, pretrain
+from aelab import data
+
+from aelab.eval import plots
+
+from aelab.train import pretrain
 
 EXAMPLE_CSV = common.ROOT / 'experiments' / 'data' / 'blobs.csv'
 

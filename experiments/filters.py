@@ -20,7 +20,7 @@ import time
 import common
 import numpy as np
 
-from aelab import plots
+from aelab.eval import plots
 
 
 def roughness(kernel_DxH: np.ndarray, shape) -> float:

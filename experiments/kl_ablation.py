@@ -13,7 +13,11 @@ dimensions whose posterior mean varies over the test set by more than 0.01; Burd
 import _ablation
 import matplotlib.pyplot as plt
 
-from aelab import api, metrics, sweep
+from aelab import api
+
+from aelab.eval import metrics
+
+from aelab.train import sweep
 
 COLUMNS = {'test/recon_bce': ('reconstruction (nats)', '.2f'), 'test/kl': ('KL (nats)', '.2f'),
            'test/neg_elbo': ('test -ELBO (nats)', '.2f'), 'active_units': ('active units (of 20)', '.1f')}

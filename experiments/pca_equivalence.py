@@ -24,7 +24,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.decomposition import PCA
 
-from aelab import data, metrics, pretrain
+from aelab import data
+
+from aelab.eval import metrics
+
+from aelab.train import pretrain
 
 
 def autoencoder_config(data_arg: str, k: int, code_activation: str, epochs: int, seed: int = 0,

@@ -6,7 +6,7 @@
 Trains ``configs/ae.py``, ``sparse.py``, ``dae.py`` and ``vae.py`` with ``model.latent_dim = --dim``
 (each with ``engine.train_and_evaluate`` in ``<out>/runs/<name>``; a rerun reuses the checkpoints), fits
 scikit-learn PCA with ``--dim`` components, and compares the frozen features of the train and test
-images: ``aelab.metrics.linear_probe`` (standardized features, logistic regression) and
+images: ``aelab.eval.metrics.linear_probe`` (standardized features, logistic regression) and
 ``knn_accuracy`` (``--k`` neighbours, Euclidean). The VAE's code is its posterior mean. All encoders see
 the same grey-level images. Writes ``probes.{json,md}`` to ``--out``.
 """
@@ -17,7 +17,9 @@ import common
 import numpy as np
 from sklearn.decomposition import PCA
 
-from aelab import data, metrics
+from aelab import data
+
+from aelab.eval import metrics
 
 MODELS = ('ae', 'sparse', 'dae', 'vae')
 NAMES = {'ae': 'AE', 'sparse': 'sparse AE (KL, rho=0.05)', 'dae': 'DAE (Gaussian 0.5)', 'vae': 'VAE (posterior mean)'}

@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from aelab import config as config_lib
-from aelab import sweep
+from aelab.train import sweep
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 K_VALUES = (1, 2, 3, 4, 6, 8, 12)

@@ -14,7 +14,9 @@ import _ablation
 import matplotlib.pyplot as plt
 import numpy as np
 
-from aelab import api, sweep
+from aelab import api
+
+from aelab.train import sweep
 
 COLUMNS = {'test/recon_bce': ('reconstruction (nats)', '.2f'), 'test/code_mean_abs': ('mean activation', '.4f'),
            'test/code_frac_zero': ('L0: fraction near zero', '.3f'), 'dead_units': ('dead units', '.1f')}

@@ -4,7 +4,7 @@
   python experiments/stacked_dae.py --config=configs/stacked_dae.py:idx=../shared/data/mnist \\
       --labels=100,1000,0 --seeds=0,1,2 --out=runs/stacked_dae_mnist
 
-Per seed: greedy layer-wise pretraining of the stack (``aelab.pretrain.pretrain``, each layer a
+Per seed: greedy layer-wise pretraining of the stack (``aelab.train.pretrain.pretrain``, each layer a
 denoising autoencoder with masking noise on the codes of the layer below) on all training images,
 unlabelled; then, for each number of labels (``0``: all), the same labelled subset fine-tunes the
 pretrained stack under a softmax layer and the same network from random initialization, with the same
@@ -25,7 +25,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from aelab import config as config_lib
-from aelab import data, pretrain
+from aelab import data
+from aelab.train import pretrain
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/stacked_dae.py', 'configs/stacked_dae.py[:arg]')
 _LABELS = flags.DEFINE_string('labels', '100,1000,0', 'comma-separated numbers of labelled examples; 0: all')

@@ -22,7 +22,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from aelab import config as config_lib
-from aelab import data, sweep
+from aelab import data
+from aelab.train import sweep
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file, e.g. configs/vae.py:mnist.',
                                           lock_config=True)

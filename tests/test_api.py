@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 import aelab
-from aelab import api, data, engine, losses
+from aelab import api, data
+from aelab.train import engine
+from aelab.nn import losses
 from conftest import load_config, small
 
 

@@ -4,7 +4,7 @@ import os
 import jax.numpy as jnp
 import numpy as np
 
-from aelab import checkpoints
+from aelab.train import checkpoints
 
 
 def _state(value: float, models: int = 3):

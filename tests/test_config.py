@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from aelab import config as aelab_config
-from aelab import data, engine
+from aelab import data
+from aelab.train import engine
 from conftest import CONFIG_NAMES, ROOT, load_config, small
 
 NEW_CONFIGS = ('beta_vae', 'iwae', 'conv_vae', 'aae', 'cae')  # the configs besides conftest.CONFIG_NAMES

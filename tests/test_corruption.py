@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from aelab import config as aelab_config
-from aelab import corruption, losses, models
+from aelab.nn import corruption, losses
+from aelab import models
 
 X = jnp.full((400, 500), 0.5)
 

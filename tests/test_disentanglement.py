@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from aelab import config as config_lib
-from aelab import data, disentanglement, models, shapes2d
+from aelab import data, models
+from aelab.eval import disentanglement
+from aelab.data import shapes2d
 from aelab.models import beta_tcvae, dip_vae, factor_vae
 
 GRID = shapes2d.Shapes2D((3, 3, 4, 5, 5), 16)
@@ -175,7 +177,7 @@ def test_capacity_objective():
 
 
 def test_run_on_shapes2d_writes_the_metrics(tmp_path):
-  from aelab import engine  # noqa: PLC0415
+  from aelab.train import engine  # noqa: PLC0415
   config = config_lib.load('configs/beta_tcvae.py:shapes2d')
   config.data.update(shapes2d_counts=(3, 2, 4, 4, 4), shapes2d_size=16)
   config.model.hidden = (32,)

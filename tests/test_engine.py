@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from aelab import checkpoints, config as config_lib, data, engine
-from aelab.workdir import Workdir
+from aelab.train import checkpoints, engine
+
+from aelab import config as config_lib, data
+from aelab.train.workdir import Workdir
 from conftest import CONFIG_NAMES, load_config, small
 
 

@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 from absl import logging as absl_logging
 
-from aelab import cli, config as config_lib, data, engine, sweep
-from aelab.workdir import Workdir
+from aelab import cli, config as config_lib, data
+
+from aelab.train import engine, sweep
+from aelab.train.workdir import Workdir
 from conftest import CACHE_DIR, ROOT, load_config, small
 
 

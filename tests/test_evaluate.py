@@ -9,7 +9,9 @@ import sys
 
 import pytest
 
-from aelab import engine, evaluate
+from aelab.train import engine
+
+from aelab import evaluate
 from conftest import ROOT, load_config, small
 
 

@@ -1,4 +1,4 @@
-"""aelab.figures: latent interpolation and traversal, the end-of-training arrays, the saved reconstructions,
+"""aelab.train.figures: latent interpolation and traversal, the end-of-training arrays, the saved reconstructions,
 and the figure files a run writes (none with ``train.figures_every = 0``)."""
 import os
 
@@ -6,7 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aelab import data, engine, figures, metrics, models
+from aelab import data, models
+
+from aelab.train import engine, figures
+
+from aelab.eval import metrics
 from conftest import load_config, small
 
 

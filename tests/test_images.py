@@ -1,4 +1,4 @@
-"""Tests for aelab.images (a folder of PNG / JPEG files) and data.name='images'."""
+"""Tests for aelab.data.images (a folder of PNG / JPEG files) and data.name='images'."""
 import pathlib
 
 import ml_collections
@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aelab import config as config_lib, data, images
+from aelab import config as config_lib, data
+
+from aelab.data import images
 from conftest import load_config
 
 

@@ -10,20 +10,20 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / 'aelab'
 
 # Lower layers first; a module may import only from its own layer's listed modules below it and lower layers.
 LAYERS = [
-    {'aelab.losses', 'aelab.corruption', 'aelab.nets', 'aelab.data', 'aelab.superposition', 'aelab.plots',
-     'aelab.parallel', 'aelab.shapes2d', 'aelab.disentanglement', 'aelab.stream', 'aelab.errors', 'aelab.images'},
+    {'aelab.errors', 'aelab.nn', 'aelab.nn.losses', 'aelab.nn.corruption', 'aelab.nn.nets',
+     'aelab.data', 'aelab.data.superposition', 'aelab.data.shapes2d', 'aelab.data.stream', 'aelab.data.images',
+     'aelab.eval.plots', 'aelab.train.parallel', 'aelab.eval.disentanglement'},
     {'aelab.models', 'aelab.models.family', 'aelab.models.common', 'aelab.models.ae', 'aelab.models.vae',
      'aelab.models.aae', 'aelab.models.sae', 'aelab.models.beta_tcvae', 'aelab.models.dip_vae',
      'aelab.models.factor_vae', 'aelab.models.vqvae'},
-    {'aelab.config', 'aelab.optimizers'},
-    {'aelab.metrics', 'aelab.workdir', 'aelab.checkpoints'},
-    {'aelab.figures'},
-    {'aelab.program'},
-    {'aelab.engine'},
-    {'aelab.sweep', 'aelab.pretrain', 'aelab.api'},
+    {'aelab.config', 'aelab.train.optimizers'},
+    {'aelab.eval', 'aelab.eval.metrics', 'aelab.train.workdir', 'aelab.train.checkpoints'},
+    {'aelab.train.figures'},
+    {'aelab.train', 'aelab.train.program'},
+    {'aelab.train.engine'},
+    {'aelab.train.sweep', 'aelab.train.pretrain', 'aelab.api'},
     {'aelab.main', 'aelab.evaluate', 'aelab.cli', 'aelab'},
 ]
-
 
 def _module_name(path: pathlib.Path) -> str:
   parts = path.relative_to(PACKAGE.parent).with_suffix('').parts

@@ -10,8 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-from aelab import checkpoints, config as config_lib, engine, sweep, workdir as workdir_lib
-from aelab.workdir import Workdir
+from aelab.train import checkpoints, engine, sweep, workdir as workdir_lib
+
+from aelab import config as config_lib
+from aelab.train.workdir import Workdir
 from conftest import load_config, small
 
 

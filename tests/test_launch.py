@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from aelab import sweep
+from aelab.train import sweep
 from conftest import ROOT, load_config, small
 
 sys.path.insert(0, str(ROOT))  # `launch` is a folder of the repository, not of the installed package

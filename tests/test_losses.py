@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aelab import losses
+from aelab.nn import losses
 from aelab.models import vae
 
 

@@ -1,4 +1,4 @@
-"""aelab.metrics: split averages, active units, stable log-sum-exp, the importance-sampled NLL and IWAE
+"""aelab.eval.metrics: split averages, active units, stable log-sum-exp, the importance-sampled NLL and IWAE
 bounds on a trained VAE, codes of a split, linear probes, kNN and principal angles."""
 import math
 
@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from aelab import config as config_lib
-from aelab import data, engine, metrics, models
+from aelab import data, models
+from aelab.train import engine
+from aelab.eval import metrics
 from conftest import load_config, small
 
 

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from aelab import config as config_lib
-from aelab import data, engine, metrics, models, pretrain
+from aelab import data, models
+from aelab.train import engine, pretrain
+from aelab.eval import metrics
 from aelab.models import aae, ae, common, vae
 from conftest import ROOT, load_config, small
 

@@ -10,8 +10,10 @@ import jax
 import numpy as np
 import pytest
 
-from aelab import data, engine, parallel, sweep
-from aelab.workdir import Workdir
+from aelab import data
+
+from aelab.train import engine, parallel, sweep
+from aelab.train.workdir import Workdir
 from conftest import CACHE_DIR, ROOT, load_config, small
 
 sys.path.insert(0, str(ROOT))  # `launch` is a folder of the repository, not of the installed package

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from aelab import config as aelab_config
-from aelab import nets
+from aelab.nn import nets
 from aelab.models import ae, vae
 
 

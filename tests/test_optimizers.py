@@ -1,11 +1,11 @@
-"""aelab.optimizers: the KL warm-up factor, the train step that applies it, the per-model learning rate."""
+"""aelab.train.optimizers: the KL warm-up factor, the train step that applies it, the per-model learning rate."""
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 
-from aelab import optimizers
+from aelab.train import optimizers
 
 
 def test_kl_warmup_factor_is_linear_then_one():

@@ -1,9 +1,9 @@
-"""aelab.plots: tiled images, image rows and grids, learning curves, filters, 2-D projections, scatters."""
+"""aelab.eval.plots: tiled images, image rows and grids, learning curves, filters, 2-D projections, scatters."""
 import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
-from aelab import plots
+from aelab.eval import plots
 
 PNG = b'\x89PNG\r\n\x1a\n'
 

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 from sklearn import datasets as sk_datasets
 
-from aelab import data, engine, program
-from aelab.workdir import Workdir
+from aelab import data
+
+from aelab.train import engine, program
+from aelab.train.workdir import Workdir
 from conftest import load_config, small
 
 BF16_TOLERANCE = 0.01  # relative gap of test/neg_elbo after 3 epochs on digits (seen: 4e-5)

@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 
 from aelab import config as config_lib
-from aelab import data, engine, metrics, nets, pretrain
+from aelab import data
+from aelab.train import engine, pretrain
+from aelab.eval import metrics
+from aelab.nn import nets
 from conftest import load_config
 
 

@@ -1,4 +1,4 @@
-"""Superposition data (aelab.superposition, data.name=superposition) and sparse autoencoders
+"""Superposition data (aelab.data.superposition, data.name=superposition) and sparse autoencoders
 (aelab.models.sae): activations and their gradients, the decoder constraint, AuxK, the bias init, and
 training that recovers the true features."""
 import json
@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from aelab import config as config_lib
-from aelab import data, engine, models, superposition, sweep
+from aelab import data, models
+from aelab.train import engine, sweep
+from aelab.data import superposition
 from aelab.models import sae
 from conftest import load_config, small
 

@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from aelab import checkpoints, data, engine, stream, sweep
+from aelab.train import checkpoints, engine, sweep
+
+from aelab import data
+
+from aelab.data import stream
 from conftest import load_config, small
 
 

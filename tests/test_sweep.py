@@ -10,7 +10,9 @@ import jax
 import numpy as np
 import pytest
 
-from aelab import checkpoints, config as config_lib, data, engine, parallel, sweep
+from aelab.train import checkpoints, engine, parallel, sweep
+
+from aelab import config as config_lib, data
 from conftest import ROOT, load_config, small
 
 
@@ -166,7 +168,8 @@ _EIGHT_DEVICES = textwrap.dedent('''
     import jax
     sys.path.insert(0, 'tests')
     import test_sweep as t
-    from aelab import data, engine, sweep
+    from aelab import data
+    from aelab.train import engine, sweep
     assert jax.device_count() == 8, jax.devices()
     out = {}
     lines = []  # first the sweep, which turns on the compilation cache that the direct epoch below then hits

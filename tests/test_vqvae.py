@@ -7,7 +7,8 @@ import optax
 import pytest
 
 from aelab import config as config_lib
-from aelab import data, engine, models
+from aelab import data, models
+from aelab.train import engine
 from aelab.models import vqvae
 from conftest import load_config, small
 

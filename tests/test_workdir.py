@@ -3,7 +3,7 @@ import json
 import os
 import sys
 
-from aelab import workdir
+from aelab.train import workdir
 from conftest import load_config
 
 

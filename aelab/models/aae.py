@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from aelab import losses, nets
+from aelab.nn import losses, nets
 from aelab.models import ae, common
 from aelab.models.family import COMMON_HYPERPARAMS, Family
 

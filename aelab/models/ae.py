@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from aelab import nets
+from aelab.nn import nets
 from aelab.models import common
 from aelab.models.family import COMMON_HYPERPARAMS, Family
 

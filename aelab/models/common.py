@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from aelab import corruption, losses, nets
+from aelab.nn import corruption, losses, nets
 
 LIKELIHOODS = ('bernoulli', 'gaussian', 'mse')
 PENALTIES = ('none', 'l1', 'kl_sparsity', 'contractive')

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from aelab import losses
+from aelab.nn import losses
 from aelab.models import vae
 from aelab.models.family import Family
 

@@ -41,7 +41,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from aelab import superposition
+from aelab.data import superposition
 from aelab.models.family import Family
 
 ACTIVATIONS = ('topk', 'batchtopk', 'jumprelu', 'relu')
@@ -307,7 +307,7 @@ def make_split_eval(model: Model, true_directions_NxD: np.ndarray | None) -> Cal
   """``split_eval(params, x_MxD, hp) -> {name: scalar}`` on a whole split (memory ``M x latents``):
   ``dead_fraction`` (latents that fire on no example of the split), ``explained_variance`` (``1 - sum ||x -
   x_hat||^2 / sum ||x - mean(x)||^2``), ``nmse`` (``sum ||x - x_hat||^2 / sum ||x||^2``), and with true
-  directions ``mmcs`` (:func:`aelab.superposition.mean_max_cosine` of them and the decoder rows)."""
+  directions ``mmcs`` (:func:`aelab.data.superposition.mean_max_cosine` of them and the decoder rows)."""
 
   def split_eval(params, x_MxD, hp):
     del hp

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from aelab import losses, nets
+from aelab.nn import losses, nets
 from aelab.models import common
 from aelab.models.family import COMMON_HYPERPARAMS, Family
 

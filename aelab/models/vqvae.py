@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from aelab import nets
+from aelab.nn import nets
 from aelab.models import common
 from aelab.models.family import COMMON_HYPERPARAMS, Family
 

@@ -6,7 +6,7 @@
 
 ``arg``: ``seeds=N`` (default 3). Report: ``experiments/kl_ablation.py``.
 """
-from aelab import sweep
+from aelab.train import sweep
 
 KL_WEIGHTS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 

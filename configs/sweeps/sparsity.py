@@ -9,7 +9,7 @@
 
 ``arg``: ``seeds=N`` (default 3). Report: ``experiments/sparsity_ablation.py``.
 """
-from aelab import sweep
+from aelab.train import sweep
 
 L1_WEIGHTS = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1)
 KL_TARGETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.4)

@@ -7,7 +7,7 @@ cross-entropy reconstruction of the clean input) trained on the codes of layer `
 uncorrupted data; the encoders are then stacked under a softmax layer and the whole network is
 fine-tuned on labels. Bengio, Lamblin, Popovici & Larochelle (2007) is the greedy procedure.
 
-Training reuses ``aelab.engine``: each layer is an ``ae`` config run by :func:`fit` (``engine.fit``,
+Training reuses ``aelab.train.engine``: each layer is an ``ae`` config run by :func:`fit` (``engine.fit``,
 a group of one), and fine-tuning uses ``optimizers.make_train_step`` / ``engine.make_train_epoch`` with the
 integer label riding as the last column of each row, so the same scanned epoch serves a classifier.
 
@@ -27,7 +27,9 @@ import numpy as np
 import optax
 
 from aelab import config as config_lib
-from aelab import data, engine, nets, optimizers
+from aelab import data
+from aelab.train import engine, optimizers
+from aelab.nn import nets
 
 Params = Any
 Log = Callable[[str], None]

@@ -26,11 +26,17 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from aelab import checkpoints, config as config_lib, data, figures, metrics, optimizers, plots, stream
-from aelab.program import (  # noqa: F401  (re-exported: the engine's public names)
+from aelab.train import checkpoints, figures, optimizers
+
+from aelab import config as config_lib, data
+
+from aelab.eval import metrics, plots
+
+from aelab.data import stream
+from aelab.train.program import (  # noqa: F401  (re-exported: the engine's public names)
     Program, Run, abstract_state, check_compatible, make_run, make_train_epoch, make_train_step, over_models, row,
     stack)
-from aelab.workdir import Workdir
+from aelab.train.workdir import Workdir
 
 State = optimizers.State
 Log = Callable[[str], None]

@@ -9,7 +9,7 @@ tables: see `Dataset`), optional int32 labels, the shape of one example and its 
 - 'npz': a file with array `x` (N x D, or N x H x W [x C]) and optional labels `y`.
 - 'csv': a numeric table with an optional header row and an optional label column `label` or `y`.
 - 'images': a folder of PNG / JPEG files (labels from class subfolders), resized to data.image_size
-  with data.channels (`aelab.images`).
+  with data.channels (`aelab.data.images`).
 - 'superposition': sparse features in superposition, generated (aelab/superposition.py, fields
   data.superposition); the true feature directions in `Dataset.extras['feature_directions']`.
 - 'shapes2d': the dSprites-like ground-truth images of `aelab/shapes2d.py` (grid `data.shapes2d_counts`,
@@ -46,8 +46,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from aelab import images, shapes2d, superposition
-from aelab.errors import DataError  # data.DataError, as before; aelab.images raises it too
+from aelab.data import images, shapes2d, superposition
+from aelab.errors import DataError  # data.DataError, as before; aelab.data.images raises it too
 
 _LOCAL_SOURCES = ('digits', 'idx', 'npz', 'csv', 'shapes2d', 'images')
 _BINARIZE = ('none', 'static', 'dynamic')
@@ -640,7 +640,7 @@ def _tfds_records(source: Any, start: int, stop: int) -> list[dict[str, Any]]:
 
 
 def _load_images(opts: _Options) -> _Loaded:
-  """A folder of PNG / JPEG images (``aelab.images``): uint8, labels from class subfolders if any."""
+  """A folder of PNG / JPEG images (``aelab.data.images``): uint8, labels from class subfolders if any."""
   directory = _required_path(opts, 'a folder of PNG / JPEG images, one subfolder per class for labels')
   source = images.ImageFolder(directory, opts.image_size, opts.channels)
   x, y = images.load_folder(source)

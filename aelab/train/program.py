@@ -12,7 +12,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from aelab import config as config_lib, data, figures, metrics, models, nets, optimizers, parallel
+from aelab import config as config_lib, data, models
+
+from aelab.train import figures, optimizers, parallel
+
+from aelab.eval import metrics
+
+from aelab.nn import nets
 from aelab.models import Family
 
 

@@ -2,7 +2,7 @@
 
 The arrays behind the end-of-training figures (codes of the test split, interpolations, traversals,
 prior samples) come from one jitted function over a group's model axis (:func:`make_final_arrays`);
-matplotlib (``aelab.plots``) draws them on one background thread (:class:`Painter`), so the next epoch
+matplotlib (``aelab.eval.plots``) draws them on one background thread (:class:`Painter`), so the next epoch
 does not wait for a figure. Figures and their files:
 
 - ``reconstructions_epochNNN.png`` every ``train.figures_every`` epochs (input / corrupted / reconstruction)
@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from aelab import metrics, plots
+from aelab.eval import metrics, plots
 from aelab.models import Family
 
 RECONSTRUCTIONS_FILE = 'reconstructions_by_epoch.npz'

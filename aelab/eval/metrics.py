@@ -13,7 +13,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from aelab import disentanglement, shapes2d
+from aelab.eval import disentanglement
+
+from aelab.data import shapes2d
 from aelab.models import Family
 
 EVAL_SEED = 20_260_101

@@ -10,7 +10,7 @@ memory (cap it with ``data.max_test_examples``). Sources:
   (:class:`NpyFile`). A member of an archive written by ``np.savez_compressed`` cannot be read in
   place: re-save it with ``np.savez``.
 - a tensorflow-datasets name: ``tfds.data_source`` (ArrayRecord files, read a batch at a time).
-- ``data.name='images'``: a folder of PNG / JPEG files (``aelab.images.ImageFolder``), each decoded and
+- ``data.name='images'``: a folder of PNG / JPEG files (``aelab.data.images.ImageFolder``), each decoded and
   resized as it is read.
 - any other source: :func:`dataset` takes any random-access object with ``__len__`` and
   ``__getitem__`` (records are image arrays, or dicts with an ``'image'`` array).
@@ -35,7 +35,9 @@ import grain
 import ml_collections
 import numpy as np
 
-from aelab import data, images
+from aelab import data
+
+from aelab.data import images
 
 STATE_FILE = 'stream.json'
 
@@ -266,7 +268,7 @@ def _npz(data_config: ml_collections.ConfigDict) -> data.Dataset:
 
 
 def _image_folder(data_config: ml_collections.ConfigDict) -> data.Dataset:
-  """A folder of PNG / JPEG images (``aelab.images.ImageFolder``): the training images decoded as they
+  """A folder of PNG / JPEG images (``aelab.data.images.ImageFolder``): the training images decoded as they
   are read, the seeded held-out test images (``data.load``'s split) in memory."""
   if not data_config.get('path'):
     raise data.DataError('data.name=images needs data.path: a folder of PNG / JPEG images.')

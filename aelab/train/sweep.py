@@ -24,8 +24,10 @@ import jax
 import ml_collections
 
 from aelab import config as config_lib
-from aelab import engine, models, parallel, stream
-from aelab.workdir import Workdir, flatten, result_changes, write_json
+from aelab.train import engine, parallel
+from aelab import models
+from aelab.data import stream
+from aelab.train.workdir import Workdir, flatten, result_changes, write_json
 
 Overrides = dict[str, Any]
 

@@ -6,7 +6,7 @@ Plain functions of numpy arrays: ``codes_NxZ`` (float, e.g. posterior means) and
 (integer factor values, one column per factor). :func:`mig`, :func:`sap`, :func:`dci` and
 :func:`modularity` score given codes; :func:`beta_vae_score` and :func:`factor_vae_score` draw their own
 batches through an ``encode(x_NxD) -> codes_NxZ`` callable and a factor sampler (``sample_factors(num,
-rng) -> factors_NxK``, ``images(factors_NxK) -> x_NxD`` and ``counts``, e.g. ``aelab.shapes2d.Shapes2D``).
+rng) -> factors_NxK``, ``images(factors_NxK) -> x_NxD`` and ``counts``, e.g. ``aelab.data.shapes2d.Shapes2D``).
 Scores lie in [0, 1], higher is better. Each raises ValueError for inputs of the wrong shape.
 """
 from typing import Any, Callable, Protocol

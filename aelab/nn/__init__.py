@@ -1,0 +1,1 @@
+"""Building blocks without config: per-example losses, input corruption, encoder and decoder networks."""

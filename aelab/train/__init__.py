@@ -1,0 +1,1 @@
+"""Training: optimizers, the compiled group program, the epoch loop, checkpoints, workdirs, sweeps."""
