@@ -11,6 +11,7 @@ from types import ModuleType
 import ml_collections
 from ml_collections import config_dict
 
+from aelab.errors import ConfigError  # noqa: F401  (aelab.config.ConfigError, as before)
 from aelab.nn import corruption, nets
 
 from aelab import models
@@ -32,10 +33,6 @@ OUTPUT_ONLY_FIELDS = frozenset({
     'train.compilation_cache', 'train.compilation_cache_dir', 'eval.final_metrics', 'eval.nll_samples',
     'eval.nll_batch_size', 'eval.nll_chunk_size', 'eval.projection', 'data.tfds_data_dir',
     'disent.eval_points', 'disent.score_points', 'disent.dci_model', 'data.stream_chunk', 'data.stream_workers'})
-
-
-class ConfigError(ValueError):
-  """A config value is unknown or out of range; the message names the field and the valid choices."""
 
 
 def base() -> ml_collections.ConfigDict:

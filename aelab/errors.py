@@ -1,4 +1,8 @@
-"""The exception of bad data, shared by the data sources (``aelab.data``, ``aelab.data.images``)."""
+"""The exceptions of bad input, shared by every layer (config, data sources, model families)."""
+
+
+class ConfigError(ValueError):
+  """A config value is unknown or out of range; the message names the field and the valid choices."""
 
 
 class DataError(ValueError):
