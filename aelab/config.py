@@ -1,29 +1,33 @@
-"""The base experiment config, the ``arg`` that picks a dataset, and validation of every field.
+"""The base experiment config (every field with its default and meaning), the ``arg`` that picks a dataset,
+and validation of every field.
 
-``configs/*.py`` start from :func:`base` and change what their experiment needs; ``aelab.main``
-calls :func:`validate` before any data is loaded, so a bad value fails in seconds with a message.
+``configs/*.py`` start from :func:`base` (``base('vae')``: with the sections of that model family) and
+change what their experiment needs; ``aelab.main`` calls :func:`validate` before any data is loaded, so a
+bad value fails in seconds with a message. The base holds only what every run has (seed, data, model name
+and nets, corruption, penalty, optimizer, train, eval); a model family declares its own section
+(``config.vae``, ``config.sae``, ...: ``aelab/models/family.py``), which :func:`with_family` adds. This
+module imports no family and names none.
 """
 import importlib.util
 import math
 import os
 from types import ModuleType
+from typing import Any
 
 import ml_collections
 from ml_collections import config_dict
 
-from aelab.errors import ConfigError  # noqa: F401  (aelab.config.ConfigError, as before)
+from aelab.errors import ConfigError, check, check_choice  # noqa: F401  (aelab.config.ConfigError, as before)
 from aelab.nn import corruption, nets
 
 from aelab import models
-from aelab.models import common, sae, vqvae
+from aelab.models import common
 
 BINARIZE = ('none', 'static', 'dynamic')
 OPTIMIZERS = ('adam', 'adamw', 'sgd', 'adadelta')
 NETS = ('mlp', 'conv')
-PRIORS = ('gaussian', 'mixture')
 SCHEDULES = ('constant', 'cosine', 'warmup_cosine')
 FILE_SOURCES = ('idx', 'npz', 'csv', 'images')
-VAES = ('vae', 'beta_tcvae', 'dip_vae', 'factor_vae')  # Gaussian posterior families (normalized likelihood)
 
 # Fields that change only what a run writes or how fast, never its trained parameters or its per-epoch
 # metrics: a workdir may be resumed with other values of these (``workdir.check_same_run``). Every other
@@ -32,42 +36,150 @@ OUTPUT_ONLY_FIELDS = frozenset({
     'train.figures_every', 'train.num_figure_images', 'train.checkpoint_every', 'train.keep_checkpoints',
     'train.compilation_cache', 'train.compilation_cache_dir', 'eval.final_metrics', 'eval.nll_samples',
     'eval.nll_batch_size', 'eval.nll_chunk_size', 'eval.projection', 'data.tfds_data_dir',
-    'disent.eval_points', 'disent.score_points', 'disent.dci_model', 'data.stream_chunk', 'data.stream_workers'})
+    'eval.disent_points', 'eval.score_points', 'eval.dci_model', 'data.stream_chunk', 'data.stream_workers'})
+
+# The base config as data: {section: {field: (default, meaning)}}; a field outside any section (seed) is
+# (default, meaning) at the top. A default of None is an optional string (a path), unset.
+BASE: dict[str, Any] = {
+    'seed': (0, 'root of every random key (initialization, data order, corruption, sampling)'),
+    'data': {
+        'name': ('digits', "the data source: 'digits', 'idx', 'npz', 'csv', 'images', 'shapes2d', "
+                 "'superposition' or a tensorflow-datasets name ('mnist', ...)"),
+        'path': (None, 'file or directory of a file source (idx, npz, csv, images)'),
+        'test_path': (None, 'optional separate test file of an npz or csv source'),
+        'test_fraction': (0.2, 'held-out fraction where the source has a single split, in (0, 1)'),
+        'split_seed': (0, 'seed of the held-out split of a single-split source'),
+        'binarize': ('none', "'none', 'static' (once) or 'dynamic' (a fresh Bernoulli sample per use) binarization"),
+        'binarize_threshold': (0.5, 'threshold of static binarization of the test images, in [0, 1]'),
+        'standardize': (True, 'standardize tabular features with the train mean and std'),
+        'tfds_data_dir': (None, "tensorflow-datasets' data directory (None: its default)"),
+        'max_train_examples': (0, 'use at most this many training examples (0: all)'),
+        'max_test_examples': (0, 'use at most this many test examples (0: all)'),
+        'image_size': (0, 'images source: resize to this size in pixels, int or (height, width); 0: the first '
+                       "image's"),
+        'channels': (0, "images source: 1 grey, 3 colour, 0 the first image's"),
+        'superposition': {
+            'num_features': (96, 'superposition source: number of sparse ground-truth features'),
+            'dim': (32, 'superposition source: dimension of the activations'),
+            'probability': (1 / 32, 'superposition source: probability that a feature is active'),
+            'magnitude_min': (0.0, 'superposition source: smallest magnitude of an active feature'),
+            'magnitude_max': (1.0, 'superposition source: largest magnitude of an active feature'),
+            'num_train': (50_000, 'superposition source: training examples'),
+            'num_test': (10_000, 'superposition source: test examples'),
+            'seed': (0, 'superposition source: seed of the feature directions and the samples'),
+        },
+        'shapes2d_counts': ((3, 6, 40, 32, 32), 'shapes2d source: values of each factor (shape, scale, '
+                            'orientation, x, y)'),
+        'shapes2d_size': (64, 'shapes2d source: image size in pixels'),
+        'stream': (False, 'stream the training split through grain instead of holding it on the device'),
+        'stream_above_mb': (4096.0, 'stream automatically above this many MB of float32 data (0: only with '
+                            'data.stream)'),
+        'stream_chunk': (16, 'streamed batches per compiled call'),
+        'stream_workers': (2, 'grain worker processes of a streamed source'),
+    },
+    'model': {
+        'name': ('ae', "the model family: a module of aelab/models ('ae', 'vae', ...) or the dotted path of "
+                 "your own (my_lab.my_family)"),
+        'hidden': ((256,), 'widths of the encoder (the decoder mirrors them), e.g. (512, 128) or ()'),
+        'latent_dim': (32, 'dimension of the code z'),
+        'activation': ('relu', 'activation of the hidden layers'),
+        'code_activation': ('identity', 'activation of a deterministic code (sigmoid for kl_sparsity)'),
+        'likelihood': ('mse', "p(x|z): 'bernoulli' (logits), 'gaussian' (fixed std) or 'mse' (per pixel)"),
+        'output_activation': ('sigmoid', 'activation of the decoder output (identity for Bernoulli logits)'),
+        'likelihood_std': (1.0, 'std of the Gaussian likelihood, in data units'),
+        'tied': (False, "the decoder uses the encoder's transposed kernels (MLP only)"),
+        'net': ('mlp', "encoder and decoder: 'mlp' or 'conv'"),
+        'conv_channels': ((32, 64), 'channels of the conv layers (stride 2 each), model.net=conv'),
+        'dtype': ('float32', "dtype of the nets' computation: 'float32' or 'bfloat16' (parameters stay float32)"),
+    },
+    'corruption': {
+        'name': ('none', "corruption of the input: 'none', 'gaussian', 'masking' or 'salt_and_pepper'"),
+        'std': (0.5, 'std of Gaussian corruption, in data units'),
+        'rate': (0.25, 'fraction of inputs masked or salted, in [0, 1]'),
+        'clip': (True, 'clip corrupted inputs to [0, 1]'),
+    },
+    'penalty': {
+        'name': ('none', "code penalty: 'none', 'l1', 'kl_sparsity' or 'contractive' (those the family defines)"),
+        'weight': (0.0, 'weight of the penalty in the loss'),
+        'target': (0.05, 'sparsity target rho of kl_sparsity, in (0, 1)'),
+    },
+    'optimizer': {
+        'name': ('adam', "'adam', 'adamw', 'sgd' or 'adadelta'"),
+        'learning_rate': (1e-3, 'peak learning rate'),
+        'schedule': ('constant', "learning-rate schedule: 'constant', 'cosine' or 'warmup_cosine'"),
+        'warmup_steps': (0, 'steps of linear warm-up of warmup_cosine'),
+        'momentum': (0.9, 'momentum of sgd, in [0, 1]'),
+        'weight_decay': (1e-4, 'decoupled weight decay of adamw'),
+    },
+    'train': {
+        'num_epochs': (30, 'epochs of training (may be raised to continue a finished run)'),
+        'batch_size': (64, 'examples per step'),
+        'eval_batch_size': (1000, 'examples per batch of evaluation'),
+        'figures_every': (10, 'epochs between figures (0: none)'),
+        'num_figure_images': (8, 'images per reconstruction figure'),
+        'checkpoint_every': (5, 'epochs between checkpoints (the last epoch is always checkpointed)'),
+        'keep_checkpoints': (2, 'checkpoints kept'),
+        'compilation_cache': (True, "use JAX's persistent compilation cache"),
+        'compilation_cache_dir': (None, 'its directory (None: ~/.cache/aelab/jax)'),
+    },
+    'eval': {
+        'nll_samples': (5000, 'importance samples k of test/nll (Burda et al. 2016)'),
+        'nll_batch_size': (50, 'examples per batch of test/nll'),
+        'nll_chunk_size': (200, 'importance samples per chunk of test/nll'),
+        'final_metrics': (True, 'compute the end-of-training metrics (test/nll, test/active_units, ...)'),
+        'projection': ('pca', "projection of codes above 2-D in figures: 'pca' or 'tsne'"),
+        'disent_points': (10_000, 'codes encoded for MIG and DCI (data with ground-truth factors)'),
+        'score_points': ((10_000, 5_000), 'points (train, eval) of the beta-VAE and FactorVAE scores'),
+        'dci_model': ('gbt', "DCI's regressor: 'gbt' (as disentanglement_lib) or 'forest' (faster)"),
+    },
+}
 
 
-def base() -> ml_collections.ConfigDict:
-  """Every field a run reads, with defaults: a small MSE autoencoder on scikit-learn ``digits``."""
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.data = dict(name='digits', path=config_dict.placeholder(str), test_path=config_dict.placeholder(str),
-                test_fraction=0.2, split_seed=0, binarize='none', binarize_threshold=0.5, standardize=True,
-                tfds_data_dir=config_dict.placeholder(str), max_train_examples=0, max_test_examples=0,
-                image_size=0, channels=0,
-                superposition=dict(num_features=96, dim=32, probability=1 / 32, magnitude_min=0.0, magnitude_max=1.0,
-                                   num_train=50_000, num_test=10_000, seed=0),
-                shapes2d_counts=(3, 6, 40, 32, 32), shapes2d_size=64,
-                stream=False, stream_above_mb=4096.0, stream_chunk=16, stream_workers=2)
-  c.model = dict(name='ae', hidden=(256,), latent_dim=32, activation='relu', code_activation='identity',
-                 likelihood='mse', output_activation='sigmoid', likelihood_std=1.0, tied=False, kl_weight=1.0,
-                 net='mlp', conv_channels=(32, 64), num_samples=1, free_bits=0.0, kl_warmup_steps=0,
-                 prior='gaussian', sae_activation='topk', capacity_weight=0.0, capacity_max=25.0,
-                 capacity_steps=100_000, code_layout='vectors', code_dim=8, codebook_size=128,  # code_*: vqvae
-                 commitment_weight=0.25, codebook_ema=0.99, dead_code_steps=100, dtype='float32')
-  c.sae = dict(k=4, aux_k=32, dead_steps=500, aux_weight=1 / 32, l1_weight=0.0, l0_weight=0.0, bandwidth=1e-3,
-               threshold_init=1e-3, unit_norm_decoder=True, bias_init='geometric_median')
-  c.disent = dict(tc_weight=6.0, dip_type='ii', dip_lambda_od=1.0, dip_lambda_d=1.0, disc_hidden=(1000,) * 6,
-                  disc_learning_rate=1e-4, eval_points=10_000, score_points=(10_000, 5_000), dci_model='gbt')
-  c.aae = dict(disc_hidden=(256, 256), disc_learning_rate=1e-4, gen_learning_rate=1e-4, adversarial_weight=1.0,
-               mixture_components=10, mixture_radius=4.0, mixture_std=0.5)
-  c.corruption = dict(name='none', std=0.5, rate=0.25, clip=True)
-  c.penalty = dict(name='none', weight=0.0, target=0.05)
-  c.optimizer = dict(name='adam', learning_rate=1e-3, schedule='constant', warmup_steps=0, momentum=0.9,
-                     weight_decay=1e-4)
-  c.train = dict(num_epochs=30, batch_size=64, eval_batch_size=1000, figures_every=10, num_figure_images=8,
-                 checkpoint_every=5, keep_checkpoints=2, compilation_cache=True,
-                 compilation_cache_dir=config_dict.placeholder(str))
-  c.eval = dict(nll_samples=5000, nll_batch_size=50, nll_chunk_size=200, final_metrics=True, projection='pca')
-  return ml_collections.ConfigDict(c)
+def _defaults(section: dict) -> dict:
+  """``{field: default}`` of a section as data (sub-sections nested; None becomes an optional string)."""
+  return {k: _defaults(v) if isinstance(v, dict) else
+          (config_dict.placeholder(str) if v[0] is None else v[0]) for k, v in section.items()}
+
+
+def base(name: str = 'ae') -> ml_collections.ConfigDict:
+  """Every field a run reads, with defaults: a small MSE autoencoder on scikit-learn ``digits``, with
+  ``model.name = name`` and that family's sections (:func:`with_family`). Raises ConfigError for an
+  unknown family."""
+  config = ml_collections.ConfigDict(_defaults(BASE))
+  return with_family(config, name)
+
+
+def with_family(config: ml_collections.ConfigDict, name: str | None = None) -> ml_collections.ConfigDict:
+  """Sets ``model.name = name`` (when given) and adds the config sections of that family and of those it
+  builds on, with their defaults, where ``config`` lacks them; fields it has keep their values. Returns
+  ``config`` (changed in place, also when locked). Raises ConfigError for an unknown family."""
+  with config.unlocked():
+    if name is not None:
+      config.model.name = name
+    for section, fields in models.sections(config.model.name).items():
+      if section not in config:
+        config[section] = _defaults(fields)
+  return config
+
+
+def schema() -> dict[str, dict[str, tuple[Any, str]]]:
+  """``{section: {field: (default, meaning)}}`` of the base config and of every family in aelab; sections
+  are dotted (``'data.superposition'``) and the top-level fields (``seed``) are section ``''``."""
+  found: dict[str, dict[str, tuple[Any, str]]] = {}
+
+  def add(prefix: str, section: dict):
+    found.setdefault(prefix, {})
+    for k, v in section.items():
+      if isinstance(v, dict):
+        add(f'{prefix}.{k}' if prefix else k, v)
+      else:
+        found[prefix][k] = v
+
+  add('', BASE)
+  for name in models.available():
+    for section, fields in models.sections(name).items():
+      add(section, fields)
+  return {k: v for k, v in found.items() if v}
 
 
 def set_data(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
@@ -90,11 +202,12 @@ def set_data(config: ml_collections.ConfigDict, arg: str | None) -> ml_collectio
 
 
 def adapt_to_features(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """For tabular CSV data (standardized, unbounded): a Gaussian (VAE) or MSE (AE) likelihood with an
+  """For tabular CSV data (standardized, unbounded): a Gaussian (families that need a normalized
+  likelihood, the VAEs) or MSE likelihood with an
   identity output, no binarization, unclipped Gaussian corruption. Other data: ``config`` unchanged."""
   if config.data.name == 'csv':
-    config.model.update(likelihood='gaussian' if config.model.name == 'vae' else 'mse',
-                        output_activation='identity')
+    normalized = 'mse' not in models.likelihoods(config.model.name)  # a VAE's ELBO needs a density
+    config.model.update(likelihood='gaussian' if normalized else 'mse', output_activation='identity')
     config.data.binarize = 'none'
     config.corruption.clip = False
   return config
@@ -107,21 +220,14 @@ def adapt_to_shapes2d(config: ml_collections.ConfigDict) -> ml_collections.Confi
   NLL). Other data: ``config`` unchanged."""
   if config.data.name == 'shapes2d':
     config.data.binarize = 'none'
-    config.model.update(hidden=(1200, 1200), latent_dim=10, likelihood='bernoulli', kl_warmup_steps=0)
+    config.model.update(hidden=(1200, 1200), latent_dim=10, likelihood='bernoulli')
     config.optimizer.learning_rate = 1e-4
     config.train.update(num_epochs=10, batch_size=64)
     config.eval.nll_samples = 1
   return config
 
 
-def _choice(value, choices, field: str):
-  if value not in choices:
-    raise ConfigError(f'{field}={value!r} is not valid; choose one of {tuple(choices)}.')
-
-
-def _check(ok: bool, message: str):
-  if not ok:
-    raise ConfigError(message)
+_choice, _check = check_choice, check
 
 
 def _in_unit_interval(value, field: str, closed: bool = True):
@@ -130,26 +236,30 @@ def _in_unit_interval(value, field: str, closed: bool = True):
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Checks every field's type, name and range. Raises ConfigError naming the field and what is allowed."""
+  """Checks every field's type, name and range, those of the family's sections by the family's own
+  ``validate``. Raises ConfigError naming the field and what is allowed."""
+  models.check_sections(config)  # an unknown family, a module without the contract, a missing section
   _validate_types(config)
   _validate_data(config.data)
-  _validate_model(config)
-  _choice(config.corruption.name, corruption.NAMES, 'corruption.name')
-  _check(config.corruption.std >= 0, f'corruption.std={config.corruption.std} must be >= 0.')
-  _in_unit_interval(config.corruption.rate, 'corruption.rate')
-  _choice(config.penalty.name, common.PENALTIES, 'penalty.name')
-  _check(config.penalty.weight >= 0, f'penalty.weight={config.penalty.weight} must be >= 0.')
-  _in_unit_interval(config.penalty.target, 'penalty.target (sparsity_target rho)', closed=False)
-  if config.penalty.name == 'kl_sparsity':
-    _check(config.model.name == 'ae' and config.model.code_activation == 'sigmoid',
-           'penalty.name=kl_sparsity needs a code in (0, 1): set model.name=ae and model.code_activation=sigmoid.')
-  if config.penalty.name == 'contractive':
-    _check(config.model.name == 'ae', 'penalty.name=contractive is defined for a deterministic encoder: set '
-           'model.name=ae (configs/cae.py).')
+  _validate_model(config.model)
+  _validate_code_penalty(config)
   _validate_optimizer(config.optimizer)
   _validate_train(config.train)
-  _validate_generative(config)
-  _validate_vq(config.model)
+  _validate_eval(config.eval)
+  models.validate(config)
+
+
+def _validate_code_penalty(config):
+  c, p = config.corruption, config.penalty
+  _choice(c.name, corruption.NAMES, 'corruption.name')
+  _check(c.std >= 0, f'corruption.std={c.std} must be >= 0.')
+  _in_unit_interval(c.rate, 'corruption.rate')
+  _choice(p.name, common.PENALTIES, 'penalty.name')
+  defined = models.penalties(config.model.name)
+  _check(p.name in defined, f'penalty.name={p.name} is not defined for model.name={config.model.name} (it defines '
+         f'{defined}): set another penalty.name, or model.name=ae (configs/sparse.py, configs/cae.py).')
+  _check(p.weight >= 0, f'penalty.weight={p.weight} must be >= 0.')
+  _in_unit_interval(p.target, 'penalty.target (sparsity_target rho)', closed=False)
 
 
 def _kind(default) -> tuple[tuple[type, ...], str]:
@@ -169,7 +279,7 @@ def _validate_types(config: ml_collections.ConfigDict, defaults: ml_collections.
                     prefix: str = '') -> None:
   """Raises ConfigError for a field of :func:`base` whose value has another type (None included; a bool
   is no number) or is a NaN or infinite number. Fields that base() lacks are left to their users."""
-  defaults = base() if defaults is None else defaults
+  defaults = base(config.model.name) if defaults is None else defaults
   for name, default in defaults.items():
     value, field = config.get(name), f'{prefix}{name}'
     if isinstance(default, ml_collections.ConfigDict):
@@ -205,107 +315,35 @@ def _validate_data(d):
   _choice(d.channels, (0, 1, 3), 'data.channels (1 grey, 3 colour, 0 from the first image)')
 
 
-def _validate_model(config):
-  m = config.model
-  _choice(m.name, models.available(), 'model.name')
+def _validate_model(m):
   _check(m.latent_dim >= 1, f'model.latent_dim={m.latent_dim} must be a positive integer.')
   _check(all(isinstance(w, int) and w >= 1 for w in m.hidden),
          f'model.hidden={m.hidden} must be a tuple of positive integers, e.g. "(512, 128)" or "()".')
   for field in ('activation', 'code_activation', 'output_activation'):
     _choice(m[field], nets.ACTIVATIONS, f'model.{field}')
   _choice(m.likelihood, common.LIKELIHOODS, 'model.likelihood')
-  if m.name in VAES:
-    _choice(m.likelihood, ('bernoulli', 'gaussian'), 'model.likelihood (a VAE needs a normalized likelihood)')
   _check(m.likelihood_std > 0, f'model.likelihood_std={m.likelihood_std} must be > 0.')
-  _check(m.kl_weight >= 0, f'model.kl_weight={m.kl_weight} must be >= 0.')
-  _check(m.capacity_weight >= 0 and m.capacity_max >= 0 and m.capacity_steps >= 0,
-         'model.capacity_weight (gamma, 0: off), model.capacity_max (nats) and model.capacity_steps must be >= 0.')
-  _check(m.capacity_weight == 0 or m.name == 'vae', 'model.capacity_weight > 0 (annealed capacity) is an option '
-         f'of model.name=vae, not {m.name}: set --config.model.name=vae or model.capacity_weight=0.')
-  _validate_disent(config.disent)
   _choice(m.dtype, common.DTYPES, 'model.dtype (of the nets\' computation; parameters stay float32)')
-  _check(m.dtype == 'float32' or m.name != 'sae', 'model.dtype=bfloat16 is not implemented for model.name=sae '
-         '(its encoder and decoder are plain float32 matrices): set --config.model.dtype=float32.')
-  if m.name == 'sae':
-    _validate_sae(config)
-
-
-def _validate_sae(config):
-  m, s = config.model, config.sae
-  _choice(m.sae_activation, sae.ACTIVATIONS, 'model.sae_activation')
-  _choice(s.bias_init, sae.BIAS_INITS, 'sae.bias_init')
-  for field in ('k', 'aux_k'):
-    _check(isinstance(s[field], int) and 1 <= s[field] <= m.latent_dim,
-           f'sae.{field}={s[field]} must be an integer in [1, model.latent_dim={m.latent_dim}].')
-  _check(s.dead_steps >= 1, f'sae.dead_steps={s.dead_steps} (steps without firing before a latent counts as dead) '
-         'must be >= 1.')
-  for field in ('aux_weight', 'l1_weight', 'l0_weight'):
-    _check(s[field] >= 0 and math.isfinite(s[field]), f'sae.{field}={s[field]} must be a number >= 0.')
-  for field in ('bandwidth', 'threshold_init'):
-    _check(s[field] > 0, f'sae.{field}={s[field]} (JumpReLU) must be > 0.')
-
-
-def _validate_disent(d):
-  _check(d.tc_weight >= 0, f'disent.tc_weight={d.tc_weight} (beta-TCVAE beta, FactorVAE gamma) must be >= 0.')
-  _choice(d.dip_type, ('i', 'ii'), 'disent.dip_type (DIP-VAE-I or -II)')
-  _check(d.dip_lambda_od >= 0 and d.dip_lambda_d >= 0, 'disent.dip_lambda_od and disent.dip_lambda_d must be >= 0.')
-  _check(all(isinstance(w, int) and w >= 1 for w in d.disc_hidden),
-         f'disent.disc_hidden={d.disc_hidden} must be a tuple of positive integers.')
-  _check(d.disc_learning_rate > 0, f'disent.disc_learning_rate={d.disc_learning_rate} must be > 0.')
-  _check(d.eval_points >= 2 and len(d.score_points) == 2 and min(d.score_points) >= 1,
-         'disent.eval_points must be >= 2 and disent.score_points two positive counts (train, eval).')
-  _choice(d.dci_model, ('gbt', 'forest'), 'disent.dci_model')
-
-
-def _validate_generative(config):
-  m, a, e = config.model, config.aae, config.eval
   _choice(m.net, NETS, 'model.net')
   _check(len(m.conv_channels) >= 1 and all(isinstance(c, int) and c >= 1 for c in m.conv_channels),
          f'model.conv_channels={m.conv_channels} must be a non-empty tuple of positive integers, e.g. "(32, 64)".')
   _check(not (m.net == 'conv' and m.tied), 'model.tied=True needs model.net=mlp (a conv decoder has no '
          'transposed dense kernels to share).')
-  _check(isinstance(m.num_samples, int) and m.num_samples >= 1,
-         f'model.num_samples={m.num_samples} (IWAE k) must be an integer >= 1; 1 is the ELBO.')
-  _check(m.free_bits >= 0, f'model.free_bits={m.free_bits} (nats per latent dimension) must be >= 0.')
-  _check(not (m.free_bits > 0 and m.num_samples > 1), 'model.free_bits applies to the ELBO\'s KL term; '
-         'the IWAE objective (model.num_samples > 1) has none: set one of them back (free_bits=0 or num_samples=1).')
-  _check(m.kl_warmup_steps >= 0, f'model.kl_warmup_steps={m.kl_warmup_steps} must be >= 0 (0: no warm-up).')
-  _choice(m.prior, PRIORS, 'model.prior')
-  if m.name == 'aae' and m.prior == 'mixture':
-    _check(m.latent_dim == 2, f'model.prior=mixture is a mixture of Gaussians on a circle in 2-D, but '
-           f'model.latent_dim={m.latent_dim}: set --config.model.latent_dim=2 or model.prior=gaussian.')
-  _check(all(isinstance(w, int) and w >= 1 for w in a.disc_hidden),
-         f'aae.disc_hidden={a.disc_hidden} must be a tuple of positive integers.')
-  for field in ('disc_learning_rate', 'gen_learning_rate', 'mixture_radius', 'mixture_std'):
-    _check(a[field] > 0 and math.isfinite(a[field]), f'aae.{field}={a[field]} must be a positive number.')
-  _check(a.adversarial_weight >= 0, f'aae.adversarial_weight={a.adversarial_weight} must be >= 0.')
-  _check(a.mixture_components >= 1, f'aae.mixture_components={a.mixture_components} must be >= 1.')
+
+
+def _validate_eval(e):
   _check(isinstance(e.nll_samples, int) and e.nll_samples >= 1,
          f'eval.nll_samples={e.nll_samples} (k of the importance-sampled NLL) must be an integer >= 1.')
   _check(e.nll_batch_size >= 1 and e.nll_chunk_size >= 1, 'eval.nll_batch_size and eval.nll_chunk_size must be >= 1.')
   _choice(e.projection, ('pca', 'tsne'), 'eval.projection (of codes with more than 2 dimensions)')
-
-
-def _validate_vq(m):
-  _choice(m.code_layout, vqvae.LAYOUTS, 'model.code_layout')
-  _check(isinstance(m.code_dim, int) and m.code_dim >= 1, f'model.code_dim={m.code_dim} must be an integer >= 1.')
-  _check(isinstance(m.codebook_size, int) and m.codebook_size >= 2,
-         f'model.codebook_size={m.codebook_size} must be an integer >= 2.')
-  _check(m.commitment_weight >= 0, f'model.commitment_weight={m.commitment_weight} (beta) must be >= 0.')
-  _check(0.0 <= m.codebook_ema < 1.0, f'model.codebook_ema={m.codebook_ema} (EMA decay) must lie in [0, 1); '
-         '0 learns the codebook by gradient instead.')
-  _check(isinstance(m.dead_code_steps, int) and m.dead_code_steps >= 0,
-         f'model.dead_code_steps={m.dead_code_steps} must be an integer >= 0 (0: no restarts).')
-  if m.name == 'vqvae':
-    try:
-      vqvae.check_layout(m)
-    except ValueError as e:
-      raise ConfigError(str(e)) from None
+  _check(e.disent_points >= 2 and len(e.score_points) == 2 and min(e.score_points) >= 1,
+         'eval.disent_points must be >= 2 and eval.score_points two positive counts (train, eval).')
+  _choice(e.dci_model, ('gbt', 'forest'), 'eval.dci_model')
 
 
 def from_dict(values: dict) -> ml_collections.ConfigDict:
-  """The config of a workdir's ``config.json``: :func:`base` updated with ``values`` (JSON lists back to
-  tuples), e.g. for ``python -m aelab.evaluate --workdir=...``."""
+  """The config of a workdir's ``config.json``: :func:`base` of its ``model.name`` (with the family's
+  sections) updated with ``values`` (JSON lists back to tuples), e.g. for ``python -m aelab.evaluate --workdir=...``."""
   def as_tuples(v):
     if isinstance(v, dict):
       return {k: as_tuples(x) for k, x in v.items()}
@@ -313,7 +351,8 @@ def from_dict(values: dict) -> ml_collections.ConfigDict:
 
   if not isinstance(values, dict):
     raise ConfigError(f'A config must be a JSON object of sections and fields, got {type(values).__name__}.')
-  config = base()
+  model = values.get('model')
+  config = base(model.get('name', 'ae') if isinstance(model, dict) else 'ae')
   for section, fields in as_tuples(values).items():
     if isinstance(fields, dict) and isinstance(config.get(section), ml_collections.ConfigDict):
       for name, value in fields.items():

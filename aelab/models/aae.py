@@ -10,10 +10,11 @@ the encoder learns to fool it. Each train step is the paper's two phases, in one
    (Adam, ``aae.disc_learning_rate``), then the encoder's ``hp['adversarial_weight'] * -log D(f(x))``
    (Adam, ``aae.gen_learning_rate``).
 
-Priors (``model.prior``): ``gaussian`` (N(0, I)) or ``mixture``: ``aae.mixture_components`` Gaussians of
+Priors (``aae.prior``): ``gaussian`` (N(0, I)) or ``mixture``: ``aae.mixture_components`` Gaussians of
 std ``aae.mixture_std`` with means evenly spaced on a circle of radius ``aae.mixture_radius``, 2-D only.
 Parameters: ``{'autoencoder': ae params, 'discriminator': MLP params}``.
 """
+import math
 from typing import Callable, NamedTuple, Sequence
 
 import jax
@@ -21,11 +22,40 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from aelab.errors import check, check_choice
 from aelab.nn import losses, nets
 from aelab.models import ae, common
 from aelab.models.family import COMMON_HYPERPARAMS, Family
 
+SECTION = 'aae'
+CONFIG = {
+    'prior': ('gaussian', "p(z): 'gaussian' (N(0, I)) or 'mixture' (Gaussians on a circle, 2-D codes)"),
+    'disc_hidden': ((256, 256), "widths of the discriminator's hidden layers"),
+    'disc_learning_rate': (1e-4, "the discriminator's Adam learning rate"),
+    'gen_learning_rate': (1e-4, "the encoder's Adam learning rate as generator"),
+    'adversarial_weight': (1.0, "weight of the encoder's adversarial loss"),
+    'mixture_components': (10, 'Gaussians of the mixture prior'),
+    'mixture_radius': (4.0, 'radius of the circle of the mixture means'),
+    'mixture_std': (0.5, 'std of each Gaussian of the mixture prior'),
+}
+BUILDS_ON = ('ae',)  # the autoencoder's validation too
+PRIORS = ('gaussian', 'mixture')
 HYPERPARAMS = {**COMMON_HYPERPARAMS, 'adversarial_weight': 'aae.adversarial_weight'}
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks ``config.aae`` and the prior's fit to ``model.latent_dim``. Raises ConfigError naming the field."""
+  a = config.aae
+  check_choice(a.prior, PRIORS, 'aae.prior')
+  check(a.prior != 'mixture' or config.model.latent_dim == 2, 'aae.prior=mixture is a mixture of Gaussians on a '
+        f'circle in 2-D, but model.latent_dim={config.model.latent_dim}: set --config.model.latent_dim=2 or '
+        'aae.prior=gaussian.')
+  check(all(isinstance(w, int) and w >= 1 for w in a.disc_hidden),
+        f'aae.disc_hidden={a.disc_hidden} must be a tuple of positive integers.')
+  for field in ('disc_learning_rate', 'gen_learning_rate', 'mixture_radius', 'mixture_std'):
+    check(a[field] > 0 and math.isfinite(a[field]), f'aae.{field}={a[field]} must be a positive number.')
+  check(a.adversarial_weight >= 0, f'aae.adversarial_weight={a.adversarial_weight} must be >= 0.')
+  check(a.mixture_components >= 1, f'aae.mixture_components={a.mixture_components} must be >= 1.')
 
 
 class Model(NamedTuple):
@@ -37,8 +67,8 @@ class Model(NamedTuple):
 def build(config: ml_collections.ConfigDict, data_shape: int | Sequence[int]) -> Model:
   """The autoencoder of ``config.model`` and the discriminator of ``config.aae``.
   Raises ValueError for a mixture prior on a latent that is not 2-D."""
-  if config.model.prior == 'mixture' and config.model.latent_dim != 2:
-    raise ValueError(f'model.prior=mixture needs model.latent_dim=2, got {config.model.latent_dim}.')
+  if config.aae.prior == 'mixture' and config.model.latent_dim != 2:
+    raise ValueError(f'aae.prior=mixture needs model.latent_dim=2, got {config.model.latent_dim}.')
   return Model(ae.build(config, data_shape), nets.MLP((*config.aae.disc_hidden, 1), config.model.activation,
                                                                dtype=common.compute_dtype(config.model)))
 
@@ -58,10 +88,10 @@ def mixture_means(num_components: int, radius: float) -> jax.Array:
 
 
 def sample_prior(config: ml_collections.ConfigDict, key: jax.Array, num: int) -> jax.Array:
-  """``num`` samples of ``p(z)`` (``model.prior``): ``num x latent_dim``."""
+  """``num`` samples of ``p(z)`` (``aae.prior``): ``num x latent_dim``."""
   normal_key, component_key = jax.random.split(key)
   eps = jax.random.normal(normal_key, (num, config.model.latent_dim))
-  if config.model.prior == 'gaussian':
+  if config.aae.prior == 'gaussian':
     return eps
   a = config.aae
   component = jax.random.randint(component_key, (num,), 0, a.mixture_components)

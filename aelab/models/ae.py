@@ -13,11 +13,21 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from aelab.errors import check
 from aelab.nn import nets
 from aelab.models import common
 from aelab.models.family import COMMON_HYPERPARAMS, Family
 
+SECTION = None  # the base config's model, corruption and penalty sections say all (no section of its own)
+CONFIG = {}
+PENALTIES = ('none', 'l1', 'kl_sparsity', 'contractive')
 HYPERPARAMS = dict(COMMON_HYPERPARAMS)
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks what the autoencoder needs of the base config. Raises ConfigError naming the field."""
+  check(config.penalty.name != 'kl_sparsity' or config.model.code_activation == 'sigmoid',
+        'penalty.name=kl_sparsity needs a code in (0, 1): set model.code_activation=sigmoid.')
 
 
 class Model(nn.Module):

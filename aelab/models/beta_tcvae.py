@@ -2,7 +2,7 @@
 
 The VAE of ``aelab/models/vae.py`` whose KL term is decomposed into index-code mutual information, total
 correlation ``TC = KL(q(z) || prod_j q(z_j))`` and dimension-wise KL, with the TC weighted by
-``beta = hp['tc_weight']`` (``disent.tc_weight``) and the other two by 1 (Chen et al., Eq. 4 with
+``beta = hp['tc_weight']`` (``beta_tcvae.tc_weight``) and the other two by 1 (Chen et al., Eq. 4 with
 ``alpha = gamma = 1``): ``loss = recon + kl_weight * KL + (beta - 1) * TC``, as disentanglement_lib's
 ``BetaTCVAE``. ``TC`` is the minibatch-weighted sampling estimate (Chen et al., Eq. 7 and Appendix C.1) on
 the batch's own samples ``z_i ~ q(z|x_i)``::
@@ -18,16 +18,27 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from aelab.errors import check
+from aelab.nn import losses
 from aelab.models import vae
 from aelab.models.family import Family
 
-HYPERPARAMS = {**vae.HYPERPARAMS, 'tc_weight': 'disent.tc_weight'}
+SECTION = 'beta_tcvae'
+CONFIG = {'tc_weight': (6.0, 'beta, the weight of the total correlation (Chen et al. 2018, Eq. 4; 1: the VAE)')}
+BUILDS_ON = ('vae',)  # the VAE's section and validation too
+HYPERPARAMS = {**vae.HYPERPARAMS, 'tc_weight': 'beta_tcvae.tc_weight'}
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks ``config.beta_tcvae`` (``vae.validate`` has run). Raises ConfigError naming the field."""
+  t = config.beta_tcvae.tc_weight
+  check(t >= 0, f'beta_tcvae.tc_weight={t} (beta) must be >= 0.')
+  vae.check_elbo_only(config)
 
 
 def log_density_pairs(z_BxZ: jax.Array, mean_BxZ: jax.Array, log_var_BxZ: jax.Array) -> jax.Array:
   """``log q(z_ij | x_m)`` for every pair of samples ``i`` and posteriors ``m``: ``B x B x Z``, nats."""
-  diff = z_BxZ[:, None, :] - mean_BxZ[None, :, :]
-  return -0.5 * (jnp.log(2.0 * jnp.pi) + log_var_BxZ[None] + jnp.square(diff) * jnp.exp(-log_var_BxZ[None]))
+  return losses.gaussian_log_density(z_BxZ[:, None, :], mean_BxZ[None, :, :], log_var_BxZ[None])
 
 
 def total_correlation(z_BxZ: jax.Array, mean_BxZ: jax.Array, log_var_BxZ: jax.Array) -> jax.Array:

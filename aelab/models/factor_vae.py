@@ -1,12 +1,12 @@
 """FactorVAE (Kim & Mnih 2018, Disentangling by Factorising, Sec. 2).
 
-The VAE of ``aelab/models/vae.py`` plus ``gamma * TC`` (``gamma = hp['tc_weight']``, ``disent.tc_weight``),
+The VAE of ``aelab/models/vae.py`` plus ``gamma * TC`` (``gamma = hp['tc_weight']``, ``factor_vae.tc_weight``),
 the total correlation ``KL(q(z) || prod_j q(z_j))`` estimated by the density-ratio trick: a discriminator
-``D`` (an MLP with widths ``disent.disc_hidden``, leaky ReLU, one logit) learns to tell samples of ``q(z)``
+``D`` (an MLP with widths ``factor_vae.disc_hidden``, leaky ReLU, one logit) learns to tell samples of ``q(z)``
 from samples of ``prod_j q(z_j)``, made by permuting each code dimension independently across the batch
 (Algorithm 1), and ``TC ~ E[log D(z) / (1 - D(z))] = E[logit(z)]``. Each train step, one jitted pure
 function, updates the VAE (``config.optimizer``, the discriminator held fixed) and then the discriminator
-(Adam, ``disent.disc_learning_rate``, ``b1 = 0.5``, ``b2 = 0.9`` as the paper) on the same batch's codes,
+(Adam, ``factor_vae.disc_learning_rate``, ``b1 = 0.5``, ``b2 = 0.9`` as the paper) on the same batch's codes,
 as disentanglement_lib's ``FactorVAE``. Parameters: ``{'vae': vae params, 'discriminator': MLP params}``.
 """
 import dataclasses
@@ -18,11 +18,30 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from aelab.errors import check
 from aelab.nn import losses
+from aelab.nn.schedules import kl_warmup_factor
 from aelab.models import vae
 from aelab.models.family import Family
 
-HYPERPARAMS = {**vae.HYPERPARAMS, 'tc_weight': 'disent.tc_weight'}
+SECTION = 'factor_vae'
+CONFIG = {
+    'tc_weight': (6.0, 'gamma, the weight of the total correlation (Kim & Mnih 2018, Eq. 2)'),
+    'disc_hidden': ((1000,) * 6, "widths of the discriminator's leaky-ReLU layers"),
+    'disc_learning_rate': (1e-4, "the discriminator's Adam learning rate"),
+}
+BUILDS_ON = ('vae',)  # the VAE's section and validation too
+HYPERPARAMS = {**vae.HYPERPARAMS, 'tc_weight': 'factor_vae.tc_weight'}
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks ``config.factor_vae`` (``vae.validate`` has run). Raises ConfigError naming the field."""
+  f = config.factor_vae
+  check(f.tc_weight >= 0, f'factor_vae.tc_weight={f.tc_weight} (gamma) must be >= 0.')
+  check(all(isinstance(w, int) and w >= 1 for w in f.disc_hidden),
+        f'factor_vae.disc_hidden={f.disc_hidden} must be a tuple of positive integers.')
+  check(f.disc_learning_rate > 0, f'factor_vae.disc_learning_rate={f.disc_learning_rate} must be > 0.')
+  vae.check_elbo_only(config)
 
 
 class Discriminator(nn.Module):
@@ -58,7 +77,7 @@ def make_update(model: Model, config: ml_collections.ConfigDict, tx_vae: optax.G
   Metrics: the VAE's (``loss``, ``recon``, ``kl``, ``neg_elbo``), ``tc`` (the estimate), ``disc_loss``
   (nats, ``2 log 2`` at chance) and ``disc_accuracy``.
   """
-  d = config.disent
+  d = config.factor_vae
   tx_disc = optax.adam(d.disc_learning_rate, b1=0.5, b2=0.9)
 
   def vae_loss(vae_params, disc_params, x_BxD, key, hp):
@@ -95,13 +114,6 @@ def make_update(model: Model, config: ml_collections.ConfigDict, tx_vae: optax.G
   return init_opt_state, train_step
 
 
-def kl_warmup_factor(step: jax.Array, warmup_steps: jax.Array) -> jax.Array:
-  """``min(1, step / warmup_steps)``, 1 when ``warmup_steps`` is 0: the KL warm-up that
-  ``optimizers.make_train_step`` applies to families with an objective, applied here by the own update."""
-  ramp = jnp.minimum(1.0, step.astype(jnp.float32) / jnp.maximum(warmup_steps, 1.0))
-  return jnp.where(warmup_steps > 0, ramp, 1.0)
-
-
 def _step(tx: optax.GradientTransformation, grads, opt_state, params):
   updates, opt_state = tx.update(grads, opt_state, params)
   return optax.apply_updates(params, updates), opt_state
@@ -115,7 +127,7 @@ def _on_vae(fn: Callable | None) -> Callable | None:
 def family(config: ml_collections.ConfigDict, data_shape: int | Sequence[int]) -> Family:
   """The FactorVAE's ``Family``: the VAE's functions on ``params['vae']`` and its own two-optimizer update."""
   inner = vae.family(config, data_shape)
-  model = Model(inner.model, Discriminator(tuple(config.disent.disc_hidden)))
+  model = Model(inner.model, Discriminator(tuple(config.factor_vae.disc_hidden)))
 
   def init(key, x_BxD):
     vae_key, disc_key = jax.random.split(key)

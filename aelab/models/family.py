@@ -1,9 +1,23 @@
-"""The contract of a model family: one typed object that says what the family provides.
+"""The contract of a model family (a plugin): one module that says everything about itself.
 
-A family module (``aelab/models/ae.py``, ``vae.py``, ``aae.py``) defines ``HYPERPARAMS`` (the traced
-hyperparameters its pure functions read from ``hp``, each with the config field it comes from) and
-``family(config, data_shape) -> Family``, the functions bound to one model. The engine, the metrics and
-the figures use only what the ``Family`` holds: no attribute probing of modules.
+A family module (``aelab/models/ae.py``, ``vae.py``, ... or a user's module named by its dotted path,
+``model.name=my_lab.my_family``) defines:
+
+- ``SECTION``: the name of its own config section (``config.<SECTION>``), or None for none.
+- ``CONFIG``: ``{field: (default, meaning)}``, the fields of that section, each default with a one-line
+  meaning (and unit); ``{}`` without a section.
+- ``BUILDS_ON`` (optional, default ``()``): the families it extends (``('vae',)``); their sections are
+  added to its configs and their ``validate`` runs before its own.
+- ``PENALTIES`` (optional, default ``('none', 'l1')``): the ``penalty.name`` values its objective
+  defines.
+- ``validate(config) -> None``: checks the family's fields (and what it needs of the base config);
+  raises ``aelab.errors.ConfigError`` naming the field and what is allowed.
+- ``HYPERPARAMS``: ``{hp key: dotted config field}``, the traced hyperparameters its pure functions read
+  from ``hp`` (the fields a sweep may vary within one compiled program).
+- ``family(config, data_shape) -> Family``: the functions bound to one model (below).
+
+The engine, the metrics and the figures use only what the ``Family`` holds: no attribute probing of
+modules. ``aelab.models`` loads a module and checks this contract (:data:`REQUIRED`).
 """
 import dataclasses
 from typing import Any, Callable
@@ -13,8 +27,15 @@ import jax
 Params = Any
 Hyperparams = dict[str, jax.Array]
 
-# hp key -> dotted config field, e.g. {'kl_weight': 'model.kl_weight'}.
+# hp key -> dotted config field, e.g. {'kl_weight': 'vae.kl_weight'}.
 HyperparamFields = dict[str, str]
+
+# field -> (default, one-line meaning): a config section as data (a family's CONFIG, the base config).
+Section = dict[str, tuple[Any, str]]
+
+# What every family module defines (the optional BUILDS_ON and PENALTIES have defaults).
+REQUIRED = ('SECTION', 'CONFIG', 'validate', 'HYPERPARAMS', 'family')
+DEFAULT_PENALTIES = ('none', 'l1')
 
 # Every family's objective reads the corruption and penalty hyperparameters.
 COMMON_HYPERPARAMS: HyperparamFields = {

@@ -2,7 +2,7 @@
 
 One hidden layer of ``M = model.latent_dim`` latents: ``pre = (x - b_dec) W_enc + b_enc``, a sparse code
 ``z = sigma(pre)`` and the reconstruction ``x_hat = z W_dec + b_dec`` (rows of ``W_dec``: the dictionary,
-``M x D``). ``model.sae_activation`` picks ``sigma`` and its sparsity mechanism:
+``M x D``). ``sae.activation`` picks ``sigma`` and its sparsity mechanism:
 
 - ``topk``: the ``sae.k`` largest pre-activations of each example, ReLU'd (Gao et al. 2024, Scaling and
   evaluating sparse autoencoders);
@@ -32,6 +32,7 @@ static; the three weights are traced, so a sweep over them is one program. Param
 (scalar, batchtopk). The dead-latent counters live in the optimizer state.
 """
 import dataclasses
+import math
 import functools
 from typing import Callable, Sequence
 
@@ -42,10 +43,25 @@ import numpy as np
 import optax
 
 from aelab.data import superposition
+from aelab.errors import check, check_choice
 from aelab.models.family import Family
 
 ACTIVATIONS = ('topk', 'batchtopk', 'jumprelu', 'relu')
 BIAS_INITS = ('geometric_median', 'mean', 'zeros')
+SECTION = 'sae'
+CONFIG = {
+    'activation': ('topk', "the sparse code's activation: 'topk', 'batchtopk', 'jumprelu' or 'relu'"),
+    'k': (4, 'active latents per example of topk and batchtopk'),
+    'aux_k': (32, 'latents of the auxiliary loss AuxK (Gao et al. 2024)'),
+    'dead_steps': (500, 'steps without firing before a latent counts as dead'),
+    'aux_weight': (1 / 32, 'weight of the auxiliary loss AuxK'),
+    'l1_weight': (0.0, 'weight of the L1 penalty of relu (on |z| times the decoder row norms)'),
+    'l0_weight': (0.0, 'weight of the L0 penalty of jumprelu'),
+    'bandwidth': (1e-3, 'width of the rectangle kernel of jumprelu\'s pseudo-gradient'),
+    'threshold_init': (1e-3, 'initial threshold of jumprelu'),
+    'unit_norm_decoder': (True, 'keep decoder rows at unit norm'),
+    'bias_init': ('geometric_median', "decoder bias from the first batch: 'geometric_median', 'mean' or 'zeros'"),
+}
 HYPERPARAMS = {'l1_weight': 'sae.l1_weight', 'l0_weight': 'sae.l0_weight', 'aux_weight': 'sae.aux_weight'}
 WEISZFELD_STEPS = 32
 BATCHTOPK_MOMENTUM = 0.99  # of the evaluation threshold's moving average
@@ -66,18 +82,36 @@ class Model:
   bias_init: str
 
 
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks ``config.sae`` against ``config.model``. Raises ConfigError naming the field and what is allowed."""
+  m, s = config.model, config.sae
+  check_choice(s.activation, ACTIVATIONS, 'sae.activation')
+  check_choice(s.bias_init, BIAS_INITS, 'sae.bias_init')
+  for field in ('k', 'aux_k'):
+    check(isinstance(s[field], int) and 1 <= s[field] <= m.latent_dim,
+          f'sae.{field}={s[field]} must be an integer in [1, model.latent_dim={m.latent_dim}].')
+  check(s.dead_steps >= 1, f'sae.dead_steps={s.dead_steps} (steps without firing before a latent counts as dead) '
+        'must be >= 1.')
+  for field in ('aux_weight', 'l1_weight', 'l0_weight'):
+    check(s[field] >= 0 and math.isfinite(s[field]), f'sae.{field}={s[field]} must be a number >= 0.')
+  for field in ('bandwidth', 'threshold_init'):
+    check(s[field] > 0, f'sae.{field}={s[field]} (JumpReLU) must be > 0.')
+  check(m.dtype == 'float32', 'model.dtype=bfloat16 is not implemented for model.name=sae (its encoder and '
+        'decoder are plain float32 matrices): set --config.model.dtype=float32.')
+
+
 def build(config: ml_collections.ConfigDict, data_shape: int | Sequence[int]) -> Model:
   """The SAE of ``config`` for examples of ``data_shape`` (flattened). Raises ValueError for an unknown
   activation or bias init, or ``k`` / ``aux_k`` larger than the number of latents."""
   m, s = config.model, config.sae
-  if m.sae_activation not in ACTIVATIONS:
-    raise ValueError(f'Unknown model.sae_activation {m.sae_activation!r}; choose one of {ACTIVATIONS}.')
+  if s.activation not in ACTIVATIONS:
+    raise ValueError(f'Unknown sae.activation {s.activation!r}; choose one of {ACTIVATIONS}.')
   if s.bias_init not in BIAS_INITS:
     raise ValueError(f'Unknown sae.bias_init {s.bias_init!r}; choose one of {BIAS_INITS}.')
   if not 1 <= s.k <= m.latent_dim or not 1 <= s.aux_k <= m.latent_dim:
     raise ValueError(f'sae.k={s.k} and sae.aux_k={s.aux_k} must lie in [1, model.latent_dim={m.latent_dim}].')
   dim = int(np.prod(data_shape))
-  return Model(dim, m.latent_dim, m.sae_activation, s.k, s.aux_k, s.dead_steps, s.bandwidth, s.threshold_init,
+  return Model(dim, m.latent_dim, s.activation, s.k, s.aux_k, s.dead_steps, s.bandwidth, s.threshold_init,
                s.unit_norm_decoder, s.bias_init)
 
 

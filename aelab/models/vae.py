@@ -9,7 +9,7 @@ Objective variants, all with traced hyperparameters in ``hp``: ``kl_weight`` (be
 (``hp['kl_warmup_steps']``, applied to ``kl_weight`` by ``train.make_train_step``); free bits
 (``hp['free_bits']``, a floor in nats on the batch-mean KL of each latent dimension, Kingma et al. 2016,
 Improved Variational Inference with Inverse Autoregressive Flow, Appendix C.8); the IWAE bound with
-``model.num_samples = k`` importance samples (Burda et al. 2016, Eq. 8; k = 1 is the ELBO); annealed
+``vae.num_samples = k`` importance samples (Burda et al. 2016, Eq. 8; k = 1 is the ELBO); annealed
 capacity (Burgess et al. 2018, Understanding disentangling in beta-VAE, Eq. 8): with
 ``hp['capacity_weight'] = gamma > 0`` the KL term is ``gamma |KL - C(t)|``, ``C(t)`` rising linearly from 0
 to ``hp['capacity_max']`` nats over ``hp['capacity_steps']`` steps (``optimizers.make_train_step``).
@@ -27,14 +27,44 @@ import ml_collections
 
 from aelab.nn import losses, nets
 from aelab.models import common
+from aelab.errors import check, check_choice
 from aelab.models.family import COMMON_HYPERPARAMS, Family
 
-HYPERPARAMS = {**COMMON_HYPERPARAMS, 'kl_weight': 'model.kl_weight', 'kl_warmup_steps': 'model.kl_warmup_steps',
-               'free_bits': 'model.free_bits', 'capacity_weight': 'model.capacity_weight',
-               'capacity_max': 'model.capacity_max', 'capacity_steps': 'model.capacity_steps'}
+SECTION = 'vae'
+CONFIG = {
+    'kl_weight': (1.0, 'weight of the KL term, beta of Higgins et al. 2017 (1: the negative ELBO)'),
+    'num_samples': (1, 'importance samples k of the IWAE bound (Burda et al. 2016); 1 is the ELBO'),
+    'free_bits': (0.0, "floor on each latent dimension's batch-mean KL, nats (Kingma et al. 2016; 0: off)"),
+    'kl_warmup_steps': (0, 'steps over which kl_weight rises linearly from 0 (0: no warm-up)'),
+    'capacity_weight': (0.0, 'gamma of the annealed capacity gamma |KL - C| (Burgess et al. 2018; 0: off)'),
+    'capacity_max': (25.0, 'the capacity C reached at the end of its ramp, nats'),
+    'capacity_steps': (100_000, 'steps over which the capacity rises linearly from 0 to capacity_max'),
+}
+LIKELIHOODS = ('bernoulli', 'gaussian')  # the ELBO needs a normalized likelihood p(x|z)
+HYPERPARAMS = {**COMMON_HYPERPARAMS, **{k: f'vae.{k}' for k in (
+    'kl_weight', 'kl_warmup_steps', 'free_bits', 'capacity_weight', 'capacity_max', 'capacity_steps')}}
 
-_LOG_2PI = math.log(2.0 * math.pi)
 
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks ``config.vae`` and that ``model.likelihood`` is normalized. Raises ConfigError naming the field."""
+  v = config.vae
+  check_choice(config.model.likelihood, LIKELIHOODS, 'model.likelihood (a VAE needs a normalized likelihood)')
+  check(v.kl_weight >= 0, f'vae.kl_weight={v.kl_weight} must be >= 0.')
+  check(isinstance(v.num_samples, int) and v.num_samples >= 1,
+        f'vae.num_samples={v.num_samples} (IWAE k) must be an integer >= 1; 1 is the ELBO.')
+  check(v.free_bits >= 0, f'vae.free_bits={v.free_bits} (nats per latent dimension) must be >= 0.')
+  check(not (v.free_bits > 0 and v.num_samples > 1), 'vae.free_bits applies to the ELBO\'s KL term; the IWAE '
+        'objective (vae.num_samples > 1) has none: set one of them back (free_bits=0 or num_samples=1).')
+  check(v.kl_warmup_steps >= 0, f'vae.kl_warmup_steps={v.kl_warmup_steps} must be >= 0 (0: no warm-up).')
+  check(v.capacity_weight >= 0 and v.capacity_max >= 0 and v.capacity_steps >= 0,
+        'vae.capacity_weight (gamma, 0: off), vae.capacity_max (nats) and vae.capacity_steps must be >= 0.')
+
+
+def check_elbo_only(config: ml_collections.ConfigDict) -> None:
+  """For a family whose objective is :func:`make_regularized_objective` (the ELBO plus a regularizer):
+  raises ConfigError when an option of the plain VAE's objective is set (annealed capacity)."""
+  check(config.vae.capacity_weight == 0, f'vae.capacity_weight > 0 (annealed capacity) is an option of the plain '
+        f'VAE, not of model.name={config.model.name}: set --config.model.name=vae or vae.capacity_weight=0.')
 
 class Model(nn.Module):
   """``encode(x_BxD) -> (mean_BxZ, log_var_BxZ)``, ``decode(z_BxZ) -> out_BxD`` (likelihood parameters)."""
@@ -137,11 +167,6 @@ def free_bits_kl(kl_BxZ: jax.Array, free_bits: jax.Array | float) -> jax.Array:
   return jnp.sum(jnp.maximum(free_bits, jnp.mean(kl_BxZ, axis=0)))
 
 
-def log_normal_diag(z: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.Array:
-  """``log N(z; mean, diag exp(log_var))`` summed over the last axis, nats."""
-  return -0.5 * jnp.sum(_LOG_2PI + log_var + jnp.square(z - mean) * jnp.exp(-log_var), axis=-1)
-
-
 def make_log_weights(model: Model, config: ml_collections.ConfigDict) -> Callable:
   """``log_weights(params, x_BxD, key, k, hp) -> k x B``: importance log-weights, nats,
   ``log w_i = log p(x|z_i) + kl_weight * (log p(z_i) - log q(z_i|x))`` with ``z_i ~ q(z|x)``.
@@ -160,7 +185,7 @@ def make_log_weights(model: Model, config: ml_collections.ConfigDict) -> Callabl
     z_KxBxZ = reparameterize(sample_key, mean, log_var, k)
     out = model.apply(params, z_KxBxZ.reshape(-1, mean.shape[-1]), method=Model.decode)
     log_px = -recon_loss(out.reshape(k, *x_BxD.shape), x_BxD[None])
-    log_prior_ratio = log_normal_diag(z_KxBxZ, 0.0, 0.0) - log_normal_diag(z_KxBxZ, mean[None], log_var[None])
+    log_prior_ratio = losses.gaussian_nll(mean[None], z_KxBxZ, log_var[None]) - losses.gaussian_nll(0.0, z_KxBxZ)
     return log_px + (1.0 if hp is None else hp['kl_weight']) * log_prior_ratio
 
   return log_weights
@@ -169,14 +194,14 @@ def make_log_weights(model: Model, config: ml_collections.ConfigDict) -> Callabl
 def make_objective(model: Model, config: ml_collections.ConfigDict) -> Callable:
   """``objective(params, x_BxD, key, hp) -> (loss, metrics)``; loss in nats per example.
 
-  ``model.num_samples = 1``: ``mean(recon) + hp['kl_weight'] * KL term + hp['penalty_weight'] * penalty``,
+  ``vae.num_samples = 1``: ``mean(recon) + hp['kl_weight'] * KL term + hp['penalty_weight'] * penalty``,
   the KL term being :func:`free_bits_kl` when ``hp['free_bits'] > 0`` and the batch-mean KL otherwise;
   with ``hp['capacity_weight'] > 0`` it is :func:`capacity_kl` of the batch-mean KL instead.
   ``k > 1``: the negative IWAE bound ``-mean_B log mean_k w_k`` (:func:`make_log_weights`) plus the penalty.
   Metrics: ``loss``, ``recon``, ``kl`` (closed form), ``neg_elbo`` and, for ``k > 1``, ``neg_iwae``.
   """
   penalty = common.make_penalty(config, make_encode(model, config))
-  k = config.model.num_samples
+  k = config.vae.num_samples
   log_weights = make_log_weights(model, config)
 
   def objective(params, x_BxD, key, hp):

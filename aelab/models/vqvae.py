@@ -1,21 +1,21 @@
 """Vector-quantised autoencoder, VQ-VAE (van den Oord, Vinyals & Kavukcuoglu 2017, Neural Discrete
 Representation Learning).
 
-The encoder's output is a set of ``N`` vectors ``z_e`` of ``D = model.code_dim`` dimensions: one per spatial
-position of a convolutional map (``model.code_layout='spatial'``, ``model.net=conv``: a ``H/2**L x W/2**L``
-grid), or ``model.latent_dim / model.code_dim`` of them cut from the encoder's ``latent_dim`` outputs
+The encoder's output is a set of ``N`` vectors ``z_e`` of ``D = vqvae.code_dim`` dimensions: one per spatial
+position of a convolutional map (``vqvae.code_layout='spatial'``, ``model.net=conv``: a ``H/2**L x W/2**L``
+grid), or ``model.latent_dim / vqvae.code_dim`` of them cut from the encoder's ``latent_dim`` outputs
 (``'vectors'``, MLP or conv nets: the same nets as ``model.name=ae``). Each vector is replaced by its
-nearest entry ``e_k`` of a codebook of ``model.codebook_size`` x ``D`` (Eq. 1-2), the decoder sees
+nearest entry ``e_k`` of a codebook of ``vqvae.codebook_size`` x ``D`` (Eq. 1-2), the decoder sees
 ``z_q = z_e + sg[e - z_e]`` (the straight-through gradient, Sec. 3.2), and the loss is (Eq. 3)
 
   recon(x, g(z_q)) + ||sg[z_e] - e||^2 + beta ||z_e - sg[e]||^2,
 
-with ``beta = model.commitment_weight`` (a traced hyperparameter) and both distances averaged over the
+with ``beta = vqvae.commitment_weight`` (a traced hyperparameter) and both distances averaged over the
 ``N x D`` code elements (as Sonnet's ``VectorQuantizer`` does; ``recon`` is ``model.likelihood``'s loss).
-With ``model.codebook_ema`` = decay ``gamma > 0`` the codebook term is dropped and the codebook follows
+With ``vqvae.codebook_ema`` = decay ``gamma > 0`` the codebook term is dropped and the codebook follows
 exponential moving averages of the assignment counts ``N_k`` and of the sums ``m_k`` of the vectors
 assigned to each code, ``e_k = m_k / N_k`` with Laplace-smoothed counts (App. A.1; Sonnet's
-``VectorQuantizerEMA``). Dead-code restarts (``model.dead_code_steps`` = ``s > 0``): a code unused for ``s``
+``VectorQuantizerEMA``). Dead-code restarts (``vqvae.dead_code_steps`` = ``s > 0``): a code unused for ``s``
 train steps is set to a random encoder output of the batch (Dhariwal et al. 2020, Jukebox, Sec. 3.4 restart
 codes the same way); every code starts "dead", so the first step initialises the codebook from data.
 
@@ -34,9 +34,20 @@ import optax
 
 from aelab.nn import nets
 from aelab.models import common
+from aelab.errors import check, check_choice
 from aelab.models.family import COMMON_HYPERPARAMS, Family
 
-HYPERPARAMS = {**COMMON_HYPERPARAMS, 'commitment_weight': 'model.commitment_weight'}
+SECTION = 'vqvae'
+CONFIG = {
+    'code_layout': ('vectors', "'vectors' (latent_dim / code_dim vectors, MLP or conv nets) or 'spatial' (one "
+                    'vector per position of the conv map)'),
+    'code_dim': (8, 'dimension of each code vector'),
+    'codebook_size': (128, 'number of codebook vectors K'),
+    'commitment_weight': (0.25, 'beta of the commitment loss (van den Oord et al. 2017, Eq. 3)'),
+    'codebook_ema': (0.99, 'decay of the codebook\'s EMA update (0: learned by gradient)'),
+    'dead_code_steps': (100, 'steps unused before a code restarts at an encoder output (0: never)'),
+}
+HYPERPARAMS = {**COMMON_HYPERPARAMS, 'commitment_weight': 'vqvae.commitment_weight'}
 LAYOUTS = ('vectors', 'spatial')
 LAPLACE_EPS = 1e-5
 
@@ -90,25 +101,38 @@ class Model(nn.Module):
 
 
 def build(config: ml_collections.ConfigDict, data_shape: int | Sequence[int]) -> Model:
-  """The model of ``config.model`` for examples of shape ``data_shape``. Raises ValueError for a layout
-  the nets cannot give (``spatial`` without conv nets, ``latent_dim`` not a multiple of ``code_dim``)."""
-  m = config.model
-  check_layout(m)
-  return Model(common.as_shape(m, data_shape), tuple(m.hidden), m.latent_dim, m.code_dim, m.codebook_size,
-               m.code_layout, m.activation, common.output_activation(m), m.net, tuple(m.conv_channels),
+  """The model of ``config.model`` and ``config.vqvae`` for examples of ``data_shape``. Raises ValueError
+  (ConfigError) for a layout the nets cannot give (``spatial`` without conv nets, ``latent_dim`` not a multiple of ``code_dim``)."""
+  m, q = config.model, config.vqvae
+  check_layout(config)
+  return Model(common.as_shape(m, data_shape), tuple(m.hidden), m.latent_dim, q.code_dim, q.codebook_size,
+               q.code_layout, m.activation, common.output_activation(m), m.net, tuple(m.conv_channels),
                common.compute_dtype(m))
 
 
-def check_layout(m: ml_collections.ConfigDict) -> None:
-  """Raises ValueError unless ``model.code_layout`` fits ``model.net`` and the code sizes."""
-  if m.code_layout not in LAYOUTS:
-    raise ValueError(f'Unknown model.code_layout {m.code_layout!r}; choose one of {LAYOUTS}.')
-  if m.code_layout == 'spatial' and m.net != 'conv':
-    raise ValueError('model.code_layout=spatial (a code vector per position of a conv map) needs '
-                     'model.net=conv; use model.code_layout=vectors with MLP nets.')
-  if m.code_layout == 'vectors' and m.latent_dim % m.code_dim:
-    raise ValueError(f'model.code_layout=vectors cuts the latent_dim={m.latent_dim} encoder outputs into '
-                     f'vectors of model.code_dim={m.code_dim}: make latent_dim a multiple of code_dim.')
+def check_layout(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError (a ValueError) unless ``vqvae.code_layout`` fits ``model.net`` and the code sizes."""
+  m, q = config.model, config.vqvae
+  check_choice(q.code_layout, LAYOUTS, 'vqvae.code_layout')
+  check(q.code_layout != 'spatial' or m.net == 'conv', 'vqvae.code_layout=spatial (a code vector per position '
+        'of a conv map) needs model.net=conv; use vqvae.code_layout=vectors with MLP nets.')
+  check(q.code_layout != 'vectors' or m.latent_dim % q.code_dim == 0, f'vqvae.code_layout=vectors cuts the '
+        f'latent_dim={m.latent_dim} encoder outputs into vectors of vqvae.code_dim={q.code_dim}: make '
+        'model.latent_dim a multiple of vqvae.code_dim.')
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks ``config.vqvae`` and its fit to ``config.model``. Raises ConfigError naming the field."""
+  q = config.vqvae
+  check(isinstance(q.code_dim, int) and q.code_dim >= 1, f'vqvae.code_dim={q.code_dim} must be an integer >= 1.')
+  check(isinstance(q.codebook_size, int) and q.codebook_size >= 2,
+        f'vqvae.codebook_size={q.codebook_size} must be an integer >= 2.')
+  check(q.commitment_weight >= 0, f'vqvae.commitment_weight={q.commitment_weight} (beta) must be >= 0.')
+  check(0.0 <= q.codebook_ema < 1.0, f'vqvae.codebook_ema={q.codebook_ema} (EMA decay) must lie in [0, 1); '
+        '0 learns the codebook by gradient instead.')
+  check(isinstance(q.dead_code_steps, int) and q.dead_code_steps >= 0,
+        f'vqvae.dead_code_steps={q.dead_code_steps} must be an integer >= 0 (0: no restarts).')
+  check_layout(config)
 
 
 # ---- Quantization, the codebook's EMA update and dead-code restarts: pure functions ----
@@ -201,7 +225,7 @@ def make_objective(model: Model, config: ml_collections.ConfigDict) -> Callable:
   recon_loss = common.reconstruction_loss(config.model)
   corrupt = common.corrupt_fn(config)
   forward = make_forward(model, config)
-  ema = config.model.codebook_ema > 0
+  ema = config.vqvae.codebook_ema > 0
 
   def objective(params, x_BxD, key, hp):
     out, z_e, e, indices = forward(params, corrupt(key, x_BxD, hp))
@@ -217,10 +241,10 @@ def make_objective(model: Model, config: ml_collections.ConfigDict) -> Callable:
 
 def make_update(model: Model, config: ml_collections.ConfigDict, tx: optax.GradientTransformation):
   """``(init_opt_state(params), train_step)``: a gradient step of :func:`make_objective` with ``tx``, then
-  the codebook's EMA update (``model.codebook_ema > 0``) and dead-code restarts (``model.dead_code_steps >
+  the codebook's EMA update (``vqvae.codebook_ema > 0``) and dead-code restarts (``vqvae.dead_code_steps >
   0``). The optimizer state is ``{'tx': ..., 'vq': init_codebook_state(...)}``. Train metrics add
   ``perplexity`` (of the batch's codes) and ``codes_restarted``."""
-  m = config.model
+  m = config.vqvae
   objective = make_objective(model, config)
 
   def init_opt_state(params):
@@ -272,7 +296,7 @@ def make_split_eval(model: Model, config: ml_collections.ConfigDict) -> Callable
   ``exp`` of the entropy of the codes' frequencies over all ``M x N`` code vectors (:func:`perplexity`,
   in [1, K]) and the fraction of the ``K`` codes used at least once. Batches of ``train.eval_batch_size``."""
   encode = make_encode_indices(model)
-  k, batch_size = config.model.codebook_size, config.train.eval_batch_size
+  k, batch_size = config.vqvae.codebook_size, config.train.eval_batch_size
 
   def split_eval(params, x_MxD, hp):
     num = x_MxD.shape[0]
@@ -325,7 +349,7 @@ def make_decode(model: Model, config: ml_collections.ConfigDict) -> Callable:
   """``decode(params, z_BxZ) -> x_BxD``: the reconstruction mean of flattened codes (quantized or not)."""
 
   def decode(params, z_BxZ):
-    out = model.apply(params, z_BxZ.reshape(z_BxZ.shape[0], -1, model.code_dim), method=Model.decode)
+    out = model.apply(params, z_BxZ.reshape(z_BxZ.shape[0], -1, vqvae.code_dim), method=Model.decode)
     return common.mean_of(config.model, out)
 
   return decode

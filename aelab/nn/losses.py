@@ -35,10 +35,15 @@ def bce_with_logits(logits_BxD: jax.Array, x_BxD: jax.Array) -> jax.Array:
   return jnp.sum(sigmoid_bce(logits_BxD, x_BxD), axis=-1)
 
 
+def gaussian_log_density(x: jax.Array, mean: jax.Array, log_var: jax.Array | float = 0.0) -> jax.Array:
+  """``log N(x; mean, exp(log_var))`` of each element (arguments broadcast together), nats."""
+  return -0.5 * (_LOG_2PI + log_var + jnp.square(x - mean) * jnp.exp(-log_var))
+
+
 def gaussian_nll(mean_BxD: jax.Array, x_BxD: jax.Array, log_var: jax.Array | float = 0.0) -> jax.Array:
-  """``-log N(x; mean, exp(log_var))`` summed over features: shape ``B``, nats per example."""
-  per_feature = 0.5 * (_LOG_2PI + log_var + jnp.square(x_BxD - mean_BxD) * jnp.exp(-log_var))
-  return jnp.sum(per_feature, axis=-1)
+  """``-log N(x; mean, diag exp(log_var))`` summed over the last axis (features): shape ``B`` (or any leading
+  shape), nats per example."""
+  return -jnp.sum(gaussian_log_density(x_BxD, mean_BxD, log_var), axis=-1)
 
 
 def kl_standard_normal_per_dim(mean_BxZ: jax.Array, log_var_BxZ: jax.Array) -> jax.Array:

@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from aelab.nn.schedules import kl_warmup_factor
+
 State = dict[str, Any]  # {'step': int32 scalar, 'params': pytree, 'opt_state': pytree}
 
 
@@ -48,15 +50,6 @@ def make_swept_optimizer(opt: ml_collections.ConfigDict, total_steps: int) -> op
 def set_learning_rates(opt_state: Any, rates: jax.Array) -> Any:
   """``opt_state`` of :func:`make_swept_optimizer` (leading model axis) with ``rates`` (one per model)."""
   return optax.tree_utils.tree_set(opt_state, step_size=jnp.asarray(rates, jnp.float32))
-
-
-def kl_warmup_factor(step: jax.Array, warmup_steps: jax.Array) -> jax.Array:
-  """The KL warm-up factor ``min(1, step / warmup_steps)`` (1 when ``warmup_steps`` is 0): ``kl_weight``
-  rises linearly from 0 at step 0 to its full value at ``warmup_steps`` (Bowman et al. 2016; Sonderby et
-  al. 2016). Both arguments may be traced; returns a float32 scalar."""
-  warmup_steps = jnp.asarray(warmup_steps, jnp.float32)
-  ramp = jnp.minimum(1.0, jnp.asarray(step, jnp.float32) / jnp.maximum(warmup_steps, 1.0))
-  return jnp.where(warmup_steps > 0, ramp, 1.0)
 
 
 def make_train_step(objective: Callable, tx: optax.GradientTransformation) -> Callable:
