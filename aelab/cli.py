@@ -156,13 +156,36 @@ def _flag_value(argv: list[str], name: str) -> str | None:
   return None
 
 
+# Fields that moved from the base config to a family's own section (aelab/models/<family>.py's CONFIG).
+MOVED_FIELDS = {
+    **{f'model.{f}': f'vae.{f}' for f in ('kl_weight', 'num_samples', 'free_bits', 'kl_warmup_steps',
+                                          'capacity_weight', 'capacity_max', 'capacity_steps')},
+    **{f'model.{f}': f'vqvae.{f}' for f in ('code_layout', 'code_dim', 'codebook_size', 'commitment_weight',
+                                            'codebook_ema', 'dead_code_steps')},
+    'model.sae_activation': 'sae.activation', 'model.prior': 'aae.prior',
+    'disent.tc_weight': 'beta_tcvae.tc_weight or factor_vae.tc_weight', 'disent.dip_type': 'dip_vae.type',
+    'disent.dip_lambda_od': 'dip_vae.lambda_od', 'disent.dip_lambda_d': 'dip_vae.lambda_d',
+    'disent.disc_hidden': 'factor_vae.disc_hidden', 'disent.disc_learning_rate': 'factor_vae.disc_learning_rate',
+    'disent.eval_points': 'eval.disent_points', 'disent.score_points': 'eval.score_points',
+    'disent.dci_model': 'eval.dci_model',
+}
+
+
 def _unknown_override(config: ml_collections.ConfigDict, argv: list[str]) -> str | None:
   """For the first ``--config.a.b=...`` whose field the config lacks: what is wrong and the closest
-  names; None if every override names a field."""
+  names (or where a moved field went, or which family a section belongs to); None if every override
+  names a field."""
   for arg in argv:
     if not arg.startswith('--config.'):
       continue
     field = arg[len('--config.'):].split('=', 1)[0]
+    if field in MOVED_FIELDS:
+      return f'{arg}: {field} is now {MOVED_FIELDS[field]} (the section of its model family).'
+    section = field.split('.')[0]
+    if section not in config and section in config_lib.schema():
+      return (f'{arg}: the config has no section {section}, the section of another model family: use a config '
+              f'file whose model.name is {section} (or a family built on it), e.g. one that starts from '
+              f'aelab.config.base({section!r}).')
     node, parts = config, field.split('.')
     for depth, part in enumerate(parts):
       parent = '.'.join(parts[:depth])

@@ -2,6 +2,8 @@
 
 Flags: ``--config`` (a ``configs/*.py`` file, optionally ``:arg``; fields overridden with
 ``--config.train.num_epochs=20``) and ``--workdir`` (outputs; a rerun resumes from its checkpoint).
+``--config.model.name`` may name another family (its config sections are added with their defaults) or
+the dotted path of a family module outside aelab (``my_lab.my_family``, its folder on ``PYTHONPATH``).
 ``--sweep=configs/sweeps/kl_weight.py[:arg]`` trains every run of that sweep over the config, vectorized
 (``aelab/sweep.py``), each in ``<workdir>/<run name>/``; a rerun skips finished runs. A mistake (a bad
 flag, config, data file, a full disk) ends in one ``error: ...`` line and exit status 1 (``aelab/cli.py``);
@@ -29,7 +31,7 @@ import jax  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from aelab import cli  # noqa: E402
+from aelab import cli, config as config_lib  # noqa: E402
 
 from aelab.train import engine, sweep
 
@@ -62,11 +64,12 @@ def main(argv: list[str]) -> None:
   workdir, existed = _WORKDIR.value, os.path.exists(_WORKDIR.value)
   try:
     with cli.reporting(_DEBUG.value, workdir, exiting=__name__ == '__main__'):
+      config = config_lib.with_family(_CONFIG.value)  # the sections of model.name, also when set by a flag
       if _SWEEP.value:
-        summaries = sweep.run_sweep(_CONFIG.value, sweep.load(_SWEEP.value), workdir)
+        summaries = sweep.run_sweep(config, sweep.load(_SWEEP.value), workdir)
         print(f'Done: {len(summaries)} runs in {workdir}/*/summary.json, index in sweep.json.', flush=True)
         return
-      summary = _train_single_run()
+      summary = _train_single_run(config)
   except engine.Interrupted as e:
     print(f'{e}', file=sys.stderr, flush=True)
     raise SystemExit(128 + e.signum) from None
@@ -80,14 +83,14 @@ def main(argv: list[str]) -> None:
   print(f'Done in {summary["wall_time_s"]:.1f} s. {workdir}/summary.json: {shown}', flush=True)
 
 
-def _train_single_run() -> dict | None:
+def _train_single_run(config) -> dict | None:
   """The run of ``--config``. With several processes only process 0 trains it, on its local devices (every
   process would train the same model into the same workdir), and the others wait for it (None)."""
   if jax.process_count() == 1:
-    return engine.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    return engine.train_and_evaluate(config, _WORKDIR.value)
   try:
     if jax.process_index() == 0:
-      return engine.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+      return engine.train_and_evaluate(config, _WORKDIR.value)
     print(f'process {jax.process_index()} of {jax.process_count()}: a run without --sweep trains on process 0 '
           'only; waiting for it', flush=True)
     return None

@@ -2,7 +2,7 @@
 
   python -m aelab.main --config=configs/aae.py --workdir=/tmp/aae                 # bundled digits, offline
   python -m aelab.main --config=configs/aae.py:idx=../shared/data/mnist --workdir=/tmp/aae_mnist
-  python -m aelab.main --config=configs/aae.py --config.model.prior=gaussian --workdir=/tmp/aae_gauss
+  python -m aelab.main --config=configs/aae.py --config.aae.prior=gaussian --workdir=/tmp/aae_gauss
   # the plain autoencoder of the same size, for comparison:
   python -m aelab.main --config=configs/aae.py:idx=../shared/data/mnist --config.model.name=ae --workdir=/tmp/ae2d
 
@@ -14,11 +14,11 @@ from aelab import config as aelab_config
 
 
 def get_config(arg=None):
-  config = aelab_config.set_data(aelab_config.base(), arg)
+  config = aelab_config.set_data(aelab_config.base('aae'), arg)
   small = config.data.name in ('digits', 'npz', 'csv')
-  config.model.update(name='aae', hidden=(256, 128) if small else (512, 256), latent_dim=2, activation='relu',
-                      likelihood='bernoulli', prior='mixture')
-  config.aae.update(disc_hidden=(128, 128) if small else (256, 256), disc_learning_rate=1e-3,
+  config.model.update(hidden=(256, 128) if small else (512, 256), latent_dim=2, activation='relu',
+                      likelihood='bernoulli')
+  config.aae.update(prior='mixture', disc_hidden=(128, 128) if small else (256, 256), disc_learning_rate=1e-3,
                     gen_learning_rate=1e-3, adversarial_weight=1.0, mixture_components=10, mixture_radius=4.0,
                     mixture_std=0.5)
   config.train.update(num_epochs=40 if small else 20, batch_size=64 if small else 100)

@@ -10,9 +10,9 @@ from aelab import config as aelab_config
 
 
 def get_config(arg=None):
-  config = aelab_config.set_data(aelab_config.base(), arg)
+  config = aelab_config.set_data(aelab_config.base('ae'), arg)
   small = config.data.name in ('digits', 'npz', 'csv')
-  config.model.update(name='ae', hidden=(128,) if small else (512,), latent_dim=16 if small else 32,
+  config.model.update(hidden=(128,) if small else (512,), latent_dim=16 if small else 32,
                       activation='relu', likelihood='mse', output_activation='sigmoid')
   config.train.update(num_epochs=40 if small else 20, batch_size=64 if small else 128)
   return aelab_config.adapt_to_features(config)

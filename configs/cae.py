@@ -13,9 +13,9 @@ from aelab import config as aelab_config
 
 
 def get_config(arg=None):
-  config = aelab_config.set_data(aelab_config.base(), arg)
+  config = aelab_config.set_data(aelab_config.base('ae'), arg)
   small = config.data.name in ('digits', 'npz', 'csv')
-  config.model.update(name='ae', hidden=(), latent_dim=64 if small else 256, activation='sigmoid',
+  config.model.update(hidden=(), latent_dim=64 if small else 256, activation='sigmoid',
                       code_activation='sigmoid', likelihood='bernoulli')
   config.penalty.update(name='contractive', weight=0.1)
   config.train.update(num_epochs=40 if small else 20, batch_size=64 if small else 128)

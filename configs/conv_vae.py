@@ -15,10 +15,10 @@ from aelab import config as aelab_config
 
 
 def get_config(arg=None):
-  config = aelab_config.set_data(aelab_config.base(), arg)
+  config = aelab_config.set_data(aelab_config.base('vae'), arg)
   small = config.data.name in ('digits', 'npz', 'csv')
   config.data.binarize = 'dynamic'
-  config.model.update(name='vae', net='conv', conv_channels=(16, 32) if small else (32, 64),
+  config.model.update(net='conv', conv_channels=(16, 32) if small else (32, 64),
                       hidden=(128,) if small else (256,), latent_dim=20, activation='relu', likelihood='bernoulli')
   config.train.update(num_epochs=40 if small else 20, batch_size=64)
   config.eval.nll_samples = 1000

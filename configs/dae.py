@@ -14,9 +14,9 @@ from aelab import config as aelab_config
 
 
 def get_config(arg=None):
-  config = aelab_config.set_data(aelab_config.base(), arg)
+  config = aelab_config.set_data(aelab_config.base('ae'), arg)
   small = config.data.name in ('digits', 'npz', 'csv')
-  config.model.update(name='ae', hidden=(512, 128), latent_dim=32, activation='relu', likelihood='bernoulli')
+  config.model.update(hidden=(512, 128), latent_dim=32, activation='relu', likelihood='bernoulli')
   config.corruption.update(name='gaussian', std=0.5)
   config.train.update(num_epochs=40 if small else 20, batch_size=64 if small else 128)
   return aelab_config.adapt_to_features(config)

@@ -15,11 +15,11 @@ from aelab import config as aelab_config
 
 
 def get_config(arg=None):
-  config = aelab_config.set_data(aelab_config.base(), arg)
+  config = aelab_config.set_data(aelab_config.base('sae'), arg)
   sp = config.data.name == 'superposition'
-  config.model.update(name='sae', sae_activation='jumprelu', latent_dim=96 if sp else 256, likelihood='mse',
+  config.model.update(latent_dim=96 if sp else 256, likelihood='mse',
                       output_activation='identity')
-  config.sae.update(l0_weight=0.03, aux_weight=0.0, bandwidth=0.05, threshold_init=0.1)
+  config.sae.update(activation='jumprelu', l0_weight=0.03, aux_weight=0.0, bandwidth=0.05, threshold_init=0.1)
   config.optimizer.learning_rate = 1e-3
   config.train.update(num_epochs=20 if sp else 40, batch_size=256 if sp else 64)
   return config

@@ -3,10 +3,10 @@ unit-norm decoder rows, the AuxK loss for dead latents and the pre-encoder bias 
 
   python -m aelab.main --config=configs/sae_topk.py --workdir=/tmp/sae_topk                 # digits, offline
   python -m aelab.main --config=configs/sae_topk.py:superposition --workdir=/tmp/sae_sp     # ground truth
-  python -m aelab.main --config=configs/sae_topk.py:superposition --config.model.sae_activation=batchtopk \\
+  python -m aelab.main --config=configs/sae_topk.py:superposition --config.sae.activation=batchtopk \\
       --workdir=/tmp/sae_batchtopk
   # ReLU with the decoder-norm-scaled L1 penalty (Anthropic 2024):
-  python -m aelab.main --config=configs/sae_topk.py:superposition --config.model.sae_activation=relu \\
+  python -m aelab.main --config=configs/sae_topk.py:superposition --config.sae.activation=relu \\
       --config.sae.l1_weight=0.3 --config.sae.unit_norm_decoder=False --config.sae.aux_weight=0 --workdir=/tmp/sae_relu
 
 ``superposition``: 96 true features in 32 dimensions (3x), each active with probability 1/32 (about 3
@@ -18,11 +18,11 @@ from aelab import config as aelab_config
 
 
 def get_config(arg=None):
-  config = aelab_config.set_data(aelab_config.base(), arg)
+  config = aelab_config.set_data(aelab_config.base('sae'), arg)
   sp = config.data.name == 'superposition'
-  config.model.update(name='sae', sae_activation='topk', latent_dim=96 if sp else 256, likelihood='mse',
+  config.model.update(latent_dim=96 if sp else 256, likelihood='mse',
                       output_activation='identity')
-  config.sae.update(k=4 if sp else 16, aux_k=32, aux_weight=1 / 32, dead_steps=500)
+  config.sae.update(activation='topk', k=4 if sp else 16, aux_k=32, aux_weight=1 / 32, dead_steps=500)
   config.optimizer.learning_rate = 1e-3
   config.train.update(num_epochs=20 if sp else 40, batch_size=256 if sp else 64)
   return config

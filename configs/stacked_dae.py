@@ -15,9 +15,9 @@ from aelab import config as aelab_config
 
 
 def get_config(arg=None):
-  config = aelab_config.set_data(aelab_config.base(), arg)
+  config = aelab_config.set_data(aelab_config.base('ae'), arg)
   small = config.data.name in ('digits', 'npz', 'csv')
-  config.model.update(name='ae', hidden=(), activation='sigmoid', likelihood='bernoulli')
+  config.model.update(hidden=(), activation='sigmoid', likelihood='bernoulli')
   config.corruption.update(name='masking', rate=0.25)
   config.pretrain = ml_collections.ConfigDict(dict(
       widths=(256, 128) if small else (500, 500), num_epochs=30 if small else 20, batch_size=32 if small else 64,

@@ -213,16 +213,16 @@ def make_disentanglement(family: Family, config: ml_collections.ConfigDict,
   """``scores(params) -> {'test/mig', 'test/sap', 'test/dci_*', 'test/modularity', 'test/beta_vae_score',
   'test/factor_vae_score'}`` of one model on ground-truth data (a dataset whose ``extras`` has
   ``factor_counts``, i.e. ``data.name=shapes2d``), else None: ``disentanglement.evaluate`` on fresh samples
-  of the factor grid (``disent.eval_points`` codes, ``disent.score_points``, ``disent.dci_model``), encoded
+  of the factor grid (``eval.disent_points`` codes, ``eval.score_points``, ``eval.dci_model``), encoded
   on the host in jitted batches, keyed by ``EVAL_SEED``. Build it once per group: it compiles once."""
   if 'factor_counts' not in extras:
     return None
   sampler = shapes2d.Shapes2D(tuple(extras['factor_counts']), config.data.shapes2d_size)
   encode = jax.jit(family.encode)
-  d = config.disent
+  d = config.eval
 
   def scores(params):
-    return disentanglement.evaluate(lambda x: np.asarray(encode(params, x)), sampler, EVAL_SEED, d.eval_points,
-                                    d.eval_points // 2, tuple(d.score_points), d.dci_model)
+    return disentanglement.evaluate(lambda x: np.asarray(encode(params, x)), sampler, EVAL_SEED, d.disent_points,
+                                    d.disent_points // 2, tuple(d.score_points), d.dci_model)
 
   return scores

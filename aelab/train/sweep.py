@@ -1,6 +1,6 @@
 """Sweeps: many runs of one config, declared as data and trained together where they can be.
 
-A sweep is a list of override dicts beside a config, e.g. ``{'model.kl_weight': 4.0, 'seed': 1}``; build
+A sweep is a list of override dicts beside a config, e.g. ``{'vae.kl_weight': 4.0, 'seed': 1}``; build
 it with :func:`axis`, :func:`product`, :func:`zipped` and ``+``, in ``configs/sweeps/<name>.py`` which
 defines ``get_sweep(arg=None)``. Runs whose configs differ only in numeric hyperparameters (the fields
 that reach the objective through ``hp``, found by :func:`vectorized_fields`; ``seed``; and
@@ -110,7 +110,7 @@ def _parent_of(config: ml_collections.ConfigDict, field: str) -> tuple[ml_collec
 
 
 def run_name(overrides: Overrides) -> str:
-  """The run's folder name: ``model.kl_weight=4,seed=1`` (``base`` for no overrides)."""
+  """The run's folder name: ``vae.kl_weight=4,seed=1`` (``base`` for no overrides)."""
   name = ','.join(f'{k}={_format(v)}' for k, v in overrides.items()) or 'base'
   return re.sub(r'[^A-Za-z0-9_.,=+-]', '_', name)
 
@@ -147,7 +147,7 @@ def members(config: ml_collections.ConfigDict, sweep: list[Overrides]) -> list[M
 def vectorized_fields(config: ml_collections.ConfigDict) -> set[str]:
   """Fields whose values may differ within one compiled group: ``seed``, ``optimizer.learning_rate``
   (held in the optimizer state, see ``aelab/optimizers.py``) and the config fields of the family's
-  traced hyperparameters (its ``HYPERPARAMS``, e.g. ``model.kl_weight``: DESIGN.md)."""
+  traced hyperparameters (its ``HYPERPARAMS``, e.g. ``vae.kl_weight``: DESIGN.md)."""
   return {'seed', 'optimizer.learning_rate', *models.hyperparam_fields(config.model.name).values()}
 
 
