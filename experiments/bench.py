@@ -90,15 +90,15 @@ def peak_gflops(n: int = 2048, repeats: int = 10) -> float:
 
 
 def vae_config():
-  config = aelab_config.base()
-  config.model.update(name='vae', hidden=(400,), latent_dim=20, activation='relu', likelihood='bernoulli')
+  config = aelab_config.base('vae')
+  config.model.update(hidden=(400,), latent_dim=20, activation='relu', likelihood='bernoulli')
   config.train.batch_size = BATCH
   return config
 
 
 def dae_config():
-  config = aelab_config.base()
-  config.model.update(name='ae', hidden=(512, 128), latent_dim=32, activation='relu', likelihood='bernoulli')
+  config = aelab_config.base('ae')
+  config.model.update(hidden=(512, 128), latent_dim=32, activation='relu', likelihood='bernoulli')
   config.corruption.update(name='gaussian', std=0.5)
   config.train.batch_size = BATCH
   return config
@@ -176,7 +176,7 @@ def _sweep_config(epochs: int):
 def _sweep_overrides(num_models: int) -> list[dict]:
   """``num_models`` override dicts: KL weights 0.5, 1, 2, 4 x seeds 0, 1, ..."""
   weights = [0.5, 1.0, 2.0, 4.0]
-  return sweep.product(sweep.axis('model.kl_weight', weights),
+  return sweep.product(sweep.axis('vae.kl_weight', weights),
                        sweep.axis('seed', range(-(-num_models // len(weights)))))[:num_models]
 
 

@@ -23,7 +23,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def vae_config(data: str, beta: float):
   config = common.load_config('vae', f'idx={data}')
-  config.model.kl_weight = beta
+  config.vae.kl_weight = beta
   config.train.figures_every = 5
   config.eval.final_metrics = False
   return config

@@ -5,8 +5,8 @@
   python experiments/disentanglement_study.py --check_epochs=40      # MIG: beta-VAE (beta 1) vs truth, random
       [--check_seeds=3] [--check_net=paper|small]
 
-Trains beta-VAE (model.kl_weight), beta-TCVAE (disent.tc_weight), FactorVAE (disent.tc_weight) and
-DIP-VAE-II (disent.dip_lambda_od = disent.dip_lambda_d), 6 values of each one's weight x ``--seeds`` seeds,
+Trains beta-VAE (vae.kl_weight), beta-TCVAE (beta_tcvae.tc_weight), FactorVAE (factor_vae.tc_weight) and
+DIP-VAE-II (dip_vae.lambda_od = dip_vae.lambda_d), 6 values of each one's weight x ``--seeds`` seeds,
 on the shapes2d grid ``--counts`` (shape, scale, orientation, x, y) of ``--size`` pixels. Each method's
 runs are ONE sweep group: one compiled program with the models stacked on a leading axis
 (``aelab.train.sweep.run_sweep``; its log line says ``N models in one program``). Every run ends with the
@@ -46,10 +46,10 @@ METRICS = ('mig', 'sap', 'dci_disentanglement', 'dci_completeness', 'dci_informa
            'beta_vae_score', 'factor_vae_score')
 # method -> (config file, swept fields (all set to the weight), weights)
 METHODS = {
-    'beta_vae': ('vae', ('model.kl_weight',), (1, 2, 4, 6, 8, 16)),
-    'beta_tcvae': ('beta_tcvae', ('disent.tc_weight',), (1, 2, 4, 6, 8, 10)),
-    'factor_vae': ('factor_vae', ('disent.tc_weight',), (10, 20, 30, 40, 50, 100)),
-    'dip_vae_ii': ('dip_vae', ('disent.dip_lambda_od', 'disent.dip_lambda_d'), (1, 2, 5, 10, 20, 50)),
+    'beta_vae': ('vae', ('vae.kl_weight',), (1, 2, 4, 6, 8, 16)),
+    'beta_tcvae': ('beta_tcvae', ('beta_tcvae.tc_weight',), (1, 2, 4, 6, 8, 10)),
+    'factor_vae': ('factor_vae', ('factor_vae.tc_weight',), (10, 20, 30, 40, 50, 100)),
+    'dip_vae_ii': ('dip_vae', ('dip_vae.lambda_od', 'dip_vae.lambda_d'), (1, 2, 5, 10, 20, 50)),
 }
 
 
@@ -57,14 +57,15 @@ def method_config(name: str, args):
   config = common.load_config(METHODS[name][0], 'shapes2d')
   config.train.figures_every = 0
   if args.full:
-    config.disent.update(dci_model='gbt')
+    config.eval.dci_model = 'gbt'
     return config
   config.data.update(shapes2d_counts=tuple(args.counts), shapes2d_size=args.size)
   config.model.hidden = (256,)
   config.optimizer.learning_rate = 1e-3
   config.train.update(num_epochs=args.epochs, checkpoint_every=args.epochs)
-  config.disent.update(eval_points=1000, score_points=(200, 100), dci_model='forest', disc_hidden=(256, 256),
-                       disc_learning_rate=1e-3)
+  config.eval.update(disent_points=1000, score_points=(200, 100), dci_model='forest')
+  if 'factor_vae' in config:
+    config.factor_vae.update(disc_hidden=(256, 256), disc_learning_rate=1e-3)
   return config
 
 
@@ -77,11 +78,11 @@ def method_sweep(name: str, seeds: int):
 def references(config, seeds: int) -> dict:
   """Metrics of the ground-truth factors as codes and of randomly initialised encoders (no training)."""
   grid = shapes2d.Shapes2D(tuple(config.data.shapes2d_counts), config.data.shapes2d_size)
-  d = config.disent
-  truth = disentanglement.evaluate(factor_lookup(grid), grid, metrics.EVAL_SEED, d.eval_points,
-                                   d.eval_points // 2, tuple(d.score_points), d.dci_model)
+  d = config.eval
+  truth = disentanglement.evaluate(factor_lookup(grid), grid, metrics.EVAL_SEED, d.disent_points,
+                                   d.disent_points // 2, tuple(d.score_points), d.dci_model)
   rng = np.random.default_rng(metrics.EVAL_SEED)
-  f, ft = grid.sample_factors(d.eval_points, rng), grid.sample_factors(d.eval_points // 2, rng)
+  f, ft = grid.sample_factors(d.disent_points, rng), grid.sample_factors(d.disent_points // 2, rng)
   dci = disentanglement.dci(f * 1.0, f, ft * 1.0, ft, d.dci_model)
   values = {'test/mig': disentanglement.mig(f * 1.0, f), 'test/sap': disentanglement.sap(f * 1.0, f, ft * 1.0, ft),
             'test/modularity': disentanglement.modularity(f * 1.0, f),
@@ -114,7 +115,7 @@ def beta1_check(args) -> dict:
   if args.check_net == 'paper':
     config.model.hidden, config.optimizer.learning_rate = (1200, 1200), 1e-4
   config.train.update(num_epochs=args.check_epochs, checkpoint_every=args.check_epochs)
-  config.disent.update(eval_points=args.check_points, score_points=(20, 20))  # only MIG is compared
+  config.eval.update(disent_points=args.check_points, score_points=(20, 20))  # only MIG is compared
   grid = shapes2d.Shapes2D(tuple(config.data.shapes2d_counts), config.data.shapes2d_size)
   factors = grid.sample_factors(args.check_points, np.random.default_rng(metrics.EVAL_SEED))  # as evaluate's
   trained, random = [], []

@@ -32,7 +32,7 @@ def active_units_of(member: sweep.Member, trained: api.Trained) -> dict[str, flo
 def main() -> None:
   args = _ablation.parse_args(__doc__, 'kl_ablation')
   config, rows = _ablation.run(args, 'configs/vae.py', 'configs/sweeps/kl_weight.py', active_units_of)
-  aggregated = _ablation.aggregate(rows, 'model.kl_weight', COLUMNS)
+  aggregated = _ablation.aggregate(rows, 'vae.kl_weight', COLUMNS)
   fig, axes = plt.subplots(1, len(COLUMNS), figsize=(3.0 * len(COLUMNS), 2.7))
   _ablation.plot_row(axes, aggregated, COLUMNS, 'KL weight beta', {'value': 'log'})
   figure = _ablation.save_figure(fig, args.workdir, 'kl_ablation', args.figure)

@@ -43,12 +43,12 @@ METRICS = {'test/l0': ('L0', '.2f'), 'test/explained_variance': ('explained vari
 def families() -> dict[str, tuple[str, dict, list[dict]]]:
   """``{label: (swept field, config overrides, sweep)}`` without the seeds."""
   return {
-      'TopK': ('sae.k', {'model.sae_activation': 'topk'}, sweep.axis('sae.k', K_VALUES)),
-      'BatchTopK': ('sae.k', {'model.sae_activation': 'batchtopk'}, sweep.axis('sae.k', BATCHTOPK_K_VALUES)),
-      'JumpReLU': ('sae.l0_weight', {'model.sae_activation': 'jumprelu', 'sae.aux_weight': 0.0,
+      'TopK': ('sae.k', {'sae.activation': 'topk'}, sweep.axis('sae.k', K_VALUES)),
+      'BatchTopK': ('sae.k', {'sae.activation': 'batchtopk'}, sweep.axis('sae.k', BATCHTOPK_K_VALUES)),
+      'JumpReLU': ('sae.l0_weight', {'sae.activation': 'jumprelu', 'sae.aux_weight': 0.0,
                                      'sae.bandwidth': 0.05, 'sae.threshold_init': 0.1},
                    sweep.axis('sae.l0_weight', L0_WEIGHTS)),
-      'ReLU + L1': ('sae.l1_weight', {'model.sae_activation': 'relu', 'sae.aux_weight': 0.0,
+      'ReLU + L1': ('sae.l1_weight', {'sae.activation': 'relu', 'sae.aux_weight': 0.0,
                                       'sae.unit_norm_decoder': False},
                     sweep.axis('sae.l1_weight', L1_WEIGHTS)),
   }

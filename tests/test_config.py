@@ -60,7 +60,7 @@ def test_invalid_values_raise_config_error(field, value, message):
 
 
 def test_generative_config_errors_name_the_field():
-  cases = {'model.num_samples': 0, 'model.net': 'rnn', 'model.free_bits': -1.0, 'eval.nll_samples': 0}
+  cases = {'vae.num_samples': 0, 'model.net': 'rnn', 'vae.free_bits': -1.0, 'eval.nll_samples': 0}
   for field, value in cases.items():
     config = load_config('vae')
     section, name = field.split('.')
@@ -68,7 +68,7 @@ def test_generative_config_errors_name_the_field():
     with pytest.raises(aelab_config.ConfigError, match=field.replace('.', r'\.')):
       aelab_config.validate(config)
   config = load_config('iwae')
-  config.model.free_bits = 0.5
+  config.vae.free_bits = 0.5
   with pytest.raises(aelab_config.ConfigError, match='free_bits'):
     aelab_config.validate(config)
 

@@ -49,8 +49,8 @@ def test_unknown_corruption_raises():
 def test_target_stays_clean(family):
   """With a decoder whose output ignores the code (zero weights and biases: output 0), the
   reconstruction term must equal the loss of 0 against the clean x, however strong the corruption."""
-  config = aelab_config.base()
-  config.model.update(name=family, hidden=(), latent_dim=2, output_activation='identity',
+  config = aelab_config.base(family)
+  config.model.update(hidden=(), latent_dim=2, output_activation='identity',
                       likelihood='mse' if family == 'ae' else 'gaussian')
   config.corruption.update(name='masking', rate=0.9)
   fam = models.get(config, 6)

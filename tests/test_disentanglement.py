@@ -119,9 +119,10 @@ def test_shapes2d_grid_and_dataset():
 
 
 def _config(name):
-  config = config_lib.base()
-  config.model.update(name=name, hidden=(16,), latent_dim=3, likelihood='bernoulli')
-  config.disent.disc_hidden = (8,)
+  config = config_lib.base(name)
+  config.model.update(hidden=(16,), latent_dim=3, likelihood='bernoulli')
+  if 'factor_vae' in config:
+    config.factor_vae.disc_hidden = (8,)
   return config
 
 
@@ -167,7 +168,7 @@ def test_zero_regularizer_is_the_vae(name, weights):
 
 def test_capacity_objective():
   config = _config('vae')
-  config.model.update(capacity_weight=10.0, capacity_max=5.0)
+  config.vae.update(capacity_weight=10.0, capacity_max=5.0)
   fam = models.get(config, 12)
   x = (jax.random.uniform(jax.random.key(1), (8, 12)) > 0.5).astype(jnp.float32)
   params = fam.init(jax.random.key(0), x)
@@ -182,7 +183,7 @@ def test_run_on_shapes2d_writes_the_metrics(tmp_path):
   config.data.update(shapes2d_counts=(3, 2, 4, 4, 4), shapes2d_size=16)
   config.model.hidden = (32,)
   config.train.update(num_epochs=1, figures_every=0)
-  config.disent.update(eval_points=200, score_points=(20, 10), dci_model='forest')
+  config.eval.update(disent_points=200, score_points=(20, 10), dci_model='forest')
   summary = engine.train_and_evaluate(config, str(tmp_path), log=lambda line: None)
   for key in ('mig', 'sap', 'dci_disentanglement', 'dci_completeness', 'dci_informativeness', 'modularity',
               'beta_vae_score', 'factor_vae_score'):

@@ -10,7 +10,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / 'aelab'
 
 # Lower layers first; a module may import only from its own layer's listed modules below it and lower layers.
 LAYERS = [
-    {'aelab.errors', 'aelab.nn', 'aelab.nn.losses', 'aelab.nn.corruption', 'aelab.nn.nets',
+    {'aelab.errors', 'aelab.nn', 'aelab.nn.losses', 'aelab.nn.corruption', 'aelab.nn.nets', 'aelab.nn.schedules',
      'aelab.data', 'aelab.data.superposition', 'aelab.data.shapes2d', 'aelab.data.stream', 'aelab.data.images',
      'aelab.eval.plots', 'aelab.train.parallel', 'aelab.eval.disentanglement'},
     {'aelab.models', 'aelab.models.family', 'aelab.models.common', 'aelab.models.ae', 'aelab.models.vae',

@@ -112,7 +112,7 @@ def test_encode_split_gives_codes_and_posterior_means():
   params = family.init(jax.random.key(1), x[:1])
   codes = jax.jit(metrics.encode_split, static_argnums=(0, 3))(family.encode, params, x, 3)  # 3 batches, padded
   np.testing.assert_allclose(codes, family.model.apply(params, x)[0], rtol=1e-6)
-  config.model.update(name='vae', likelihood='bernoulli')
+  config_lib.with_family(config, 'vae').model.likelihood = 'bernoulli'
   family = models.get(config, 6)
   params = family.init(jax.random.key(1), x[:1])
   mean, _ = family.model.apply(params, x, method=family.model.encode)

@@ -37,7 +37,7 @@ def test_family_provides_its_functions():
     z = jax.eval_shape(family.encode, params, jnp.ones((3, 64)))
     assert z.shape == (3, config.model.latent_dim) and jax.eval_shape(family.decode, params, z).shape == (3, 64)
     assert set(models.hyperparams(config)) == set(models.module(name).HYPERPARAMS)
-  with pytest.raises(ValueError, match='Unknown model.name'):
+  with pytest.raises(config_lib.ConfigError, match="model.name='gan' is not valid"):
     models.module('gan')
 
 
@@ -52,9 +52,9 @@ def test_free_bits_floor_the_batch_mean_kl_of_each_dimension():
   np.testing.assert_allclose(grad, [[0.0, 0.5, 0.0], [0.0, 0.5, 0.0]])
 
 
-def _objective_and_params(**model):
+def _objective_and_params(**vae_fields):
   config = load_config('vae')
-  config.model.update(model)
+  config.vae.update(vae_fields)
   family = models.get(config, 64)
   params = jax.jit(family.init)(jax.random.key(0), jnp.zeros((1, 64)))
   hp = {k: jnp.float32(v) for k, v in models.hyperparams(config).items()}
@@ -183,7 +183,7 @@ def test_aae_step_updates_autoencoder_and_discriminator():
 def test_aae_codes_move_toward_the_gaussian_prior():
   def moment_distance(adversarial_weight):
     config = small(load_config('aae'), epochs=8)
-    config.model.prior = 'gaussian'
+    config.aae.prior = 'gaussian'
     config.aae.update(adversarial_weight=adversarial_weight, disc_learning_rate=1e-3, gen_learning_rate=1e-3)
     run, params, _, dataset = _fit(config)
     z = run.family.encode(params, jnp.asarray(dataset.x_test))

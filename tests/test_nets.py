@@ -51,8 +51,8 @@ def test_tied_decoder_uses_transposed_encoder_kernels():
 
 
 def test_vae_encoder_splits_mean_and_log_variance():
-  config = aelab_config.base()
-  config.model.update(name='vae', hidden=(16,), latent_dim=4, likelihood='bernoulli')
+  config = aelab_config.base('vae')
+  config.model.update(hidden=(16,), latent_dim=4, likelihood='bernoulli')
   model = vae.build(config, 10)
   x = jnp.ones((3, 10))
   params = vae.init(model, jax.random.key(0), x)

@@ -1,17 +1,19 @@
-"""aelab.train.optimizers: the KL warm-up factor, the train step that applies it, the per-model learning rate."""
+"""aelab.train.optimizers and aelab.nn.schedules: the KL warm-up factor, the train step that applies it, the
+per-model learning rate."""
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 
+from aelab.nn import schedules
 from aelab.train import optimizers
 
 
 def test_kl_warmup_factor_is_linear_then_one():
-  factors = [float(optimizers.kl_warmup_factor(s, 100.0)) for s in (0, 25, 50, 100, 1000)]
+  factors = [float(schedules.kl_warmup_factor(s, 100.0)) for s in (0, 25, 50, 100, 1000)]
   assert factors == [0.0, 0.25, 0.5, 1.0, 1.0]
-  assert float(optimizers.kl_warmup_factor(0, 0.0)) == 1.0
+  assert float(schedules.kl_warmup_factor(0, 0.0)) == 1.0
 
 
 def test_train_step_passes_the_warmed_up_kl_weight_to_the_objective():

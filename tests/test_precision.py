@@ -90,7 +90,9 @@ def test_bfloat16_matmuls_train_like_float32():
                                              ('vqvae', {'net': 'mlp', 'code_layout': 'vectors'})])
 def test_bfloat16_nets_keep_float32_params_and_outputs(name, overrides):
   config = load_config(name)
-  config.model.update(dtype='bfloat16', **overrides)
+  config.model.dtype = 'bfloat16'
+  for field, value in overrides.items():  # the VQ-VAE's fields are in its own section
+    (config.vqvae if 'vqvae' in config and field in config.vqvae else config.model)[field] = value
   run = engine.make_run(config, (8, 8, 1))
   x_BxD = jax.numpy.full((2, 64), 0.5)
   params = run.family.init(jax.random.key(0), x_BxD)

@@ -128,7 +128,7 @@ def test_train_step_sets_the_bias_keeps_unit_rows_and_counts_dead_latents():
 
 def test_batchtopk_keeps_k_per_example_on_average_and_learns_its_evaluation_threshold():
   config = _tiny(load_config('sae_topk', 'superposition'))
-  config.model.sae_activation = 'batchtopk'
+  config.sae.activation = 'batchtopk'
   x = jnp.asarray(data.load(config.data).x_train[:128])
   family, state, train_step, hp = _state_and_step(config, x)
   for i in range(5):
@@ -159,7 +159,7 @@ def test_configs_are_valid_and_round_trip_through_config_json():
   config = load_config('sae_topk', 'superposition')
   config.data.superposition.num_features = 60
   restored = config_lib.from_dict(json.loads(json.dumps(config.to_dict())))
-  assert restored.data.superposition.num_features == 60 and restored.model.sae_activation == 'topk'
+  assert restored.data.superposition.num_features == 60 and restored.sae.activation == 'topk'
   assert restored.data.superposition.to_dict() == config.data.superposition.to_dict()
 
 
@@ -169,8 +169,8 @@ def test_config_validation_names_the_field():
   with pytest.raises(config_lib.ConfigError, match='sae.k'):
     config_lib.validate(config)
   config = load_config('sae_jumprelu')
-  config.model.sae_activation = 'gelu'
-  with pytest.raises(config_lib.ConfigError, match='model.sae_activation'):
+  config.sae.activation = 'gelu'
+  with pytest.raises(config_lib.ConfigError, match='sae.activation'):
     config_lib.validate(config)
 
 

@@ -183,7 +183,7 @@ def test_tfds_data_source_streams_under_mock_data(tmp_path):
 def test_a_sweep_shares_one_stream_and_equals_single_runs(npz, tmp_path, uninterrupted):
   """Both models see the batch order of the group's first run's seed (0); each equals its single run."""
   config = _streamed_config(npz)
-  overrides = sweep.axis('model.kl_weight', [1.0, 2.0])
+  overrides = sweep.axis('vae.kl_weight', [1.0, 2.0])
   summaries = sweep.run_sweep(config, overrides, str(tmp_path / 'sweep'), log=lambda line: None)
   first = summaries[sweep.run_name(overrides[0])]
   keys = [k for k in uninterrupted if k.startswith(('train/', 'test/'))]

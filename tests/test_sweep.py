@@ -18,7 +18,7 @@ from conftest import ROOT, load_config, small
 
 # 8 models in one group: two KL weights x two seeds x two learning rates (the rate is held in the
 # optimizer state, see aelab/optimizers.py).
-SWEEP8 = sweep.product(sweep.axis('model.kl_weight', [0.5, 2.0]), sweep.axis('seed', [0, 1]),
+SWEEP8 = sweep.product(sweep.axis('vae.kl_weight', [0.5, 2.0]), sweep.axis('seed', [0, 1]),
                        sweep.axis('optimizer.learning_rate', [1e-3, 3e-3]))
 
 
@@ -50,9 +50,9 @@ def _assert_same_numbers(a: dict, b: dict, rtol=2e-5):
 
 def test_axis_product_and_zipped():
   seeds = sweep.axis('seed', [0, 1])
-  assert sweep.product(sweep.axis('model.kl_weight', [1.0, 4.0]), seeds) == [
-      {'model.kl_weight': 1.0, 'seed': 0}, {'model.kl_weight': 1.0, 'seed': 1},
-      {'model.kl_weight': 4.0, 'seed': 0}, {'model.kl_weight': 4.0, 'seed': 1}]
+  assert sweep.product(sweep.axis('vae.kl_weight', [1.0, 4.0]), seeds) == [
+      {'vae.kl_weight': 1.0, 'seed': 0}, {'vae.kl_weight': 1.0, 'seed': 1},
+      {'vae.kl_weight': 4.0, 'seed': 0}, {'vae.kl_weight': 4.0, 'seed': 1}]
   assert sweep.zipped(sweep.axis('penalty.weight', [0.1, 0.2]), seeds) == [
       {'penalty.weight': 0.1, 'seed': 0}, {'penalty.weight': 0.2, 'seed': 1}]
   with pytest.raises(sweep.SweepError, match='one length'):
@@ -79,17 +79,17 @@ def test_bad_sweeps_fail_early_with_a_message(tmp_path):
   with pytest.raises(sweep.SweepError, match='same run more than once'):
     sweep.members(tiny_vae(), [{'seed': 1}, {'seed': 1}])
   with pytest.raises(config_lib.ConfigError, match='kl_weight'):
-    sweep.members(tiny_vae(), [{'model.kl_weight': -1.0}])
+    sweep.members(tiny_vae(), [{'vae.kl_weight': -1.0}])
 
 
 def test_runs_are_grouped_by_structure():
   runs = sweep.members(tiny_vae(), sweep.product(sweep.axis('model.hidden', [(32,), (16,)]), sweep.axis(
-      'model.kl_weight', [1.0, 2.0]), sweep.axis('seed', [0, 1])) + [{'corruption.std': 0.3, 'seed': 5},
+      'vae.kl_weight', [1.0, 2.0]), sweep.axis('seed', [0, 1])) + [{'corruption.std': 0.3, 'seed': 5},
                                                                      {'optimizer.learning_rate': 0.01}])
   groups = sweep.group(runs)
   assert [len(g) for g in groups] == [6, 4]  # numeric hp, seed and learning rate vectorize; widths do not
   assert {m.config.model.hidden for m in groups[1]} == {(16,)}
-  assert {'model.kl_weight', 'corruption.std', 'penalty.weight', 'seed', 'optimizer.learning_rate'} <= \
+  assert {'vae.kl_weight', 'corruption.std', 'penalty.weight', 'seed', 'optimizer.learning_rate'} <= \
       sweep.vectorized_fields(tiny_vae())
   assert not sweep.vectorized_fields(tiny_vae()) & {'model.latent_dim', 'train.batch_size', 'train.num_epochs'}
   sparsity = sweep.members(small(load_config('sparse')), sweep.load(str(ROOT / 'configs/sweeps/sparsity.py')))

@@ -62,9 +62,15 @@ def test_dead_codes_restart_at_encoder_outputs_and_live_codes_stay():
   assert float(state['cluster_size'][2]) == 1.0
 
 
-def _family_and_batch(**model):
+def _update(config, fields):
+  """Sets each field in ``config.vqvae`` when the VQ-VAE's section has it, else in ``config.model``."""
+  for name, value in fields.items():
+    (config.vqvae if name in config.vqvae else config.model)[name] = value
+
+
+def _family_and_batch(**fields):
   config = load_config('vqvae')
-  config.model.update(model)
+  _update(config, fields)
   family = models.get(config, (8, 8, 1))
   hp = {k: jnp.float32(v) for k, v in models.hyperparams(config).items()}
   x = jnp.asarray(data.load(config.data).x_train[:64])
@@ -82,10 +88,10 @@ def _one_step(family, config, x, hp):
 def test_first_step_initialises_the_codebook_from_encoder_outputs():
   config, family, hp, x = _family_and_batch()
   params, state, metrics = _one_step(family, config, x, hp)
-  k = config.model.codebook_size
+  k = config.vqvae.codebook_size
   assert set(models.hyperparams(config)) >= {'commitment_weight'} and family.sample is None
-  z_e = family.model.apply(params, x, method=vqvae.Model.encode).reshape(-1, config.model.code_dim)
-  assert z_e.shape == (64 * 2 * 2, config.model.code_dim)  # 8x8 digits, two stride-2 layers: a 2x2 grid
+  z_e = family.model.apply(params, x, method=vqvae.Model.encode).reshape(-1, config.vqvae.code_dim)
+  assert z_e.shape == (64 * 2 * 2, config.vqvae.code_dim)  # 8x8 digits, two stride-2 layers: a 2x2 grid
   codebook = state['params']['params']['codebook']
   # every code that no vector picked is now one of the batch's encoder outputs (every code starts dead)
   restarted = int(metrics['codes_restarted'])
@@ -105,7 +111,7 @@ def test_gradient_codebook_without_ema_or_restarts():
       float(metrics['recon'] + 0.25 * metrics['commitment'] + metrics['codebook_loss']), rel=1e-5)
   before, after = params['params']['codebook'], state['params']['params']['codebook']
   moved = np.any(np.asarray(before) != np.asarray(after), axis=1)
-  assert 0 < moved.sum() < config.model.codebook_size  # Adam moves only the codes that were picked
+  assert 0 < moved.sum() < config.vqvae.codebook_size  # Adam moves only the codes that were picked
 
 
 def test_commitment_weight_is_traced():
@@ -119,7 +125,7 @@ def test_vqvae_trains_on_digits_and_reports_codebook_usage():
   config = small(load_config('vqvae'), epochs=3)
   dataset = data.load(config.data)
   run, params, history = engine.fit(config, dataset)
-  k = config.model.codebook_size
+  k = config.vqvae.codebook_size
   assert history[-1]['test/recon_mse'] < history[0]['test/recon_mse']
   assert 1.0 <= history[-1]['test/codebook_perplexity'] <= k
   usage = history[-1]['test/codebook_usage']
@@ -128,7 +134,7 @@ def test_vqvae_trains_on_digits_and_reports_codebook_usage():
   x = jnp.asarray(dataset.x_test[:5])
   z = run.family.encode(params, x)
   codebook = np.asarray(params['params']['codebook'])
-  assert z.shape == (5, 2 * 2 * config.model.code_dim)
+  assert z.shape == (5, 2 * 2 * config.vqvae.code_dim)
   assert all(np.min(np.abs(codebook - v).max(axis=1)) < 1e-6 for v in np.asarray(z).reshape(-1, codebook.shape[1]))
   x_hat = run.family.reconstruct(params, x, jax.random.key(0), run.hp)[1]
   np.testing.assert_allclose(run.family.decode(params, z), x_hat, atol=1e-5)
@@ -141,18 +147,18 @@ def test_mlp_vectors_layout():
   assert family.encode(params, x).shape == (64, 16)
   assert family.model.apply(params, x, method=vqvae.Model.encode).shape == (64, 4, 4)
   _, state, metrics = _one_step(family, config, x, hp)
-  assert np.isfinite(float(metrics['loss'])) and 1.0 <= float(metrics['perplexity']) <= config.model.codebook_size
+  assert np.isfinite(float(metrics['loss'])) and 1.0 <= float(metrics['perplexity']) <= config.vqvae.codebook_size
 
 
 @pytest.mark.parametrize('change, message', [
     (dict(net='mlp', code_layout='spatial'), 'needs model.net=conv'),
-    (dict(net='mlp', code_layout='vectors', latent_dim=10, code_dim=4), 'multiple of code_dim'),
+    (dict(net='mlp', code_layout='vectors', latent_dim=10, code_dim=4), 'multiple of vqvae.code_dim'),
     (dict(codebook_ema=1.0), 'codebook_ema'),
-    (dict(code_layout='grid'), 'model.code_layout'),
+    (dict(code_layout='grid'), 'vqvae.code_layout'),
     (dict(codebook_size=1), 'codebook_size'),
 ])
 def test_config_errors(change, message):
   config = load_config('vqvae')
-  config.model.update(change)
+  _update(config, change)
   with pytest.raises(config_lib.ConfigError, match=message):
     config_lib.validate(config)

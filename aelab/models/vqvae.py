@@ -101,8 +101,9 @@ class Model(nn.Module):
 
 
 def build(config: ml_collections.ConfigDict, data_shape: int | Sequence[int]) -> Model:
-  """The model of ``config.model`` and ``config.vqvae`` for examples of ``data_shape``. Raises ValueError
-  (ConfigError) for a layout the nets cannot give (``spatial`` without conv nets, ``latent_dim`` not a multiple of ``code_dim``)."""
+  """The model of ``config.model`` and ``config.vqvae`` for examples of ``data_shape``. Raises ConfigError (a
+  ValueError) for a layout the nets cannot give (``spatial`` without conv nets, ``latent_dim`` not a multiple
+  of ``code_dim``)."""
   m, q = config.model, config.vqvae
   check_layout(config)
   return Model(common.as_shape(m, data_shape), tuple(m.hidden), m.latent_dim, q.code_dim, q.codebook_size,
@@ -349,7 +350,7 @@ def make_decode(model: Model, config: ml_collections.ConfigDict) -> Callable:
   """``decode(params, z_BxZ) -> x_BxD``: the reconstruction mean of flattened codes (quantized or not)."""
 
   def decode(params, z_BxZ):
-    out = model.apply(params, z_BxZ.reshape(z_BxZ.shape[0], -1, vqvae.code_dim), method=Model.decode)
+    out = model.apply(params, z_BxZ.reshape(z_BxZ.shape[0], -1, model.code_dim), method=Model.decode)
     return common.mean_of(config.model, out)
 
   return decode
