@@ -5,8 +5,9 @@ The VAE of ``aelab/models/vae.py`` plus a penalty that moves a covariance of the
 identity: ``lambda_od sum_{i != j} C_ij^2 + lambda_d sum_i (C_ii - 1)^2`` (Eq. 6 and 7) with
 ``lambda_od = hp['dip_lambda_od']``, ``lambda_d = hp['dip_lambda_d']`` (``dip_vae.lambda_od``,
 ``dip_vae.lambda_d``). ``dip_vae.type`` picks ``C``: ``i``, the covariance of the posterior means over the
-batch, ``Cov[mu(x)]``; ``ii``, the covariance of the aggregate posterior, ``Cov[mu(x)] + E[diag exp(log_var(x))]``, as disentanglement_lib's
-``DIPVAE`` (which uses ``lambda_d = 10 lambda_od`` for type i and ``lambda_d = lambda_od`` for type ii).
+batch, ``Cov[mu(x)]``; ``ii``, the covariance of the aggregate posterior, ``Cov[mu(x)] +
+E[diag exp(log_var(x))]``, as disentanglement_lib's ``DIPVAE`` (which uses ``lambda_d = 10 lambda_od`` for
+type i and ``lambda_d = lambda_od`` for type ii).
 """
 from typing import Sequence
 
