@@ -74,8 +74,8 @@ def test_bad_sweeps_fail_early_with_a_message(tmp_path):
     sweep.load(str(tmp_path / 'missing.py'))
   with pytest.raises(sweep.SweepError, match='empty'):
     sweep.members(tiny_vae(), [])
-  with pytest.raises(sweep.SweepError, match="no field 'model.kl_wieght'.*kl_weight"):
-    sweep.members(tiny_vae(), [{'model.kl_wieght': 2.0}])
+  with pytest.raises(sweep.SweepError, match="no field 'vae.kl_wieght'.*kl_weight"):
+    sweep.members(tiny_vae(), [{'vae.kl_wieght': 2.0}])
   with pytest.raises(sweep.SweepError, match='same run more than once'):
     sweep.members(tiny_vae(), [{'seed': 1}, {'seed': 1}])
   with pytest.raises(config_lib.ConfigError, match='kl_weight'):

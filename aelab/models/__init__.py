@@ -5,6 +5,7 @@ module outside it with the same contract (``my_lab.my_family``). Each module say
 (``aelab/models/family.py``): its config section with defaults and meanings, its validation, ``HYPERPARAMS``
 and ``family(config, data_shape) -> Family``.
 """
+import functools
 import importlib
 import pkgutil
 from types import ModuleType
@@ -22,10 +23,11 @@ __all__ = ['Family', 'available', 'builds_on', 'check_sections', 'get', 'hyperpa
 _NOT_FAMILIES = ('common', 'family')
 
 
-def available() -> list[str]:
+@functools.cache
+def available() -> tuple[str, ...]:
   """Names of the model families in this package."""
-  return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith('_')
-                and m.name not in _NOT_FAMILIES)
+  return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith('_')
+                      and m.name not in _NOT_FAMILIES))
 
 
 def module(name: str) -> ModuleType:
@@ -33,10 +35,10 @@ def module(name: str) -> ModuleType:
   aelab. Raises ConfigError (one line) for an unknown name, a module that fails to import, or one that
   lacks the contract of ``aelab/models/family.py``."""
   if not isinstance(name, str) or not name:
-    raise ConfigError(f'model.name={name!r} is not valid; choose one of {tuple(available())} or a module path.')
+    raise ConfigError(f'model.name={name!r} is not valid; choose one of {available()} or a module path.')
   if '.' not in name:
     if name not in available():
-      raise ConfigError(f'model.name={name!r} is not valid; choose one of {tuple(available())}, or give the '
+      raise ConfigError(f'model.name={name!r} is not valid; choose one of {available()}, or give the '
                         'dotted path of your own family module (my_lab.my_family).')
     name = f'aelab.models.{name}'
   try:

@@ -10,6 +10,9 @@ A family module (``aelab/models/ae.py``, ``vae.py``, ... or a user's module name
   added to its configs and their ``validate`` runs before its own.
 - ``PENALTIES`` (optional, default ``('none', 'l1')``): the ``penalty.name`` values its objective
   defines.
+- ``LIKELIHOODS`` (optional, default all of ``common.LIKELIHOODS``): the ``model.likelihood`` values it
+  accepts (a VAE's ELBO needs a normalized one: ``('bernoulli', 'gaussian')``); a family built on another
+  accepts only what both accept.
 - ``validate(config) -> None``: checks the family's fields (and what it needs of the base config);
   raises ``aelab.errors.ConfigError`` naming the field and what is allowed.
 - ``HYPERPARAMS``: ``{hp key: dotted config field}``, the traced hyperparameters its pure functions read
@@ -33,7 +36,7 @@ HyperparamFields = dict[str, str]
 # field -> (default, one-line meaning): a config section as data (a family's CONFIG, the base config).
 Section = dict[str, tuple[Any, str]]
 
-# What every family module defines (the optional BUILDS_ON and PENALTIES have defaults).
+# What every family module defines (the optional BUILDS_ON, PENALTIES and LIKELIHOODS have defaults).
 REQUIRED = ('SECTION', 'CONFIG', 'validate', 'HYPERPARAMS', 'family')
 DEFAULT_PENALTIES = ('none', 'l1')
 
