@@ -257,7 +257,7 @@ def _validate_code_penalty(config):
   _choice(p.name, common.PENALTIES, 'penalty.name')
   defined = models.penalties(config.model.name)
   _check(p.name in defined, f'penalty.name={p.name} is not defined for model.name={config.model.name} (it defines '
-         f'{defined}): set another penalty.name, or model.name=ae (configs/sparse.py, configs/cae.py).')
+         f'{defined}): set another penalty.name, or a model.name whose family defines it (its PENALTIES).')
   _check(p.weight >= 0, f'penalty.weight={p.weight} must be >= 0.')
   _in_unit_interval(p.target, 'penalty.target (sparsity_target rho)', closed=False)
 

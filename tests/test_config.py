@@ -133,3 +133,27 @@ def test_command_line_override_reaches_the_run(tmp_path):
   assert 'epoch 1/1' in result.stdout
   config = data.ml_collections.ConfigDict(__import__('json').load(open(tmp_path / 'config.json')))
   assert tuple(config.model.hidden) == (32,) and config.train.num_epochs == 1
+
+
+@pytest.mark.parametrize('name, field, value, message', [
+    ('vae', 'penalty.name', 'contractive', 'penalty.name=contractive is not defined for model.name=vae'),
+    ('beta_tcvae', 'vae.capacity_weight', 1.0, r'vae.capacity_weight > 0 .* not of model.name=beta_tcvae'),
+    ('beta_tcvae', 'beta_tcvae.tc_weight', -1.0, 'beta_tcvae.tc_weight=-1.0'),
+    ('dip_vae', 'dip_vae.type', 'iii', r"dip_vae.type \(DIP-VAE-I or -II\)='iii' is not valid"),
+    ('factor_vae', 'factor_vae.disc_hidden', (0,), 'factor_vae.disc_hidden'),
+    ('factor_vae', 'model.likelihood', 'mse', 'normalized likelihood'),  # the VAE's check, by BUILDS_ON
+    ('aae', 'aae.prior', 'uniform', 'aae.prior'),
+    ('vqvae', 'vqvae.codebook_ema', 1.0, 'vqvae.codebook_ema'),
+    ('sae_topk', 'sae.activation', 'gelu', 'sae.activation'),
+])
+def test_each_family_validates_its_own_section(name, field, value, message):
+  config = load_config(name)
+  section, key = field.split('.')
+  config[section][key] = value
+  with pytest.raises(aelab_config.ConfigError, match=message):
+    aelab_config.validate(config)
+
+
+def test_tabular_data_gives_families_that_need_a_density_a_gaussian_likelihood():
+  assert load_config('beta_tcvae', 'csv=x.csv').model.likelihood == 'gaussian'  # built on the VAE
+  assert load_config('dae', 'csv=x.csv').model.likelihood == 'mse'
