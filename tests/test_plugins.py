@@ -104,6 +104,9 @@ def test_a_name_that_does_not_import_or_lacks_the_contract_is_one_config_error(m
   assert '\n' not in str(error.value)
   with pytest.raises(config_lib.ConfigError, match='lacks SECTION, CONFIG, validate, family'):
     models.module('my_lab.not_a_family')
+  (my_lab / 'my_lab' / 'broken.py').write_text('import numpy\nnumpy.nothing\n')
+  with pytest.raises(config_lib.ConfigError, match="AttributeError: .*nothing.*: fix the module"):
+    models.module('my_lab.broken')
   config = config_lib.base()
   config.model.name = 'my_lab.missing'
   with pytest.raises(config_lib.ConfigError, match='PYTHONPATH'):

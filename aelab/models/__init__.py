@@ -44,8 +44,10 @@ def module(name: str) -> ModuleType:
   try:
     found = importlib.import_module(name)
   except Exception as e:  # the user's module: any error in it is reported as a config error
+    missing = isinstance(e, ModuleNotFoundError) and e.name and name.startswith(e.name)
+    todo = 'put the folder that holds it on PYTHONPATH' if missing else 'fix the module'
     raise ConfigError(f'model.name={name!r} could not be imported ({type(e).__name__}: '
-                      f'{str(e).splitlines()[0] if str(e) else ""}): put its folder on PYTHONPATH.') from e
+                      f'{(str(e).splitlines() or [""])[0]}): {todo}.') from e
   missing = [attr for attr in REQUIRED if not hasattr(found, attr)]
   if missing:
     raise ConfigError(f'model.name={name!r} is no model family: the module lacks {", ".join(missing)} '
