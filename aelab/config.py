@@ -404,3 +404,21 @@ def default_cache_dir() -> str:
   ``~/.cache/aelab/jax``)."""
   root = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
   return os.path.join(root, 'aelab', 'jax')
+
+
+def schema() -> dict[str, dict[str, tuple]]:
+  """Every section of :func:`base` as ``{section: {field: (default, meaning)}}``; a nested section is
+  named by its dotted path (``'data.superposition'``), top-level fields are in section ``''``. The docs'
+  configs page is generated from it (docs/hooks/configs_page.py). Meanings are empty here."""
+  sections: dict[str, dict[str, tuple]] = {}
+
+  def walk(node: ml_collections.ConfigDict, name: str):
+    fields = sections.setdefault(name, {})
+    for key, value in node.items():
+      if isinstance(value, ml_collections.ConfigDict):
+        walk(value, f'{name}.{key}' if name else key)
+      else:
+        fields[key] = (value, '')
+
+  walk(base(), '')
+  return {name: fields for name, fields in sections.items() if fields}

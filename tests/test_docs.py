@@ -1,0 +1,66 @@
+"""The documentation: the configs page lists every field of the config schema, the README stays short and
+keeps the two commands that .ci/run runs, and every page of mkdocs.yml's nav exists. (``mkdocs build
+--strict`` itself runs in .ci/run.)"""
+import importlib.util
+import pathlib
+import re
+
+from aelab import config
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _hook():
+  spec = importlib.util.spec_from_file_location('configs_page', ROOT / 'docs' / 'hooks' / 'configs_page.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_configs_page_lists_every_field_of_every_section():
+  schema = config.schema()
+  page = _hook().render(schema)
+  assert len(schema) >= 8 and 'model' in schema and 'data' in schema
+  for section, fields in schema.items():
+    assert f'## `{section}`' in page or not section
+    for field, (default, _) in fields.items():
+      name = f'{section}.{field}' if section else field
+      row = re.search(rf'^\| `{re.escape(name)}` \| (.*) \|', page, re.MULTILINE)
+      assert row, f'{name} missing from the configs page'
+      assert repr(default).replace('|', '\\|') in row.group(1)
+
+
+def test_render_escapes_pipes_and_names_nested_sections():
+  page = _hook().render({'': {'seed': (0, 'root key')}, 'data.x': {'kind': ('a|b', 'one | two')}})
+  assert '| `seed` | `0` | root key |' in page
+  assert "| `data.x.kind` | `'a\\|b'` | one \\| two |" in page
+  assert page.count('| field | default | meaning |') == 2
+
+
+def test_on_page_markdown_fills_only_the_configs_page():
+  hook = _hook()
+
+  class Page:
+    def __init__(self, uri):
+      self.file = type('File', (), {'src_uri': uri})()
+
+  filled = hook.on_page_markdown(f'intro\n{hook.MARKER}\n', Page('configs.md'), None, None)
+  assert hook.MARKER not in filled and '`train.num_epochs`' in filled
+  assert hook.on_page_markdown(hook.MARKER, Page('index.md'), None, None) == hook.MARKER
+  assert hook.MARKER in (ROOT / 'docs' / 'configs.md').read_text()
+
+
+def test_readme_is_short_and_has_the_ci_commands():
+  readme = (ROOT / 'README.md').read_text()
+  assert len(readme.splitlines()) <= 200
+  ci = (ROOT / '.ci' / 'run').read_text()
+  for command in ('pip install -e ".[test]" && python -m aelab.main --config=configs/dae.py --workdir=runs/dae',
+                  'python -m pytest -q'):
+    assert command in readme and command in ci
+
+
+def test_every_page_in_the_nav_exists():
+  nav = re.findall(r':\s*([\w/.-]+\.md)\s*$', (ROOT / 'mkdocs.yml').read_text(), re.MULTILINE)
+  assert len(nav) >= 10
+  for page in nav:
+    assert (ROOT / 'docs' / page).is_file(), page
