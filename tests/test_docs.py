@@ -64,3 +64,43 @@ def test_every_page_in_the_nav_exists():
   assert len(nav) >= 10
   for page in nav:
     assert (ROOT / 'docs' / page).is_file(), page
+
+
+def _example_family():
+  spec = importlib.util.spec_from_file_location('linear_ae', ROOT / 'docs' / 'examples' / 'my_lab' / 'linear_ae.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_extending_example_family_keeps_the_contract():
+  """The family of docs/extending.md: its loss is the reconstruction MSE plus code_l2 times the mean
+  squared code, its eval is per example, its reconstruction is decode(encode(x)), and validate refuses a
+  negative weight."""
+  import jax
+  import jax.numpy as jnp
+  import ml_collections
+  import numpy as np
+  import pytest
+
+  module = _example_family()
+  cfg = config.base()
+  cfg.model.latent_dim = 3
+  cfg.linear_ae = ml_collections.ConfigDict({k: v[0] for k, v in module.CONFIG.items()})
+  module.validate(cfg)
+  fam = module.family(cfg, (8,))
+  x_BxD = jnp.asarray(np.random.default_rng(0).normal(size=(5, 8)), jnp.float32)
+  params = fam.init(jax.random.key(0), x_BxD[:1])
+  hp = {'code_l2': jnp.float32(0.5)}
+  loss, metrics = fam.objective(params, x_BxD, jax.random.key(1), hp)
+  per_example = fam.eval(params, x_BxD, jax.random.key(1), hp)
+  assert per_example['recon_mse'].shape == (5,)
+  z_BxZ = fam.encode(params, x_BxD)
+  assert z_BxZ.shape == (5, 3)
+  np.testing.assert_allclose(loss, metrics['recon_mse'] + 0.5 * jnp.mean(z_BxZ ** 2), rtol=1e-6)
+  _, x_hat_BxD = fam.reconstruct(params, x_BxD, jax.random.key(1), hp)
+  np.testing.assert_allclose(jnp.mean((x_hat_BxD - x_BxD) ** 2), metrics['recon_mse'], rtol=1e-6)
+  assert set(module.HYPERPARAMS) >= {'code_l2', 'penalty_weight'} and module.SECTION == 'linear_ae'
+  cfg.linear_ae.code_l2 = -1.0
+  with pytest.raises(config.ConfigError, match='linear_ae.code_l2'):
+    module.validate(cfg)
