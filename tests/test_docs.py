@@ -104,3 +104,11 @@ def test_extending_example_family_keeps_the_contract():
   cfg.linear_ae.code_l2 = -1.0
   with pytest.raises(config.ConfigError, match='linear_ae.code_l2'):
     module.validate(cfg)
+
+
+def test_readme_links_point_to_files_of_the_repository():
+  readme = (ROOT / 'README.md').read_text()
+  links = [link.split('#')[0] for link in re.findall(r'\]\(([^)\s]+)\)', readme) if '://' not in link]
+  assert len(links) >= 20
+  for link in filter(None, links):
+    assert (ROOT / link).exists(), link
