@@ -29,7 +29,7 @@ def render(schema: dict[str, dict[str, tuple]]) -> str:
   schema's order, fields sorted."""
   parts = []
   for section, fields in schema.items():
-    parts.append(f'## `{section}`' if section else '## Top level')
+    parts.append(f'### `{section}`' if section else '### Top level')
     parts.append('')
     parts.append('| field | default | meaning |')
     parts.append('| --- | --- | --- |')
