@@ -98,6 +98,7 @@ def test_extending_example_family_keeps_the_contract():
   z_BxZ = fam.encode(params, x_BxD)
   assert z_BxZ.shape == (5, 3)
   np.testing.assert_allclose(loss, metrics['recon_mse'] + 0.5 * jnp.mean(z_BxZ ** 2), rtol=1e-6)
+  assert metrics['loss'] == loss
   _, x_hat_BxD = fam.reconstruct(params, x_BxD, jax.random.key(1), hp)
   np.testing.assert_allclose(jnp.mean((x_hat_BxD - x_BxD) ** 2), metrics['recon_mse'], rtol=1e-6)
   assert set(module.HYPERPARAMS) >= {'code_l2', 'penalty_weight'} and module.SECTION == 'linear_ae'

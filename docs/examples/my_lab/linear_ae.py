@@ -60,10 +60,11 @@ def family(config: ml_collections.ConfigDict, data_shape: int | Sequence[int]) -
     return {'recon_mse': jnp.mean((x_hat_BxD - x_BxD) ** 2, -1), 'code_l2': jnp.mean(z_BxZ ** 2, -1)}
 
   def objective(params, x_BxD, key, hp):
-    """Batch mean of the reconstruction MSE plus ``hp['code_l2']`` times the mean squared code."""
+    """Batch mean of the reconstruction MSE plus ``hp['code_l2']`` times the mean squared code; the
+    metrics (logged as ``train/<name>``) include the ``loss``."""
     per_example = eval_fn(params, x_BxD, key, hp)
     loss = jnp.mean(per_example['recon_mse'] + hp['code_l2'] * per_example['code_l2'])
-    return loss, {name: jnp.mean(value) for name, value in per_example.items()}
+    return loss, {'loss': loss, **{name: jnp.mean(value) for name, value in per_example.items()}}
 
   return Family(model=model, init=model.init, eval=eval_fn, encode=encode, decode=decode,
                 reconstruct=lambda params, x_BxD, key, hp: (x_BxD, decode(params, encode(params, x_BxD))),
