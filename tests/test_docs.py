@@ -113,3 +113,14 @@ def test_readme_links_point_to_files_of_the_repository():
   assert len(links) >= 20
   for link in filter(None, links):
     assert (ROOT / link).exists(), link
+
+
+def test_mkdocs_uses_the_hook_and_the_docs_extra_installs_it():
+  mkdocs = (ROOT / 'mkdocs.yml').read_text()
+  assert '- docs/hooks/configs_page.py' in mkdocs and 'name: material' in mkdocs and 'mkdocstrings' in mkdocs
+  import configparser
+  setup = configparser.ConfigParser()
+  setup.read(ROOT / 'setup.cfg')
+  docs = setup['options.extras_require']['docs'].split()
+  assert {'mkdocs>=1.6', 'mkdocs-material>=9.5', 'mkdocstrings[python]>=0.26'} <= set(docs)
+  assert 'mkdocs build --strict' in (ROOT / '.ci' / 'run').read_text()
