@@ -2,43 +2,46 @@
 
   python -m aelab.evaluate --workdir=runs/vae_mnist [--k=5000]
 
-Recomputes the ``test/*`` metrics and adds the end-of-training metrics (``metrics.final_metrics``):
-``test/active_units`` and, for a VAE, ``test/nll``, the importance-sampled ``-log p(x)`` in nats per
-example with ``test/nll_k`` samples (Burda et al. 2016).
+Recomputes the ``test/*`` metrics that training wrote, from the one registry training uses
+(``aelab.eval.evaluators.final_metrics``): the test split's metrics and, with ``eval.final_metrics``,
+``test/active_units``, for a VAE ``test/nll`` (the importance-sampled ``-log p(x)`` in nats per example with
+``test/nll_k`` samples, Burda et al. 2016; ``--k`` overrides ``eval.nll_samples``), on shapes2d the
+disentanglement scores (``test/mig``, ``test/dci_*``, ...), and what the family or data source declares.
 """
 import argparse
 import os
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 
 from aelab import api, cli, data
 
 from aelab.train import engine
 
-from aelab.eval import metrics
+from aelab.eval import evaluators
+from aelab.train.program import on_stored_inputs
 from aelab.train.workdir import Workdir
 
 
 def evaluate_workdir(workdir: str, num_samples: int | None = None) -> dict[str, Any]:
   """Evaluates the latest checkpoint of a finished (or interrupted) run and updates its summary.json.
 
-  Rebuilds the run from ``workdir/config.json`` (``aelab.load``), recomputes the ``test/*`` metrics and
-  adds :func:`metrics.final_metrics` (``k = num_samples`` or ``eval.nll_samples``). Returns the updated
-  summary. Raises FileNotFoundError when the workdir has no config.json or no checkpoint, ConfigError for
-  a damaged config.json, api.CheckpointError for a checkpoint whose files cannot be read.
+  Rebuilds the run from ``workdir/config.json`` (``aelab.load``) and writes every key of
+  :func:`evaluators.final_metrics` (``k = num_samples`` or ``eval.nll_samples``), as training did; the
+  other keys of summary.json are kept. Returns the updated summary. Raises FileNotFoundError when the
+  workdir has no config.json or no checkpoint, ConfigError for a damaged config.json,
+  api.CheckpointError for a checkpoint whose files cannot be read.
   """
   config = api.read_config(workdir)
   dataset = data.load(config.data)
   trained = api.load(workdir, dataset)
+  family = on_stored_inputs(trained.family, dataset.to_float32)  # as training evaluates: the stored test split
   hp = engine.make_run(config, dataset.shape).hp
-  x_test = jnp.asarray(dataset.x_test)
-  evaluate = metrics.make_evaluate(trained.family.eval, config.train.eval_batch_size, trained.family.split_eval)
-  test = {f'test/{k}': float(v) for k, v in jax.device_get(evaluate(trained.params, x_test, hp)).items()}
+  final = evaluators.final_metrics(family, config, trained.params, hp, dataset, jnp.asarray(dataset.test),
+                                   num_samples)
   out = Workdir(workdir, config)
   summary = out.read_summary() or {'epochs': trained.epoch}
-  summary.update({**test, **metrics.final_metrics(trained.family, config, trained.params, x_test, num_samples)})
+  summary.update(final)
   out.write_summary(summary)
   return summary
 
