@@ -46,8 +46,9 @@ class Context:
     num_samples: ``k`` of the importance-sampled NLL (``eval.nll_samples`` unless overridden).
     shared: compiled functions kept across the models of one group (same family and config), so each
       compiles once.
-    known: metrics the caller already has for these parameters (training: the last epoch's ``test/*``
-      record, the final program's ``codes``); evaluators read them through :meth:`once`.
+    known: what the caller already has for these parameters, read through :meth:`once` instead of
+      computed again: ``'test'`` (the ``test/*`` metrics of the split, training's last epoch), ``'codes'``
+      (``M x Z``) and ``'active_units'`` (training's final program).
   """
   family: Family
   config: ml_collections.ConfigDict
@@ -96,8 +97,10 @@ def test_split(ctx: Context) -> dict[str, float]:
 
 
 def active_units(ctx: Context) -> dict[str, int]:
-  """``test/active_units``: ``metrics.active_units`` of the test codes (Burda et al. 2016, Sec. 5.2)."""
-  return {'test/active_units': int(metrics.active_units(jnp.asarray(ctx.codes_MxZ())))}
+  """``test/active_units``: ``metrics.active_units`` of the test codes (Burda et al. 2016, Sec. 5.2); the
+  caller's ``known['active_units']`` when it has them."""
+  count = ctx.once('active_units', lambda: metrics.active_units(jnp.asarray(ctx.codes_MxZ())))
+  return {'test/active_units': int(count)}
 
 
 def importance_nll(ctx: Context) -> dict[str, Any]:

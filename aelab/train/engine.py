@@ -445,7 +445,7 @@ class _Loop:
       record = self._last_record(m, histories[m])
       known = {'test': {k: v for k, v in record.items() if k.startswith('test/')}} if record else {}
       if arrays is not None:
-        known['codes'] = arrays['codes'][m]
+        known.update(codes=arrays['codes'][m], active_units=arrays['active_units'][m])
       params = jax.tree.map(lambda x, m=m: x[m], state['params'])
       with self.timer('final_eval'):
         final = evaluators.final_metrics(self.program.family, run.config, params, run.hp, self.dataset, self.x_test,
