@@ -118,6 +118,9 @@ def test_without_final_metrics_both_write_only_the_test_split_metrics(tmp_path):
   trained = engine.train_and_evaluate(config, str(tmp_path / 'run'), log=lambda line: None)
   assert 'test/codebook_perplexity' in trained and 'test/active_units' not in trained
   _assert_same_test_metrics(trained, _evaluated_again(tmp_path / 'run', tmp_path))
+  evaluate.main([f'--workdir={tmp_path / "run"}', '--final_metrics'])  # asked for: added, the rest kept
+  updated = json.load(open(tmp_path / 'run' / 'summary.json'))
+  assert updated['test/active_units'] >= 1 and updated['train/loss'] == trained['train/loss']
 
 
 def test_errors_name_the_problem(vae_workdir, tmp_path, capsys):
