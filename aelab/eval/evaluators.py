@@ -159,11 +159,13 @@ def final_metrics(family: Family, config: ml_collections.ConfigDict, params: Any
     family: the model's family, taking examples as the dataset stores them (the engine's
       ``Program.family``; ``program.on_stored_inputs`` of a loaded run's family).
     config: the run's config; ``eval.final_metrics=False`` keeps only the test split's metrics.
-    params, hp: one model's parameters and traced hyperparameters.
+    params: one model's parameters (no model axis).
+    hp: its traced hyperparameters.
     dataset: the run's dataset.
     x_test_MxD: the stored test split (default ``dataset.test``), on the device or the host.
     num_samples: ``k`` of ``test/nll`` (default ``eval.nll_samples``).
-    shared, known: see :class:`Context`.
+    shared: compiled functions kept across the models of one group (see :class:`Context`).
+    known: what the caller already computed for these parameters (see :class:`Context`).
 
   Returns ``{'test/<name>': value}``. Raises ValueError from an evaluator given inputs it cannot score
   (e.g. MIG of a one-dimensional code).
