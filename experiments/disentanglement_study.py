@@ -33,7 +33,7 @@ import common  # experiments/common.py, beside this file
 import matplotlib.pyplot as plt
 from scipy import stats
 
-from aelab.eval import disentanglement, metrics
+from aelab.eval import disentanglement, evaluators, metrics
 
 from aelab import models
 
@@ -78,8 +78,7 @@ def references(config, seeds: int) -> dict:
   """Metrics of the ground-truth factors as codes and of randomly initialised encoders (no training)."""
   grid = shapes2d.Shapes2D(tuple(config.data.shapes2d_counts), config.data.shapes2d_size)
   d = config.disent
-  truth = disentanglement.evaluate(factor_lookup(grid), grid, metrics.EVAL_SEED, d.eval_points,
-                                   d.eval_points // 2, tuple(d.score_points), d.dci_model)
+  truth = evaluators.score_encoder(factor_lookup(grid), grid, config)
   rng = np.random.default_rng(metrics.EVAL_SEED)
   f, ft = grid.sample_factors(d.eval_points, rng), grid.sample_factors(d.eval_points // 2, rng)
   dci = disentanglement.dci(f * 1.0, f, ft * 1.0, ft, d.dci_model)
@@ -92,7 +91,8 @@ def references(config, seeds: int) -> dict:
     config.seed = seed
     family = models.get(config, (grid.size, grid.size, 1))
     params = family.init(jax.random.split(jax.random.key(seed))[0], np.zeros((1, grid.size ** 2), np.float32))
-    random.append(metrics.make_disentanglement(family, config, {'factor_counts': grid.counts})(params))
+    encode = jax.jit(family.encode)
+    random.append(evaluators.score_encoder(lambda x, p=params, f=encode: np.asarray(f(p, x)), grid, config))
   return {'factor_values': values, 'ground_truth_encoder': truth,
           'random_init': {k: float(np.mean([r[k] for r in random])) for k in truth}}
 

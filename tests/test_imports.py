@@ -17,7 +17,7 @@ LAYERS = [
      'aelab.models.aae', 'aelab.models.sae', 'aelab.models.beta_tcvae', 'aelab.models.dip_vae',
      'aelab.models.factor_vae', 'aelab.models.vqvae'},
     {'aelab.config', 'aelab.train.optimizers'},
-    {'aelab.eval', 'aelab.eval.metrics', 'aelab.train.workdir', 'aelab.train.checkpoints'},
+    {'aelab.eval', 'aelab.eval.metrics', 'aelab.eval.evaluators', 'aelab.train.workdir', 'aelab.train.checkpoints'},
     {'aelab.train.figures'},
     {'aelab.train', 'aelab.train.program'},
     {'aelab.train.engine'},

@@ -30,7 +30,7 @@ from aelab.train import checkpoints, figures, optimizers
 
 from aelab import config as config_lib, data
 
-from aelab.eval import metrics, plots
+from aelab.eval import evaluators, metrics, plots
 
 from aelab.data import stream
 from aelab.train.program import (  # noqa: F401  (re-exported: the engine's public names)
@@ -401,15 +401,14 @@ class _Loop:
     self.painter.submit(figures.reconstructions, self.group.outs[m].figure_path, epoch, rows, self.dataset.shape,
                         self.by_epoch[m])
 
-  def _test_metrics(self, state: Any, m: int) -> dict[str, float]:
-    """Model ``m``'s test metrics, computed again: for a summary whose epoch's record of metrics.jsonl
-    was lost (its ``train/*`` metrics cannot be recovered)."""
-    evaluate = metrics.make_evaluate(self.program.family.eval, self.cfg.eval_batch_size,  # stored x_test
-                                     self.program.family.split_eval)
-    params = jax.tree.map(lambda x: x[m], state['params'])
-    self.log(f'{self.group.outs[m].path}: no metrics of the last epoch; summary.json gets its test metrics '
-             'computed again and no train/* metrics.')
-    return {f'test/{k}': float(v) for k, v in evaluate(params, self.x_test, self.runs[m].hp).items()}
+  def _last_record(self, m: int, history: list[dict]) -> dict:
+    """Model ``m``'s metrics of its last epoch: this process's record or metrics.jsonl's; ``{}`` (logged) when
+    that record was lost, so that the evaluators compute the test metrics again (and no ``train/*`` remain)."""
+    record = self.records[m] or (history[-1] if history else {})
+    if not record:
+      self.log(f'{self.group.outs[m].path}: no metrics of the last epoch; summary.json gets its test metrics '
+               'computed again and no train/* metrics.')
+    return record
 
   def _checkpoint(self, epoch: int, state: Any) -> None:
     if self.ckpt is None:
@@ -423,7 +422,8 @@ class _Loop:
         checkpoints.write_pointer(self.group.outs[m].path, self.ckpt.directory, int(m), epoch)
 
   def _finish(self, state: Any) -> list[dict | None]:
-    """Final metrics, figures and summary.json of every run still alive."""
+    """End-of-training metrics (``evaluators.final_metrics``), figures and summary.json of every run still
+    alive."""
     cfg, runs, outs = self.cfg, self.runs, self.group.outs
     draw = outs is not None and bool(cfg.figures_every)
     histories = [o.read_metrics() for o in outs] if outs is not None else [[] for _ in runs]
@@ -436,25 +436,20 @@ class _Loop:
         final_fn = self.program.final.lower(state['params'], self.x_test).compile()
       with self.timer('final_eval'):
         arrays = jax.device_get(final_fn(state['params'], self.x_test))
-    test_nll = (metrics.make_test_nll(self.program.family, runs[0].config)
-                if runs[0].config.eval.final_metrics and runs[0].family.log_weights is not None else None)
-    disent = (metrics.make_disentanglement(runs[0].family, runs[0].config, self.dataset.extras)
-              if runs[0].config.eval.final_metrics else None)
+    shared: dict = {}  # the evaluators' compiled functions, for every model of the group
     summaries: list[dict | None] = []
     for m, run in enumerate(runs):
       if not self.alive[m]:
         summaries.append(None)
         continue
-      record = self.records[m] or (histories[m][-1] if histories[m] else self._test_metrics(state, m))
-      final = {}
-      if run.config.eval.final_metrics and arrays is not None:
-        final['test/active_units'] = int(arrays['active_units'][m])
-        if test_nll is not None:
-          with self.timer('final_eval'):
-            final.update(test_nll(jax.tree.map(lambda x, m=m: x[m], state['params']), self.x_test))
-        if disent is not None:
-          with self.timer('final_eval'):
-            final.update(disent(jax.tree.map(lambda x, m=m: x[m], state['params'])))
+      record = self._last_record(m, histories[m])
+      known = {'test': {k: v for k, v in record.items() if k.startswith('test/')}} if record else {}
+      if arrays is not None:
+        known.update(codes=arrays['codes'][m], active_units=arrays['active_units'][m])
+      params = jax.tree.map(lambda x, m=m: x[m], state['params'])
+      with self.timer('final_eval'):
+        final = evaluators.final_metrics(self.program.family, run.config, params, run.hp, self.dataset, self.x_test,
+                                         shared=shared, known=known)
       num_params = sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(state['params']))
       summaries.append({**{k: v for k, v in record.items() if '/' in k}, **final, 'epochs': cfg.num_epochs,
                         'num_params': num_params})
