@@ -217,7 +217,7 @@ def make_disentanglement(family: Family, config: ml_collections.ConfigDict,
   on the host in jitted batches, keyed by ``EVAL_SEED``. Build it once per group: it compiles once."""
   if 'factor_counts' not in extras:
     return None
-  sampler = shapes2d.Shapes2D(tuple(extras['factor_counts']), config.data.shapes2d_size)
+  sampler = shapes2d.Shapes2D(tuple(extras['factor_counts']), config.data.shapes2d.size)
   encode = jax.jit(family.encode)
   d = config.disent
 
