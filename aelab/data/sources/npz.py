@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import tokenize
 import weakref
 import zipfile
 from typing import Any
@@ -74,8 +75,10 @@ class NpzFile(arrays.Reader):
     return len(self.x) if self.x.ndim else 0
 
   def read(self, rows_R: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    x = self.x.read_all() if rows_R is None and isinstance(self.x, NpyFile) else self.x[
-        slice(None) if rows_R is None else rows_R]
+    if rows_R is None:
+      x = self.x.read_all() if isinstance(self.x, NpyFile) else self.x
+    else:
+      x = self.x[rows_R]
     x = arrays.images(x, self.where) if x.ndim > 2 else arrays.features(x, self.where)
     return x, self.y if self.y is None or rows_R is None else self.y[rows_R]
 
@@ -134,7 +137,7 @@ class NpyFile:
         version = np.lib.format.read_magic(f)
         read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         self.shape, fortran, self.dtype = read(f)
-      except ValueError as e:
+      except (ValueError, EOFError, SyntaxError, tokenize.TokenError) as e:  # what numpy's header parser raises
         raise DataError(f'{path}: not an .npy / .npz array ({e}); save it with np.savez or np.save.') from e
       self.start = f.tell()
     if fortran or self.dtype.hasobject or not self.shape:
