@@ -16,6 +16,7 @@ import aelab
 from aelab import config as config_lib
 from aelab import data
 from aelab.data import sources, stream
+from aelab.train import sweep
 from conftest import CACHE_DIR, ROOT, load_config
 
 EPOCHS = 2
@@ -94,13 +95,12 @@ def test_npz_copied_outside_the_package_trains_resumes_sweeps_and_loads(plugin, 
   sweep_file.write_text('def get_sweep(arg=None):\n'
                         "  return [{'optimizer.learning_rate': 1e-3}, {'optimizer.learning_rate': 2e-3}]\n")
   index = _main(root, npz, tmp_path / 'sweep', 'my_lab.npz_copy', EPOCHS + 1, f'--sweep={sweep_file}')
-  runs = sorted(p.parent for p in (tmp_path / 'sweep').glob('*/summary.json'))
+  runs = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / 'sweep').glob('*/summary.json')}
   assert len(runs) == 2 and index
-  summaries = {run: json.loads((run / 'summary.json').read_text()) for run in runs}
-  same = [s for s in summaries.values() if s.get('config', {}).get('optimizer', {}).get('learning_rate') == 1e-3]
-  first = same[0] if same else summaries[runs[0]]
+  first = runs[sweep.run_name({'optimizer.learning_rate': 1e-3})]  # the single run's config, vmapped with another
   np.testing.assert_allclose([first[k] for k in _metrics(built_in)], list(_metrics(built_in).values()), rtol=2e-5,
                              atol=1e-6)
+  assert runs[sweep.run_name({'optimizer.learning_rate': 2e-3})]['train/loss'] != built_in['train/loss']
   monkeypatch.syspath_prepend(str(root))
   trained = aelab.load(str(tmp_path / 'copy'))
   assert trained.epoch == EPOCHS + 1 and trained.config.data.name == 'my_lab.npz_copy'
