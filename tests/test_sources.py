@@ -1,6 +1,7 @@
 """Data sources as plugins (aelab/data/sources): the registry, a source module copied outside the package
 and named by its dotted path (trains, resumes, sweeps and loads like the built-in one), and one reader per
 file source for the in-memory and the streamed path (the same arrays, the same errors)."""
+import dataclasses
 import json
 import os
 import pathlib
@@ -63,6 +64,8 @@ def test_registry_names_every_source_and_its_contract():
     assert module.__name__ == f'aelab.data.sources.{name}'
     assert all(isinstance(meaning, str) and meaning for _, meaning in module.CONFIG.values())
   assert sources.module('fashion_mnist') is sources.module('tfds')  # any other plain name is tfds's
+  from aelab.data import superposition  # noqa: PLC0415
+  assert set(sources.module('superposition').CONFIG) == {f.name for f in dataclasses.fields(superposition.Spec)}
   schema = sources.schema()
   assert schema['data.shapes2d']['counts'][0] == (3, 6, 40, 32, 32)
   assert set(schema['data.images']) == {'size', 'channels'} and schema['data.tfds']['data_dir'][0] is None
@@ -188,3 +191,11 @@ def test_source_sections_are_validated():
     load_config('vae', 'digits=some/file')
   with pytest.raises(config_lib.ConfigError, match='needs a path'):
     load_config('vae', 'npz')
+
+
+def test_a_source_read_into_memory_streams_its_loaded_arrays():
+  config = load_config('vae').data  # digits: uint8 0..16, read into memory by its source
+  loaded, streamed = _both(config)
+  assert isinstance(streamed.train, stream.Stream)
+  np.testing.assert_array_equal(streamed.train.read(np.arange(len(loaded.train))), loaded.x_train)
+  np.testing.assert_array_equal(streamed.x_test, loaded.x_test)

@@ -131,7 +131,7 @@ def load(data_config: ml_collections.ConfigDict) -> data.Dataset:
   if read.kind != 'image':
     raise data.DataError(f'{read.train.where}: data.stream=True streams images (N x H x W [x C]); this source is '
                          'tabular: set data.stream=False.')
-  if isinstance(read.train.reader, arrays.Rows):  # already in memory (digits, idx, shapes2d, ...)
+  if isinstance(read.train.reader, arrays.Rows) or read.train.x_max != 255:  # in memory already (digits, idx, ...)
     loaded = data.load(data_config)
     return dataset(loaded.x_train.reshape(-1, *loaded.shape), loaded.x_test, loaded.y_test, loaded.shape,
                    data_config, where=f'{data_config.name} in memory')

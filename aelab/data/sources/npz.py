@@ -50,7 +50,7 @@ def read(data_config: Any) -> arrays.Read:
   test_path = data_config.get('test_path')
   test = NpzFile(arrays.existing(test_path, PATH), 'test') if test_path else None
   kind = 'image' if train.ndim > 2 else 'tabular'
-  return arrays.Read(arrays.Split(train, train.where), test and arrays.Split(test, test.where), kind)
+  return arrays.Read(arrays.Split(train, train.where), None if test is None else arrays.Split(test, test.where), kind)
 
 
 class NpzFile(arrays.Reader):

@@ -2,7 +2,6 @@
 ``aelab.data.superposition`` from the fields of ``data.superposition``: tabular, not standardized (that
 would skew the feature directions), the true feature directions in ``Dataset.extras['feature_directions']``
 (n x D). Its own train and test splits."""
-import dataclasses
 from typing import Any
 
 from aelab.data import arrays
@@ -47,5 +46,3 @@ def read(data_config: Any) -> arrays.Read:
   return arrays.Read(split(x_train, 'train'), split(x_test, 'test'), 'tabular', standardize=False,
                      extras={'feature_directions': directions})
 
-
-assert {f.name for f in dataclasses.fields(generator.Spec)} == set(CONFIG)  # one list of fields

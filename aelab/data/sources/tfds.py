@@ -54,7 +54,8 @@ def read(data_config: Any) -> arrays.Read:
   has_test = 'test' in train.dataset_info.splits
   test = Records(_source(tfds, name, data_dir, 'test'), name, 'test') if has_test else None
   train = Records(train, name, 'train')
-  return arrays.Read(arrays.Split(train, train.where), test and arrays.Split(test, test.where), 'image')
+  return arrays.Read(arrays.Split(train, train.where), None if test is None else arrays.Split(test, test.where),
+                     'image')
 
 
 def data_dir_of(data_config: Any) -> str | None:
