@@ -118,7 +118,16 @@ def _both(config: ml_collections.ConfigDict) -> tuple[data.Dataset, data.Dataset
   return data.load(config), stream.load(streamed)
 
 
-@pytest.mark.parametrize('layout', ['npz', 'npy', 'compressed', 'test_path', 'float'])
+def _idx(path: pathlib.Path, x: np.ndarray, y: np.ndarray) -> pathlib.Path:
+  """A directory with one MNIST-format IDX images file (N x H x W uint8) and its labels."""
+  path.mkdir()
+  for name, array, magic in (('images-idx3-ubyte', x[..., 0], 2051), ('labels-idx1-ubyte', y.astype(np.uint8), 2049)):
+    header = magic.to_bytes(4, 'big') + np.asarray(array.shape, '>u4').tobytes()
+    (path / name).write_bytes(header + array.tobytes())
+  return path
+
+
+@pytest.mark.parametrize('layout', ['npz', 'npy', 'compressed', 'test_path', 'float', 'idx'])
 def test_in_memory_and_streamed_reads_give_the_same_arrays(tmp_path, layout):
   rng = np.random.default_rng(0)
   x, y = rng.integers(0, 256, (120, 6, 5, 1), np.uint8), rng.integers(0, 10, 120)
@@ -126,7 +135,7 @@ def test_in_memory_and_streamed_reads_give_the_same_arrays(tmp_path, layout):
   path = tmp_path / ('x.npy' if layout == 'npy' else 'x.npz')
   (np.save(path, x) if layout == 'npy' else np.savez_compressed(path, x=x, y=y) if layout == 'compressed'
    else np.savez(path, x=x, y=y))
-  config = load_config('vae', f'npz={path}').data
+  config = load_config('vae', f'idx={_idx(tmp_path / "idx", x, y)}' if layout == 'idx' else f'npz={path}').data
   if layout == 'test_path':
     np.savez(tmp_path / 't.npz', x=x[:30], y=y[:30])
     config.test_path = str(tmp_path / 't.npz')
