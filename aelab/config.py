@@ -12,6 +12,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from aelab.errors import ConfigError  # noqa: F401  (aelab.config.ConfigError, as before)
+from aelab.data import sources
 from aelab.nn import corruption, nets
 
 from aelab import models
@@ -22,7 +23,6 @@ OPTIMIZERS = ('adam', 'adamw', 'sgd', 'adadelta')
 NETS = ('mlp', 'conv')
 PRIORS = ('gaussian', 'mixture')
 SCHEDULES = ('constant', 'cosine', 'warmup_cosine')
-FILE_SOURCES = ('idx', 'npz', 'csv', 'images')
 VAES = ('vae', 'beta_tcvae', 'dip_vae', 'factor_vae')  # Gaussian posterior families (normalized likelihood)
 
 # Fields that change only what a run writes or how fast, never its trained parameters or its per-epoch
@@ -31,7 +31,7 @@ VAES = ('vae', 'beta_tcvae', 'dip_vae', 'factor_vae')  # Gaussian posterior fami
 OUTPUT_ONLY_FIELDS = frozenset({
     'train.figures_every', 'train.num_figure_images', 'train.checkpoint_every', 'train.keep_checkpoints',
     'train.compilation_cache', 'train.compilation_cache_dir', 'eval.final_metrics', 'eval.nll_samples',
-    'eval.nll_batch_size', 'eval.nll_chunk_size', 'eval.projection', 'data.tfds_data_dir',
+    'eval.nll_batch_size', 'eval.nll_chunk_size', 'eval.projection', 'data.tfds.data_dir',
     'disent.eval_points', 'disent.score_points', 'disent.dci_model', 'data.stream_chunk', 'data.stream_workers'})
 
 
@@ -39,14 +39,7 @@ def base() -> ml_collections.ConfigDict:
   """Every field a run reads, with defaults: a small MSE autoencoder on scikit-learn ``digits``."""
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.data = dict(name='digits', path=config_dict.placeholder(str), test_path=config_dict.placeholder(str),
-                test_fraction=0.2, split_seed=0, binarize='none', binarize_threshold=0.5, standardize=True,
-                tfds_data_dir=config_dict.placeholder(str), max_train_examples=0, max_test_examples=0,
-                image_size=0, channels=0,
-                superposition=dict(num_features=96, dim=32, probability=1 / 32, magnitude_min=0.0, magnitude_max=1.0,
-                                   num_train=50_000, num_test=10_000, seed=0),
-                shapes2d_counts=(3, 6, 40, 32, 32), shapes2d_size=64,
-                stream=False, stream_above_mb=4096.0, stream_chunk=16, stream_workers=2)
+  c.data = sources.config_defaults()  # the shared fields and each source's section (aelab/data/sources)
   c.model = dict(name='ae', hidden=(256,), latent_dim=32, activation='relu', code_activation='identity',
                  likelihood='mse', output_activation='sigmoid', likelihood_std=1.0, tied=False, kl_weight=1.0,
                  net='mlp', conv_channels=(32, 64), num_samples=1, free_bits=0.0, kl_warmup_steps=0,
@@ -73,45 +66,33 @@ def base() -> ml_collections.ConfigDict:
 def set_data(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
   """Applies a config ``arg`` that picks the dataset and returns ``config``.
 
-  ``None`` or ``'digits'``: scikit-learn digits. ``'idx=DIR'``, ``'npz=FILE'``, ``'csv=FILE'``: files;
-  ``'images=DIR'``: a folder of PNG / JPEG images (``data.image_size``, ``data.channels``).
-  Any other name (``'mnist'``, ``'fashion_mnist'``, ...) is a tensorflow-datasets name.
+  ``None`` or ``'digits'``: scikit-learn digits. ``'NAME=PATH'`` for a source that reads a path
+  (``idx=DIR``, ``npz=FILE``, ``csv=FILE``, ``images=DIR``, or a source module's dotted path,
+  ``my_lab.my_source=FILE``); any other name (``'mnist'``, ``'fashion_mnist'``, ...) is a
+  tensorflow-datasets name. A user's source module with a section adds it to ``config.data``.
+  Raises ConfigError for a path missing or given where the source reads none.
   """
   arg = arg or 'digits'
   name, _, path = arg.partition('=')
-  if name in FILE_SOURCES and not path:
-    raise ConfigError(f'Config arg {arg!r} needs a path, e.g. "{name}=path/to/data".')
-  if path and name not in FILE_SOURCES:
-    raise ConfigError(f'Config arg {arg!r}: only {FILE_SOURCES} take "=PATH".')
+  module = sources.module(name)
+  if module.PATH and not path:
+    raise ConfigError(f'Config arg {arg!r} needs a path, e.g. "{name}=path/to/data" ({module.PATH}).')
+  if path and not module.PATH:
+    raise ConfigError(f'Config arg {arg!r}: data.name={name} reads no path; only sources with a path (e.g. '
+                      'idx, npz, csv, images) take "=PATH".')
   config.data.name = name
   if path:
     config.data.path = path
+  if module.SECTION and module.SECTION not in config.data:
+    config.data[module.SECTION] = {k: d for k, (d, _) in module.CONFIG.items()}
   return config
 
 
-def adapt_to_features(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """For tabular CSV data (standardized, unbounded): a Gaussian (VAE) or MSE (AE) likelihood with an
-  identity output, no binarization, unclipped Gaussian corruption. Other data: ``config`` unchanged."""
-  if config.data.name == 'csv':
-    config.model.update(likelihood='gaussian' if config.model.name == 'vae' else 'mse',
-                        output_activation='identity')
-    config.data.binarize = 'none'
-    config.corruption.clip = False
-  return config
-
-
-def adapt_to_shapes2d(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """For ``data.name=shapes2d`` (binary images with known factors): the setting of Chen et al. 2018 on
-  dSprites, an MLP 1200-1200 with a 10-d code and a Bernoulli likelihood, no binarization, batch 64,
-  Adam 1e-4 (Locatello et al. 2019), and the disentanglement metrics at the end (no importance-sampled
-  NLL). Other data: ``config`` unchanged."""
-  if config.data.name == 'shapes2d':
-    config.data.binarize = 'none'
-    config.model.update(hidden=(1200, 1200), latent_dim=10, likelihood='bernoulli', kl_warmup_steps=0)
-    config.optimizer.learning_rate = 1e-4
-    config.train.update(num_epochs=10, batch_size=64)
-    config.eval.nll_samples = 1
-  return config
+def adapt_to_data(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """``config`` adapted by its data source's ``adapt`` (``aelab.data.sources``): csv gives tabular data an
+  identity output and an MSE / Gaussian likelihood; shapes2d the setting of Locatello et al. 2019; other
+  sources leave it unchanged."""
+  return sources.module(config.data.name).adapt(config)
 
 
 def _choice(value, choices, field: str):
@@ -188,8 +169,9 @@ def _validate_types(config: ml_collections.ConfigDict, defaults: ml_collections.
 def _validate_data(d):
   name = d.name
   _check(isinstance(name, str) and name != '', 'data.name must be a dataset name, e.g. digits or mnist.')
-  if name in FILE_SOURCES:
-    _check(bool(d.path), f'data.name={name} needs data.path (the {name} file or directory).')
+  module = sources.module(name)
+  if module.PATH:
+    _check(bool(d.path), f'data.name={name} needs data.path ({module.PATH}).')
   _in_unit_interval(d.test_fraction, 'data.test_fraction', closed=False)
   _choice(d.binarize, BINARIZE, 'data.binarize')
   _in_unit_interval(d.binarize_threshold, 'data.binarize_threshold')
@@ -198,11 +180,7 @@ def _validate_data(d):
          'data.stream=True).')
   _check(d.stream_chunk >= 1 and d.stream_workers >= 1,
          f'data.stream_chunk={d.stream_chunk} and data.stream_workers={d.stream_workers} must be >= 1.')
-  size = (d.image_size,) * 2 if isinstance(d.image_size, int) else tuple(d.image_size)
-  _check(len(size) == 2 and all(isinstance(s, int) and s >= 0 for s in size) and (all(size) or not any(size)),
-         f'data.image_size={d.image_size!r} must be an int (square) or (height, width) in pixels, or 0 for the '
-         'size of the first image.')
-  _choice(d.channels, (0, 1, 3), 'data.channels (1 grey, 3 colour, 0 from the first image)')
+  module.validate(d)
 
 
 def _validate_model(config):

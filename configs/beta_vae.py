@@ -20,4 +20,4 @@ def get_config(arg=None):
   config.model.update(name='vae', hidden=(400,), latent_dim=20, activation='relu', likelihood='bernoulli',
                       kl_weight=4.0, kl_warmup_steps=200 if small else 1000, free_bits=0.0)
   config.train.update(num_epochs=40 if small else 20, batch_size=64)
-  return aelab_config.adapt_to_shapes2d(aelab_config.adapt_to_features(config))
+  return aelab_config.adapt_to_data(config)

@@ -59,7 +59,7 @@ def method_config(name: str, args):
   if args.full:
     config.disent.update(dci_model='gbt')
     return config
-  config.data.update(shapes2d_counts=tuple(args.counts), shapes2d_size=args.size)
+  config.data.shapes2d.update(counts=tuple(args.counts), size=args.size)
   config.model.hidden = (256,)
   config.optimizer.learning_rate = 1e-3
   config.train.update(num_epochs=args.epochs, checkpoint_every=args.epochs)
@@ -76,7 +76,7 @@ def method_sweep(name: str, seeds: int):
 
 def references(config, seeds: int) -> dict:
   """Metrics of the ground-truth factors as codes and of randomly initialised encoders (no training)."""
-  grid = shapes2d.Shapes2D(tuple(config.data.shapes2d_counts), config.data.shapes2d_size)
+  grid = shapes2d.Shapes2D(tuple(config.data.shapes2d.counts), config.data.shapes2d.size)
   d = config.disent
   truth = evaluators.score_encoder(factor_lookup(grid), grid, config)
   rng = np.random.default_rng(metrics.EVAL_SEED)
@@ -108,14 +108,14 @@ def beta1_check(args) -> dict:
   """The issue's check: MIG of beta-VAEs with beta = 1 trained ``--check_epochs`` epochs (``--check_seeds``
   seeds), against the factor values as codes and randomly initialised encoders of the same seeds, all on
   the same ``--check_points`` samples. ``--check_net=paper`` (default): the MLP 1200-1200 and Adam 1e-4 of
-  Chen et al. 2018 / Locatello et al. 2019 (``config.adapt_to_shapes2d``); ``small``: the study's 256, 1e-3."""
+  Chen et al. 2018 / Locatello et al. 2019 (``aelab.data.sources.shapes2d.adapt``); ``small``: the study's 256, 1e-3."""
   from aelab.train import engine  # noqa: PLC0415
   config = method_config('beta_vae', args)
   if args.check_net == 'paper':
     config.model.hidden, config.optimizer.learning_rate = (1200, 1200), 1e-4
   config.train.update(num_epochs=args.check_epochs, checkpoint_every=args.check_epochs)
   config.disent.update(eval_points=args.check_points, score_points=(20, 20))  # only MIG is compared
-  grid = shapes2d.Shapes2D(tuple(config.data.shapes2d_counts), config.data.shapes2d_size)
+  grid = shapes2d.Shapes2D(tuple(config.data.shapes2d.counts), config.data.shapes2d.size)
   factors = grid.sample_factors(args.check_points, np.random.default_rng(metrics.EVAL_SEED))  # as evaluate's
   trained, random = [], []
   for seed in range(args.check_seeds):

@@ -128,9 +128,9 @@ def score_encoder(encode: Callable[[np.ndarray], np.ndarray], sampler: disentang
 def disentanglement_scores(ctx: Context) -> dict[str, float]:
   """``test/mig``, ``test/sap``, ``test/dci_*``, ``test/modularity``, ``test/beta_vae_score``,
   ``test/factor_vae_score`` (in [0, 1]): :func:`score_encoder` of the model's encoder on the factor grid of
-  ``extras['factor_counts']`` (``data.shapes2d_size`` pixels), encoded on the host in jitted batches."""
+  ``extras['factor_counts']`` (``data.shapes2d.size`` pixels), encoded on the host in jitted batches."""
   counts = tuple(ctx.dataset.extras['factor_counts'])
-  sampler = ctx.compiled('factor_sampler', lambda: shapes2d.Shapes2D(counts, ctx.config.data.shapes2d_size))
+  sampler = ctx.compiled('factor_sampler', lambda: shapes2d.Shapes2D(counts, ctx.config.data.shapes2d.size))
   encode = ctx.compiled('encode', lambda: jax.jit(ctx.family.encode))
   return score_encoder(lambda x: np.asarray(encode(ctx.params, x)), sampler, ctx.config)
 
