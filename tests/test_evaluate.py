@@ -71,7 +71,7 @@ def test_evaluate_writes_the_test_keys_training_wrote_for_a_vae(vae_workdir, tmp
 
 def _beta_vae_shapes2d():
   config = small(load_config('beta_vae', 'shapes2d'), epochs=1)
-  config.data.update(shapes2d_counts=(3, 2, 4, 4, 4), shapes2d_size=16)
+  config.data.shapes2d.update(counts=(3, 2, 4, 4, 4), size=16)
   config.model.hidden = (32,)
   config.disent.update(eval_points=200, score_points=(20, 10), dci_model='forest')
   return config
