@@ -15,8 +15,10 @@ per process (:func:`process_options`): every process is its own primary host and
 barriers, and nothing waits for the others; the directories only share the file system. Only orbax's
 public API is used.
 """
+import asyncio
 import dataclasses
 import json
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +26,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import tensorstore as ts
 
 POINTER = 'checkpoint.json'
 STATE, DATA_ITERATOR = 'state', 'data_iterator'  # the items of a step
@@ -117,12 +120,46 @@ class GroupCheckpoints:
 
 
 def _this_process(state: Any) -> Any:
-  """``state`` as arrays that this process writes itself. With several processes, every process saves its
-  own groups, and orbax writes host (numpy) arrays from process 0 only: they go on this process's first
-  device, where orbax writes each array's one shard from the process that holds it."""
+  """``state`` as arrays that this process writes itself: with several processes, host (numpy) arrays
+  (orbax refuses device arrays that only this process holds), written by :class:`ThisProcessNumpyHandler`."""
   if jax.process_count() == 1:
     return state
-  return jax.device_put(jax.device_get(state), jax.local_devices()[0])
+  if not isinstance(ocp.type_handlers.get_type_handler(np.ndarray), ThisProcessNumpyHandler):
+    logging.getLogger('absl').addFilter(
+        lambda record: not any(s in record.getMessage() for s in ('for `primary_host=None`', 'overriding np.ndarray')))
+    ocp.type_handlers.register_type_handler(np.ndarray, ThisProcessNumpyHandler(), override=True)
+  return jax.device_get(state)
+
+
+class ThisProcessNumpyHandler(ocp.type_handlers.NumpyHandler):
+  """orbax's handler of host (numpy) arrays, writing on every process. orbax's own takes host arrays as
+  replicated and writes them from process 0 only, so another process's checkpoint would hold no data;
+  this one overrides the public ``serialize`` and writes each array with TensorStore at the spec orbax
+  gives (``ocp.type_handlers.get_json_tspec_write``; with OCDBT, in this process's subdirectory). Reading
+  is orbax's own. Registered for ``np.ndarray`` only in runs of several processes."""
+
+  async def serialize(self, values: Sequence[np.ndarray], infos: Sequence[Any],
+                      args: Sequence[Any] | None = None) -> list[Any]:
+    args = args or [ocp.SaveArgs()] * len(values)
+    values = [np.array(v, copy=True) for v in values]  # training goes on while they are written
+    return [ocp.future.CommitFutureAwaitingContractedSignals(self._write(values, infos, args),
+                                                               name='this_process_numpy')]
+
+  async def _write(self, values: Sequence[np.ndarray], infos: Sequence[Any], args: Sequence[Any]) -> None:
+    writes = []
+    for value, info, arg in zip(values, infos, args, strict=True):
+      await info.await_path_creation()
+      spec = ocp.type_handlers.get_json_tspec_write(
+          info, use_ocdbt=info.is_ocdbt_checkpoint, global_shape=value.shape, local_shape=value.shape,
+          dtype=value.dtype, process_index=jax.process_index() if info.is_ocdbt_checkpoint else None,
+          arg=arg)
+      writes.append(_write_array(value, spec, info.ts_context))
+    await asyncio.gather(*writes)
+
+
+async def _write_array(value: np.ndarray, spec: dict, context: Any) -> None:
+  store = await ts.open(ts.Spec(spec), create=True, open=True, context=context)
+  await store.write(value)
 
 
 def read_pointer(run_dir: str) -> dict[str, Any] | None:
