@@ -4,6 +4,7 @@ import os
 
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 
 from aelab.train import checkpoints
 
@@ -75,3 +76,14 @@ def test_a_pointer_finds_the_newest_checkpoint_at_or_before_its_epoch(tmp_path):
   assert checkpoints.latest(str(run_dir)) == (str(directory), 2, 2)
   checkpoints.write_pointer(str(run_dir), str(directory), 2, 1)  # a run that diverged after epoch 1
   assert checkpoints.latest(str(run_dir)) == (str(directory), 2, 1)
+
+
+def test_a_checkpoint_of_an_older_aelab_restores(tmp_path):
+  """Before the steps had named items, a step held the state alone, as orbax's unnamed item ``default``."""
+  old = ocp.CheckpointManager(str(tmp_path), item_handlers=ocp.StandardCheckpointHandler())
+  old.save(3, args=ocp.args.StandardSave(_state(3.0)))
+  old.close()
+  ckpt = checkpoints.GroupCheckpoints(str(tmp_path))
+  assert ckpt.shapes(3) == [(3, 4, 2), (3,)] and ckpt.data_iterator(3) is None
+  assert ckpt.restore(3, _state(0.0))['step'].tolist() == [3, 3, 3]
+  ckpt.close()

@@ -30,6 +30,7 @@ import tensorstore as ts
 
 POINTER = 'checkpoint.json'
 STATE, DATA_ITERATOR = 'state', 'data_iterator'  # the items of a step
+LEGACY_STATE = 'default'  # the state of a checkpoint written before the steps had named items
 
 
 def process_options() -> ocp.options.MultiprocessingOptions:
@@ -72,6 +73,7 @@ class GroupCheckpoints:
     options = ocp.CheckpointManagerOptions(create=False, enable_async_checkpointing=True, preservation_policy=policy,
                                            enable_background_delete=True, multiprocessing_options=multiprocessing)
     handlers = {STATE: ocp.StandardCheckpointHandler(multiprocessing_options=multiprocessing),
+                LEGACY_STATE: ocp.StandardCheckpointHandler(multiprocessing_options=multiprocessing),
                 DATA_ITERATOR: ocp.JsonCheckpointHandler(multiprocessing_options=multiprocessing)}
     self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
@@ -94,13 +96,18 @@ class GroupCheckpoints:
 
   def shapes(self, epoch: int) -> list[tuple[int, ...]]:
     """Shapes of the stored arrays of ``epoch`` (with the leading model axis), in tree order."""
-    return [tuple(leaf.shape) for leaf in jax.tree.leaves(self.manager.item_metadata(epoch)[STATE])]
+    return [tuple(leaf.shape) for leaf in jax.tree.leaves(self.manager.item_metadata(epoch)[self._state_item(epoch)])]
 
   def restore(self, epoch: int, abstract_state: Any) -> Any:
     """The stored state of ``epoch`` (host arrays) shaped like ``abstract_state`` (leading model axis)."""
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract_state)
-    restored = self.manager.restore(epoch, args=ocp.args.Composite(**{STATE: ocp.args.StandardRestore(abstract)}))
-    return jax.tree.map(np.asarray, restored[STATE])
+    item = self._state_item(epoch)
+    restored = self.manager.restore(epoch, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(abstract)}))
+    return jax.tree.map(np.asarray, restored[item])
+
+  def _state_item(self, epoch: int) -> str:
+    """``state``, or ``default`` in a checkpoint of an older aelab (one unnamed item, the state)."""
+    return LEGACY_STATE if LEGACY_STATE in self.manager.item_metadata(epoch) else STATE
 
   def data_iterator(self, epoch: int) -> dict | None:
     """The ``data_iterator`` item of ``epoch`` (what :meth:`save` got), or None where it has none."""
