@@ -163,9 +163,9 @@ DAMAGES = {  # what a user may do to a workdir, and what the one error line must
     'config.json with a None': (lambda w: _set_latent_dim(w, None), r'model.latent_dim=None must be an integer'),
     'config.json not an object': (lambda w: (w / 'config.json').write_text('[1, 2]'), 'must be a JSON object'),
     'truncated checkpoint data': (
-        lambda w: [_truncate(p) for p in w.glob('checkpoints/*/default/ocdbt.process_0/d/*')], 'checkpoint'),
-    'truncated _METADATA': (lambda w: [_truncate(p) for p in w.glob('checkpoints/*/default/_METADATA')], 'checkpoint'),
-    'deleted checkpoint data': (lambda w: [p.unlink() for p in w.glob('checkpoints/*/default/ocdbt.process_0/d/*')],
+        lambda w: [_truncate(p) for p in w.glob('checkpoints/*/state/ocdbt.process_0/d/*')], 'checkpoint'),
+    'truncated _METADATA': (lambda w: [_truncate(p) for p in w.glob('checkpoints/*/state/_METADATA')], 'checkpoint'),
+    'deleted checkpoint data': (lambda w: [p.unlink() for p in w.glob('checkpoints/*/state/ocdbt.process_0/d/*')],
                                 'checkpoint'),
     'torn checkpoint.json': (lambda w: _truncate(w / 'checkpoint.json'), 'checkpoint'),
 }

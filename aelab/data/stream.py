@@ -16,17 +16,15 @@ reader (``aelab.data.sources``), the same one ``data.load`` reads, so both raise
 - any other object: :func:`dataset` takes any random-access object with ``__len__`` and ``__getitem__``
   (records are image arrays, or dicts with an ``'image'`` array).
 
-:func:`epoch_batches` is the grain pipeline of one epoch: a seeded permutation of this process's shard
-(``numpy``'s Philox seeded with ``(seed, epoch)``), read as batches by grain's worker threads and
-prefetched while the device trains. The training loop (``aelab/engine.py``) scans over chunks of
-``data.stream_chunk`` batches per compiled call and checkpoints the iterator state with the run.
+:func:`epoch_batches` is the grain pipeline of one epoch, built of grain's own transformations: this
+process's shard (a slice), shuffled with a seed drawn from ``(seed, epoch)``, batched, read by grain's
+worker threads and prefetched while the device trains, and grouped into chunks of ``data.stream_chunk``
+batches, one compiled call each (``aelab/train/engine.py``). The iterator's state (``get_state()``) is
+saved as the ``data_iterator`` item of the group's orbax checkpoint (``aelab/train/checkpoints.py``).
 """
 from __future__ import annotations
 
-import json
-import os
 import pathlib
-from collections.abc import Iterator
 from typing import Any
 
 import grain
@@ -38,9 +36,6 @@ from aelab import data
 from aelab.data import arrays, sources
 from aelab.data.sources import tfds
 from aelab.data.sources.npz import NpyFile
-
-STATE_FILE = 'stream.json'
-
 
 class Stream:
   """The training examples of a streamed dataset: ``len``, ``shape`` (N, D) and ``read(indices)``.
@@ -173,53 +168,35 @@ def _holdout(n: int, data_config: ml_collections.ConfigDict, where: str) -> tupl
 
 
 def epoch_batches(train: Stream, batch_size: int, seed: int, epoch: int, *, shard_index: int = 0,
-                  shard_count: int = 1, workers: int = 2, prefetch: int = 16,
+                  shard_count: int = 1, chunk: int | None = None, workers: int = 2, prefetch: int = 16,
                   state: dict | None = None) -> grain.DatasetIterator:
   """The grain iterator over one epoch's batches (uint8 B x D or float32) of this process's shard.
 
-  The shard is examples ``shard_index, shard_index + shard_count, ...`` (each process reads its own);
-  its order is a permutation seeded with ``(seed, epoch)``, the same in every run with that seed. The
-  ``len(shard) // batch_size`` full batches are read by ``workers`` grain threads and up to ``prefetch``
-  batches wait ready. ``state`` (from the iterator's ``get_state()``) continues an iterator where it was.
+  All of it is grain's transformations: the shard is ``MapDataset.range(N)[shard_index::shard_count]``
+  (process ``k`` of ``P`` reads examples ``k, k + P, ...``), shuffled by ``MapDataset.shuffle`` with a seed
+  drawn from ``(seed, epoch)`` (the same order in every run with that seed), cut into its
+  ``len(shard) // batch_size`` full batches (``batch(drop_remainder=True)``), each read by
+  ``Stream.read`` in one of ``workers`` grain threads with up to ``prefetch`` batches ready. With ``chunk``,
+  consecutive batches are grouped into ``C x B x D`` arrays of ``chunk`` batches (the last may hold fewer).
+  ``state`` (the iterator's ``get_state()``, a JSON-able dict) continues an iterator where it was.
+
+  Raises DataError when the shard holds less than one batch.
   """
-  rows = np.arange(shard_index, len(train), shard_count)
+  rows = grain.MapDataset.range(len(train))[shard_index::shard_count]
   if len(rows) < batch_size:
     raise data.DataError(f'{train.where}: shard {shard_index} of {shard_count} holds {len(rows)} examples, fewer '
                          f'than one batch of {batch_size}; lower train.batch_size.')
-  order = rows[np.random.Generator(np.random.Philox(key=[seed, epoch])).permutation(len(rows))]
-  batches_B = order[:len(order) // batch_size * batch_size].reshape(-1, batch_size)
-  source = grain.MapDataset.source(batches_B).map(train.read)
-  iterator = iter(source.to_iter_dataset(grain.ReadOptions(num_threads=workers, prefetch_buffer_size=prefetch)))
+  batches = rows.shuffle(seed=epoch_seed(seed, epoch)).batch(batch_size, drop_remainder=True).map(train.read)
+  batches = batches.to_iter_dataset(grain.ReadOptions(num_threads=workers, prefetch_buffer_size=prefetch))
+  if chunk is not None:
+    batches = batches.batch(chunk, drop_remainder=False)
+  iterator = iter(batches)
   if state is not None:
     iterator.set_state(state)
   return iterator
 
 
-def chunks(batches: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
-  """Groups consecutive batches into ``C x B x D`` arrays of ``size`` batches (the last may hold fewer)."""
-  chunk = []
-  for batch in batches:
-    chunk.append(batch)
-    if len(chunk) == size:
-      yield np.stack(chunk)
-      chunk = []
-  if chunk:
-    yield np.stack(chunk)
-
-
-def write_state(run_dir: str, state: dict) -> None:
-  """Writes a streamed run's iterator state (``{'seed', 'epoch', 'iterator'}``: grain's ``get_state()``)
-  as ``stream.json`` in ``run_dir``, atomically, in the same step as the run's checkpoint pointer."""
-  tmp = os.path.join(run_dir, STATE_FILE + '.tmp')
-  with open(tmp, 'w') as f:
-    json.dump(state, f)
-  os.replace(tmp, os.path.join(run_dir, STATE_FILE))
-
-
-def read_state(run_dir: str) -> dict | None:
-  """The iterator state :func:`write_state` wrote in ``run_dir``, or None."""
-  path = os.path.join(run_dir, STATE_FILE)
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
+def epoch_seed(seed: int, epoch: int) -> int:
+  """The shuffle seed of ``epoch`` (an int in [0, 2**32), as grain takes), drawn from ``(seed, epoch)`` by
+  numpy's ``SeedSequence``: unrelated orders for neighbouring seeds and epochs."""
+  return int(np.random.SeedSequence((seed, epoch)).generate_state(1)[0])

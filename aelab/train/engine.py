@@ -340,10 +340,10 @@ class _Loop:
     seed = self._stream_seed()
 
     def epoch_fn(state, x_train, x_test, x_fig, epoch, train_keys, hp):
-      batches = stream.epoch_batches(train, self.cfg.batch_size, seed, epoch, workers=data_cfg.stream_workers,
-                                     prefetch=2 * data_cfg.stream_chunk)
+      batches = stream.epoch_batches(train, self.cfg.batch_size, seed, epoch, chunk=data_cfg.stream_chunk,
+                                     workers=data_cfg.stream_workers, prefetch=2 * data_cfg.stream_chunk)
       metrics_KxC = []
-      for x_CxBxD in stream.chunks(batches, data_cfg.stream_chunk):
+      for x_CxBxD in batches:
         state, step_metrics = p.chunk(state, p.replicate(x_CxBxD), epoch, train_keys, hp)
         metrics_KxC.append(step_metrics)
       self.stream_state = {'seed': seed, 'epoch': epoch, 'iterator': batches.get_state()}
@@ -356,7 +356,7 @@ class _Loop:
     """The seed of the streamed batch order: the one stored with a resumed run's checkpoint (so the
     run continues in its own order, even resumed alone after a sweep), else the first run's ``seed``."""
     if self.group.start_epoch and self.group.outs:
-      stored = stream.read_state(self.group.outs[0].path)
+      stored = checkpoints.data_iterator(self.group.outs[0].path, self.group.start_epoch)
       if stored is not None:
         return int(stored['seed'])
     return int(self.runs[0].config.seed)
@@ -414,11 +414,9 @@ class _Loop:
     if self.ckpt is None:
       return
     with self.timer('checkpoints'):
-      self.ckpt.save(epoch, state, self.pinned)
+      self.ckpt.save(epoch, state, self.pinned, data_iterator=self.stream_state)
       for m in np.flatnonzero(self.alive):
         self.good_epoch[m] = epoch
-        if self.stream_state is not None:
-          stream.write_state(self.group.outs[m].path, self.stream_state)
         checkpoints.write_pointer(self.group.outs[m].path, self.ckpt.directory, int(m), epoch)
 
   def _finish(self, state: Any) -> list[dict | None]:
