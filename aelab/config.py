@@ -18,6 +18,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from aelab.errors import ConfigError, check, check_choice  # noqa: F401  (aelab.config.ConfigError, as before)
+from aelab.data import sources
 from aelab.nn import corruption, nets
 
 from aelab import models
@@ -27,7 +28,6 @@ BINARIZE = ('none', 'static', 'dynamic')
 OPTIMIZERS = ('adam', 'adamw', 'sgd', 'adadelta')
 NETS = ('mlp', 'conv')
 SCHEDULES = ('constant', 'cosine', 'warmup_cosine')
-FILE_SOURCES = ('idx', 'npz', 'csv', 'images')
 
 # Fields that change only what a run writes or how fast, never its trained parameters or its per-epoch
 # metrics: a workdir may be resumed with other values of these (``workdir.check_same_run``). Every other
@@ -35,48 +35,14 @@ FILE_SOURCES = ('idx', 'npz', 'csv', 'images')
 OUTPUT_ONLY_FIELDS = frozenset({
     'train.figures_every', 'train.num_figure_images', 'train.checkpoint_every', 'train.keep_checkpoints',
     'train.compilation_cache', 'train.compilation_cache_dir', 'eval.final_metrics', 'eval.nll_samples',
-    'eval.nll_batch_size', 'eval.nll_chunk_size', 'eval.projection', 'data.tfds_data_dir',
+    'eval.nll_batch_size', 'eval.nll_chunk_size', 'eval.projection', 'data.tfds.data_dir',
     'eval.disent_points', 'eval.score_points', 'eval.dci_model', 'data.stream_chunk', 'data.stream_workers'})
 
 # The base config as data: {section: {field: (default, meaning)}}; a field outside any section (seed) is
-# (default, meaning) at the top. A default of None is an optional string (a path), unset.
+# (default, meaning) at the top. A default of None is an optional string (a path), unset. config.data is
+# the data sources' (aelab.data.sources: the shared fields and each source's section).
 BASE: dict[str, Any] = {
     'seed': (0, 'root of every random key (initialization, data order, corruption, sampling)'),
-    'data': {
-        'name': ('digits', "the data source: 'digits', 'idx', 'npz', 'csv', 'images', 'shapes2d', "
-                 "'superposition' or a tensorflow-datasets name ('mnist', ...)"),
-        'path': (None, 'file or directory of a file source (idx, npz, csv, images)'),
-        'test_path': (None, 'optional separate test file of an npz or csv source'),
-        'test_fraction': (0.2, 'held-out fraction where the source has a single split, in (0, 1)'),
-        'split_seed': (0, 'seed of the held-out split of a single-split source'),
-        'binarize': ('none', "'none', 'static' (once) or 'dynamic' (a fresh Bernoulli sample per use) binarization"),
-        'binarize_threshold': (0.5, 'threshold of static binarization of the test images, in [0, 1]'),
-        'standardize': (True, 'standardize tabular features with the train mean and std'),
-        'tfds_data_dir': (None, "tensorflow-datasets' data directory (None: its default)"),
-        'max_train_examples': (0, 'use at most this many training examples (0: all)'),
-        'max_test_examples': (0, 'use at most this many test examples (0: all)'),
-        'image_size': (0, 'images source: resize to this size in pixels, int or (height, width); 0: the first '
-                       "image's"),
-        'channels': (0, "images source: 1 grey, 3 colour, 0 the first image's"),
-        'superposition': {
-            'num_features': (96, 'superposition source: number of sparse ground-truth features'),
-            'dim': (32, 'superposition source: dimension of the activations'),
-            'probability': (1 / 32, 'superposition source: probability that a feature is active'),
-            'magnitude_min': (0.0, 'superposition source: smallest magnitude of an active feature'),
-            'magnitude_max': (1.0, 'superposition source: largest magnitude of an active feature'),
-            'num_train': (50_000, 'superposition source: training examples'),
-            'num_test': (10_000, 'superposition source: test examples'),
-            'seed': (0, 'superposition source: seed of the feature directions and the samples'),
-        },
-        'shapes2d_counts': ((3, 6, 40, 32, 32), 'shapes2d source: values of each factor (shape, scale, '
-                            'orientation, x, y)'),
-        'shapes2d_size': (64, 'shapes2d source: image size in pixels'),
-        'stream': (False, 'stream the training split through grain instead of holding it on the device'),
-        'stream_above_mb': (4096.0, 'stream automatically above this many MB of float32 data (0: only with '
-                            'data.stream)'),
-        'stream_chunk': (16, 'streamed batches per compiled call'),
-        'stream_workers': (2, 'grain worker processes of a streamed source'),
-    },
     'model': {
         'name': ('ae', "the model family: a module of aelab/models ('ae', 'vae', ...) or the dotted path of "
                  "your own (my_lab.my_family)"),
@@ -145,7 +111,8 @@ def base(name: str = 'ae') -> ml_collections.ConfigDict:
   """Every field a run reads, with defaults: a small MSE autoencoder on scikit-learn ``digits``, with
   ``model.name = name`` and that family's sections (:func:`with_family`). Raises ConfigError for an
   unknown family."""
-  config = ml_collections.ConfigDict(_defaults(BASE))
+  defaults = _defaults(BASE)
+  config = ml_collections.ConfigDict({'seed': defaults.pop('seed'), 'data': sources.config_defaults(), **defaults})
   return with_family(config, name)
 
 
@@ -163,8 +130,9 @@ def with_family(config: ml_collections.ConfigDict, name: str | None = None) -> m
 
 
 def schema() -> dict[str, dict[str, tuple[Any, str]]]:
-  """``{section: {field: (default, meaning)}}`` of the base config and of every family in aelab; sections
-  are dotted (``'data.superposition'``) and the top-level fields (``seed``) are section ``''``."""
+  """``{section: {field: (default, meaning)}}`` of the base config (``data.*`` from ``sources.schema``) and
+  of every family in aelab; sections are dotted (``'data.superposition'``) and the top-level fields
+  (``seed``) are section ``''``. The docs' configs page is generated from it."""
   found: dict[str, dict[str, tuple[Any, str]]] = {}
 
   def add(prefix: str, section: dict):
@@ -176,6 +144,7 @@ def schema() -> dict[str, dict[str, tuple[Any, str]]]:
         found[prefix][k] = v
 
   add('', BASE)
+  found.update(sources.schema())
   for name in models.available():
     for section, fields in models.sections(name).items():
       add(section, fields)
@@ -185,45 +154,35 @@ def schema() -> dict[str, dict[str, tuple[Any, str]]]:
 def set_data(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
   """Applies a config ``arg`` that picks the dataset and returns ``config``.
 
-  ``None`` or ``'digits'``: scikit-learn digits. ``'idx=DIR'``, ``'npz=FILE'``, ``'csv=FILE'``: files;
-  ``'images=DIR'``: a folder of PNG / JPEG images (``data.image_size``, ``data.channels``).
-  Any other name (``'mnist'``, ``'fashion_mnist'``, ...) is a tensorflow-datasets name.
+  ``None`` or ``'digits'``: scikit-learn digits. ``'NAME=PATH'`` for a source that reads a path
+  (``idx=DIR``, ``npz=FILE``, ``csv=FILE``, ``images=DIR``, or a source module's dotted path,
+  ``my_lab.my_source=FILE``); any other name (``'mnist'``, ``'fashion_mnist'``, ...) is a
+  tensorflow-datasets name. A user's source module with a section adds it to ``config.data``.
+  Raises ConfigError for a path missing or given where the source reads none.
   """
   arg = arg or 'digits'
   name, _, path = arg.partition('=')
-  if name in FILE_SOURCES and not path:
-    raise ConfigError(f'Config arg {arg!r} needs a path, e.g. "{name}=path/to/data".')
-  if path and name not in FILE_SOURCES:
-    raise ConfigError(f'Config arg {arg!r}: only {FILE_SOURCES} take "=PATH".')
+  module = sources.module(name)
+  if module.PATH and not path:
+    raise ConfigError(f'Config arg {arg!r} needs a path, e.g. "{name}=path/to/data" ({module.PATH}).')
+  if path and not module.PATH:
+    raise ConfigError(f'Config arg {arg!r}: data.name={name} reads no path; only sources with a path (e.g. '
+                      'idx, npz, csv, images) take "=PATH".')
   config.data.name = name
   if path:
     config.data.path = path
+  if module.SECTION and module.SECTION not in config.data:
+    config.data[module.SECTION] = {k: d for k, (d, _) in module.CONFIG.items()}
   return config
 
 
-def adapt_to_features(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """For tabular CSV data (standardized, unbounded): a Gaussian (families that need a normalized
-  likelihood, the VAEs) or MSE likelihood with an
-  identity output, no binarization, unclipped Gaussian corruption. Other data: ``config`` unchanged."""
-  if config.data.name == 'csv':
-    normalized = 'mse' not in models.likelihoods(config.model.name)  # a VAE's ELBO needs a density
-    config.model.update(likelihood='gaussian' if normalized else 'mse', output_activation='identity')
-    config.data.binarize = 'none'
-    config.corruption.clip = False
-  return config
-
-
-def adapt_to_shapes2d(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """For ``data.name=shapes2d`` (binary images with known factors): the setting of Chen et al. 2018 on
-  dSprites, an MLP 1200-1200 with a 10-d code and a Bernoulli likelihood, no binarization, batch 64,
-  Adam 1e-4 (Locatello et al. 2019), and the disentanglement metrics at the end (no importance-sampled
-  NLL). Other data: ``config`` unchanged."""
-  if config.data.name == 'shapes2d':
-    config.data.binarize = 'none'
-    config.model.update(hidden=(1200, 1200), latent_dim=10, likelihood='bernoulli')
-    config.optimizer.learning_rate = 1e-4
-    config.train.update(num_epochs=10, batch_size=64)
-    config.eval.nll_samples = 1
+def adapt_to_data(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """``config`` adapted by its data source's ``adapt`` (``aelab.data.sources``): csv gives tabular data an
+  identity output and an MSE likelihood, a Gaussian one for a family that needs a normalized likelihood (its
+  ``LIKELIHOODS``: the VAEs); shapes2d the setting of Locatello et al. 2019; other sources leave it unchanged."""
+  config = sources.module(config.data.name).adapt(config)
+  if config.model.likelihood == 'mse' and 'mse' not in models.likelihoods(config.model.name):
+    config.model.likelihood = 'gaussian'  # MSE's density: a Gaussian of fixed std (model.likelihood_std)
   return config
 
 
@@ -298,8 +257,9 @@ def _validate_types(config: ml_collections.ConfigDict, defaults: ml_collections.
 def _validate_data(d):
   name = d.name
   _check(isinstance(name, str) and name != '', 'data.name must be a dataset name, e.g. digits or mnist.')
-  if name in FILE_SOURCES:
-    _check(bool(d.path), f'data.name={name} needs data.path (the {name} file or directory).')
+  module = sources.module(name)
+  if module.PATH:
+    _check(bool(d.path), f'data.name={name} needs data.path ({module.PATH}).')
   _in_unit_interval(d.test_fraction, 'data.test_fraction', closed=False)
   _choice(d.binarize, BINARIZE, 'data.binarize')
   _in_unit_interval(d.binarize_threshold, 'data.binarize_threshold')
@@ -308,11 +268,7 @@ def _validate_data(d):
          'data.stream=True).')
   _check(d.stream_chunk >= 1 and d.stream_workers >= 1,
          f'data.stream_chunk={d.stream_chunk} and data.stream_workers={d.stream_workers} must be >= 1.')
-  size = (d.image_size,) * 2 if isinstance(d.image_size, int) else tuple(d.image_size)
-  _check(len(size) == 2 and all(isinstance(s, int) and s >= 0 for s in size) and (all(size) or not any(size)),
-         f'data.image_size={d.image_size!r} must be an int (square) or (height, width) in pixels, or 0 for the '
-         'size of the first image.')
-  _choice(d.channels, (0, 1, 3), 'data.channels (1 grey, 3 colour, 0 from the first image)')
+  module.validate(d)
 
 
 def _validate_model(m):
@@ -443,3 +399,4 @@ def default_cache_dir() -> str:
   ``~/.cache/aelab/jax``)."""
   root = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
   return os.path.join(root, 'aelab', 'jax')
+

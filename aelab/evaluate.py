@@ -2,43 +2,52 @@
 
   python -m aelab.evaluate --workdir=runs/vae_mnist [--k=5000]
 
-Recomputes the ``test/*`` metrics and adds the end-of-training metrics (``metrics.final_metrics``):
-``test/active_units`` and, for a VAE, ``test/nll``, the importance-sampled ``-log p(x)`` in nats per
-example with ``test/nll_k`` samples (Burda et al. 2016).
+Recomputes the ``test/*`` metrics that training wrote, from the one registry training uses
+(``aelab.eval.evaluators.final_metrics``): the test split's metrics and, with ``eval.final_metrics``,
+``test/active_units``, for a VAE ``test/nll`` (the importance-sampled ``-log p(x)`` in nats per example with
+``test/nll_k`` samples, Burda et al. 2016; ``--k`` overrides ``eval.nll_samples``), on shapes2d the
+disentanglement scores (``test/mig``, ``test/dci_*``, ...), and what the family or data source declares.
+``--final_metrics`` adds those to a run trained with ``eval.final_metrics=False``.
 """
 import argparse
 import os
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 
 from aelab import api, cli, data
 
 from aelab.train import engine
 
-from aelab.eval import metrics
+from aelab.eval import evaluators
+from aelab.train.program import on_stored_inputs
 from aelab.train.workdir import Workdir
 
 
-def evaluate_workdir(workdir: str, num_samples: int | None = None) -> dict[str, Any]:
+def evaluate_workdir(workdir: str, num_samples: int | None = None, final_metrics: bool | None = None
+                     ) -> dict[str, Any]:
   """Evaluates the latest checkpoint of a finished (or interrupted) run and updates its summary.json.
 
-  Rebuilds the run from ``workdir/config.json`` (``aelab.load``), recomputes the ``test/*`` metrics and
-  adds :func:`metrics.final_metrics` (``k = num_samples`` or ``eval.nll_samples``). Returns the updated
-  summary. Raises FileNotFoundError when the workdir has no config.json or no checkpoint, ConfigError for
-  a damaged config.json, api.CheckpointError for a checkpoint whose files cannot be read.
+  Rebuilds the run from ``workdir/config.json`` (``aelab.load``) and writes every key of
+  :func:`evaluators.final_metrics` (``k = num_samples`` or ``eval.nll_samples``), as training did; the
+  other keys of summary.json are kept. ``final_metrics`` (default ``eval.final_metrics``) True adds the
+  end-of-training evaluators to a run trained without them. Returns the updated summary. Raises
+  FileNotFoundError when the workdir has no config.json or no checkpoint, ConfigError for a damaged
+  config.json, api.CheckpointError for a checkpoint whose files cannot be read.
   """
   config = api.read_config(workdir)
   dataset = data.load(config.data)
   trained = api.load(workdir, dataset)
+  family = on_stored_inputs(trained.family, dataset.to_float32)  # as training evaluates: the stored test split
   hp = engine.make_run(config, dataset.shape).hp
-  x_test = jnp.asarray(dataset.x_test)
-  evaluate = metrics.make_evaluate(trained.family.eval, config.train.eval_batch_size, trained.family.split_eval)
-  test = {f'test/{k}': float(v) for k, v in jax.device_get(evaluate(trained.params, x_test, hp)).items()}
+  evaluated = config.copy_and_resolve_references()
+  if final_metrics is not None:
+    evaluated.eval.final_metrics = final_metrics
+  final = evaluators.final_metrics(family, evaluated, trained.params, hp, dataset, jnp.asarray(dataset.test),
+                                   num_samples)
   out = Workdir(workdir, config)
   summary = out.read_summary() or {'epochs': trained.epoch}
-  summary.update({**test, **metrics.final_metrics(trained.family, config, trained.params, x_test, num_samples)})
+  summary.update(final)
   out.write_summary(summary)
   return summary
 
@@ -47,13 +56,15 @@ def main(argv: list[str] | None = None) -> None:
   parser = argparse.ArgumentParser(prog='python -m aelab.evaluate', description=evaluate_workdir.__doc__)
   parser.add_argument('--workdir', required=True, help='directory of a training run (config.json, checkpoints/)')
   parser.add_argument('--k', type=int, default=None, help='importance samples for test/nll (default: eval.nll_samples)')
+  parser.add_argument('--final_metrics', action='store_true',
+                      help='add the end-of-training metrics to a run trained with eval.final_metrics=False')
   parser.add_argument('--debug', action='store_true', help='show the traceback of an error instead of one line')
   args = parser.parse_args(argv)
   if args.k is not None and args.k < 1:
     parser.error(f'--k={args.k}: the importance-sampled NLL needs k >= 1.')
   with cli.reporting(args.debug, args.workdir, exiting=__name__ == '__main__'):
     try:
-      summary = evaluate_workdir(args.workdir, args.k)
+      summary = evaluate_workdir(args.workdir, args.k, True if args.final_metrics else None)
     except data.DataError as e:
       raise data.DataError(f'{e} (data paths in config.json are relative to where training ran)') from e
   shown = ', '.join(f'{k}={v:.4g}' for k, v in summary.items() if k.startswith('test/'))

@@ -22,4 +22,4 @@ def get_config(arg=None):
                     gen_learning_rate=1e-3, adversarial_weight=1.0, mixture_components=10, mixture_radius=4.0,
                     mixture_std=0.5)
   config.train.update(num_epochs=40 if small else 20, batch_size=64 if small else 100)
-  return aelab_config.adapt_to_features(config)
+  return aelab_config.adapt_to_data(config)

@@ -15,4 +15,4 @@ def get_config(arg=None):
   config.model.update(hidden=(128,) if small else (512,), latent_dim=16 if small else 32,
                       activation='relu', likelihood='mse', output_activation='sigmoid')
   config.train.update(num_epochs=40 if small else 20, batch_size=64 if small else 128)
-  return aelab_config.adapt_to_features(config)
+  return aelab_config.adapt_to_data(config)

@@ -3,8 +3,8 @@ beta_tcvae.tc_weight (beta; 1 is the plain VAE), estimated by minibatch-weighted
 
   python -m aelab.main --config=configs/beta_tcvae.py --workdir=/tmp/beta_tcvae            # bundled digits, offline
   python -m aelab.main --config=configs/beta_tcvae.py:shapes2d --workdir=/tmp/tcvae_shapes  # test/mig, ...
-  python -m aelab.main --config=configs/beta_tcvae.py:shapes2d --config.data.shapes2d_counts="(3,3,8,8,8)" \\
-      --config.data.shapes2d_size=32 --config.beta_tcvae.tc_weight=4 --workdir=/tmp/tcvae_small
+  python -m aelab.main --config=configs/beta_tcvae.py:shapes2d --config.data.shapes2d.counts="(3,3,8,8,8)" \\
+      --config.data.shapes2d.size=32 --config.beta_tcvae.tc_weight=4 --workdir=/tmp/tcvae_small
 
 On shapes2d (aelab/shapes2d.py) the run ends with the disentanglement metrics in summary.json.
 """
@@ -17,4 +17,4 @@ def get_config(arg=None):
   config.model.update(hidden=(400,), latent_dim=10, activation='relu', likelihood='bernoulli')
   config.beta_tcvae.tc_weight = 6.0
   config.train.update(num_epochs=40 if config.data.name == 'digits' else 20, batch_size=64)
-  return aelab_config.adapt_to_shapes2d(aelab_config.adapt_to_features(config))
+  return aelab_config.adapt_to_data(config)

@@ -21,4 +21,4 @@ def get_config(arg=None):
   warmup = 0 if config.data.name == 'shapes2d' else 200 if small else 1000
   config.vae.update(kl_weight=4.0, kl_warmup_steps=warmup, free_bits=0.0)
   config.train.update(num_epochs=40 if small else 20, batch_size=64)
-  return aelab_config.adapt_to_shapes2d(aelab_config.adapt_to_features(config))
+  return aelab_config.adapt_to_data(config)

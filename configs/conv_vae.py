@@ -22,4 +22,4 @@ def get_config(arg=None):
                       hidden=(128,) if small else (256,), latent_dim=20, activation='relu', likelihood='bernoulli')
   config.train.update(num_epochs=40 if small else 20, batch_size=64)
   config.eval.nll_samples = 1000
-  return aelab_config.adapt_to_features(config)
+  return aelab_config.adapt_to_data(config)

@@ -19,4 +19,4 @@ def get_config(arg=None):
   config.model.update(hidden=(512, 128), latent_dim=32, activation='relu', likelihood='bernoulli')
   config.corruption.update(name='gaussian', std=0.5)
   config.train.update(num_epochs=40 if small else 20, batch_size=64 if small else 128)
-  return aelab_config.adapt_to_features(config)
+  return aelab_config.adapt_to_data(config)

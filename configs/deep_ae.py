@@ -14,4 +14,4 @@ def get_config(arg=None):
   config.model.update(hidden=(256, 128, 64) if small else (1000, 500, 250),
                       latent_dim=16 if small else 30, activation='relu', likelihood='bernoulli')
   config.train.update(num_epochs=40 if small else 20, batch_size=64 if small else 128)
-  return aelab_config.adapt_to_features(config)
+  return aelab_config.adapt_to_data(config)

@@ -17,4 +17,4 @@ def get_config(arg=None):
   config.model.update(hidden=(400,), latent_dim=10, activation='relu', likelihood='bernoulli')
   config.dip_vae.update(type='ii', lambda_od=5.0, lambda_d=5.0)
   config.train.update(num_epochs=40 if config.data.name == 'digits' else 20, batch_size=64)
-  return aelab_config.adapt_to_shapes2d(aelab_config.adapt_to_features(config))
+  return aelab_config.adapt_to_data(config)

@@ -18,4 +18,4 @@ def get_config(arg=None):
   config.factor_vae.update(tc_weight=10.0, disc_hidden=(256, 256) if small else (1000,) * 6,
                            disc_learning_rate=1e-3 if small else 1e-4)
   config.train.update(num_epochs=40 if config.data.name == 'digits' else 20, batch_size=64)
-  return aelab_config.adapt_to_shapes2d(aelab_config.adapt_to_features(config))
+  return aelab_config.adapt_to_data(config)

@@ -16,4 +16,4 @@ def get_config(arg=None):
   config.model.update(hidden=(400,), latent_dim=20, activation='relu', likelihood='bernoulli')
   config.vae.num_samples = 5
   config.train.update(num_epochs=40 if config.data.name == 'digits' else 20, batch_size=64)
-  return aelab_config.adapt_to_features(config)
+  return aelab_config.adapt_to_data(config)

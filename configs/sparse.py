@@ -18,4 +18,4 @@ def get_config(arg=None):
                       code_activation='sigmoid', likelihood='bernoulli')
   config.penalty.update(name='kl_sparsity', weight=1.0, target=0.05)
   config.train.update(num_epochs=40 if small else 20, batch_size=64 if small else 128)
-  return aelab_config.adapt_to_features(config)
+  return aelab_config.adapt_to_data(config)

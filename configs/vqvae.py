@@ -25,4 +25,4 @@ def get_config(arg=None):
   config.vqvae.update(code_layout='spatial', code_dim=8 if small else 16, codebook_size=64 if small else 256,
                       commitment_weight=0.25, codebook_ema=0.99, dead_code_steps=50)
   config.train.update(num_epochs=40 if small else 20, batch_size=64 if small else 128)
-  return aelab_config.adapt_to_features(config)
+  return aelab_config.adapt_to_data(config)

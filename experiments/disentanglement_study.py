@@ -33,7 +33,7 @@ import common  # experiments/common.py, beside this file
 import matplotlib.pyplot as plt
 from scipy import stats
 
-from aelab.eval import disentanglement, metrics
+from aelab.eval import disentanglement, evaluators, metrics
 
 from aelab import models
 
@@ -59,7 +59,7 @@ def method_config(name: str, args):
   if args.full:
     config.eval.dci_model = 'gbt'
     return config
-  config.data.update(shapes2d_counts=tuple(args.counts), shapes2d_size=args.size)
+  config.data.shapes2d.update(counts=tuple(args.counts), size=args.size)
   config.model.hidden = (256,)
   config.optimizer.learning_rate = 1e-3
   config.train.update(num_epochs=args.epochs, checkpoint_every=args.epochs)
@@ -77,10 +77,9 @@ def method_sweep(name: str, seeds: int):
 
 def references(config, seeds: int) -> dict:
   """Metrics of the ground-truth factors as codes and of randomly initialised encoders (no training)."""
-  grid = shapes2d.Shapes2D(tuple(config.data.shapes2d_counts), config.data.shapes2d_size)
+  grid = shapes2d.Shapes2D(tuple(config.data.shapes2d.counts), config.data.shapes2d.size)
   d = config.eval
-  truth = disentanglement.evaluate(factor_lookup(grid), grid, metrics.EVAL_SEED, d.disent_points,
-                                   d.disent_points // 2, tuple(d.score_points), d.dci_model)
+  truth = evaluators.score_encoder(factor_lookup(grid), grid, config)
   rng = np.random.default_rng(metrics.EVAL_SEED)
   f, ft = grid.sample_factors(d.disent_points, rng), grid.sample_factors(d.disent_points // 2, rng)
   dci = disentanglement.dci(f * 1.0, f, ft * 1.0, ft, d.dci_model)
@@ -93,7 +92,8 @@ def references(config, seeds: int) -> dict:
     config.seed = seed
     family = models.get(config, (grid.size, grid.size, 1))
     params = family.init(jax.random.split(jax.random.key(seed))[0], np.zeros((1, grid.size ** 2), np.float32))
-    random.append(metrics.make_disentanglement(family, config, {'factor_counts': grid.counts})(params))
+    encode = jax.jit(family.encode)
+    random.append(evaluators.score_encoder(lambda x, p=params, f=encode: np.asarray(f(p, x)), grid, config))
   return {'factor_values': values, 'ground_truth_encoder': truth,
           'random_init': {k: float(np.mean([r[k] for r in random])) for k in truth}}
 
@@ -109,14 +109,14 @@ def beta1_check(args) -> dict:
   """The issue's check: MIG of beta-VAEs with beta = 1 trained ``--check_epochs`` epochs (``--check_seeds``
   seeds), against the factor values as codes and randomly initialised encoders of the same seeds, all on
   the same ``--check_points`` samples. ``--check_net=paper`` (default): the MLP 1200-1200 and Adam 1e-4 of
-  Chen et al. 2018 / Locatello et al. 2019 (``config.adapt_to_shapes2d``); ``small``: the study's 256, 1e-3."""
+  Chen et al. 2018 / Locatello et al. 2019 (``aelab.data.sources.shapes2d.adapt``); ``small``: the study's 256, 1e-3."""
   from aelab.train import engine  # noqa: PLC0415
   config = method_config('beta_vae', args)
   if args.check_net == 'paper':
     config.model.hidden, config.optimizer.learning_rate = (1200, 1200), 1e-4
   config.train.update(num_epochs=args.check_epochs, checkpoint_every=args.check_epochs)
   config.eval.update(disent_points=args.check_points, score_points=(20, 20))  # only MIG is compared
-  grid = shapes2d.Shapes2D(tuple(config.data.shapes2d_counts), config.data.shapes2d_size)
+  grid = shapes2d.Shapes2D(tuple(config.data.shapes2d.counts), config.data.shapes2d.size)
   factors = grid.sample_factors(args.check_points, np.random.default_rng(metrics.EVAL_SEED))  # as evaluate's
   trained, random = [], []
   for seed in range(args.check_seeds):

@@ -328,7 +328,7 @@ def test_tfds_uses_train_and_test_splits(monkeypatch):
     calls.append((name, split, data_dir, download, downloader.MAX_RETRIES))
     return FakeSource(6, 0) if split == 'train' else FakeSource(3, 100)
   monkeypatch.setattr(tfds, 'data_source', data_source)
-  ds = data.load(cfg(name='kmnist', tfds_data_dir='/some/dir', max_train_examples=4))
+  ds = data.load(cfg(name='kmnist', tfds=dict(data_dir='/some/dir'), max_train_examples=4))
   assert calls == [('kmnist', s, '/some/dir', True, 3) for s in ('train', 'test')]
   assert downloader.MAX_RETRIES == 10  # Restored after the call.
   np.testing.assert_allclose(ds.x_train[:, 0], np.arange(4) / 255)

@@ -107,14 +107,15 @@ def test_shapes2d_grid_and_dataset():
   small, large, shifted = GRID.images(f)
   assert large.sum() > small.sum() and not np.array_equal(small, shifted)
   cfg = config_lib.base().data
-  cfg.update(name='shapes2d', shapes2d_counts=(3, 3, 4, 5, 5), shapes2d_size=16)
+  cfg.name = 'shapes2d'
+  cfg.shapes2d.update(counts=(3, 3, 4, 5, 5), size=16)
   ds = data.load(cfg)
   assert ds.shape == (16, 16, 1) and len(ds.x_train) + len(ds.x_test) == GRID.num_images
   ft = ds.extras['factors_train']
   np.testing.assert_array_equal(GRID.images(ft[:20]), ds.x_train[:20])  # the factors are those of the images
   np.testing.assert_array_equal(ds.y_train, ft[:, 0])
   with pytest.raises(data.DataError, match='shapes2d'):
-    cfg.shapes2d_counts = (4, 3, 4, 5, 5)
+    cfg.shapes2d.counts = (4, 3, 4, 5, 5)
     data.load(cfg)
 
 
@@ -180,7 +181,7 @@ def test_capacity_objective():
 def test_run_on_shapes2d_writes_the_metrics(tmp_path):
   from aelab.train import engine  # noqa: PLC0415
   config = config_lib.load('configs/beta_tcvae.py:shapes2d')
-  config.data.update(shapes2d_counts=(3, 2, 4, 4, 4), shapes2d_size=16)
+  config.data.shapes2d.update(counts=(3, 2, 4, 4, 4), size=16)
   config.model.hidden = (32,)
   config.train.update(num_epochs=1, figures_every=0)
   config.eval.update(disent_points=200, score_points=(20, 10), dci_model='forest')

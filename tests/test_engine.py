@@ -103,10 +103,10 @@ def test_resume_after_a_crash_equals_uninterrupted(tmp_path, monkeypatch, uninte
   config = _resumable_config()
   save = checkpoints.GroupCheckpoints.save
 
-  def crash_at_the_end(self, epoch, state, pinned=frozenset()):
+  def crash_at_the_end(self, epoch, state, pinned=frozenset(), **items):
     if epoch == 4:
       raise _Crash()
-    save(self, epoch, state, pinned)
+    save(self, epoch, state, pinned, **items)
 
   monkeypatch.setattr(checkpoints.GroupCheckpoints, 'save', crash_at_the_end)
   with pytest.raises(_Crash):

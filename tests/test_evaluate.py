@@ -47,6 +47,82 @@ def test_a_copied_workdir_without_summary_is_evaluated(vae_workdir, tmp_path):
   assert json.load(open(copy / 'summary.json')) == summary
 
 
+def _evaluated_again(workdir, tmp_path, num_samples=None) -> dict:
+  """summary.json of ``python -m aelab.evaluate`` on a copy of ``workdir`` without its summary.json."""
+  copy = tmp_path / 'evaluated'
+  shutil.copytree(workdir, copy)
+  os.remove(copy / 'summary.json')
+  return evaluate.evaluate_workdir(str(copy), num_samples)
+
+
+def _assert_same_test_metrics(trained: dict, evaluated: dict) -> None:
+  """The same ``test/*`` keys with the same values (the checkpoint holds the last epoch's parameters)."""
+  test_keys = {k for k in trained if k.startswith('test/')}
+  assert test_keys == {k for k in evaluated if k.startswith('test/')}, test_keys ^ set(evaluated)
+  for key in sorted(test_keys):
+    assert evaluated[key] == pytest.approx(trained[key], rel=1e-5, abs=1e-6), key
+
+
+def test_evaluate_writes_the_test_keys_training_wrote_for_a_vae(vae_workdir, tmp_path):
+  workdir, summary = vae_workdir
+  assert {'test/nll', 'test/nll_k', 'test/active_units', 'test/neg_elbo'} <= set(summary)
+  _assert_same_test_metrics(summary, _evaluated_again(workdir, tmp_path))  # k = eval.nll_samples, as trained
+
+
+def _beta_vae_shapes2d():
+  config = small(load_config('beta_vae', 'shapes2d'), epochs=1)
+  config.data.shapes2d.update(counts=(3, 2, 4, 4, 4), size=16)
+  config.model.hidden = (32,)
+  config.eval.update(disent_points=200, score_points=(20, 10), dci_model='forest')
+  return config
+
+
+def _sae_superposition():
+  config = small(load_config('sae_topk', 'superposition'), epochs=1)
+  config.data.superposition.update(num_features=24, dim=12, probability=1 / 12, num_train=4096, num_test=512, seed=3)
+  config.model.latent_dim = 24
+  config.sae.update(k=2, aux_k=8, dead_steps=50)
+  config.train.batch_size = 128
+  return config
+
+
+def _vqvae_digits():
+  config = small(load_config('vqvae'), epochs=1)
+  config.model.update(conv_channels=(8, 8), hidden=(32,), codebook_size=16)
+  return config
+
+
+EVALUATED_RUNS = {  # config -> the end-of-training keys it must write
+    'beta_vae:shapes2d': (_beta_vae_shapes2d, ('test/mig', 'test/sap', 'test/dci_disentanglement',
+                                               'test/dci_completeness', 'test/dci_informativeness',
+                                               'test/modularity', 'test/beta_vae_score', 'test/factor_vae_score',
+                                               'test/nll', 'test/active_units')),
+    'sae_topk:superposition': (_sae_superposition, ('test/dead_fraction', 'test/explained_variance', 'test/nmse',
+                                                    'test/mmcs', 'test/active_units')),
+    'vqvae': (_vqvae_digits, ('test/codebook_perplexity', 'test/codebook_usage', 'test/active_units')),
+}
+
+
+@pytest.mark.parametrize('name', EVALUATED_RUNS)
+def test_evaluate_writes_the_test_keys_training_wrote(name, tmp_path):
+  make_config, expected = EVALUATED_RUNS[name]
+  workdir = tmp_path / 'run'
+  trained = engine.train_and_evaluate(make_config(), str(workdir), log=lambda line: None)
+  assert set(expected) <= set(trained), set(expected) - set(trained)
+  _assert_same_test_metrics(trained, _evaluated_again(workdir, tmp_path))
+
+
+def test_without_final_metrics_both_write_only_the_test_split_metrics(tmp_path):
+  config = _vqvae_digits()
+  config.eval.final_metrics = False
+  trained = engine.train_and_evaluate(config, str(tmp_path / 'run'), log=lambda line: None)
+  assert 'test/codebook_perplexity' in trained and 'test/active_units' not in trained
+  _assert_same_test_metrics(trained, _evaluated_again(tmp_path / 'run', tmp_path))
+  evaluate.main([f'--workdir={tmp_path / "run"}', '--final_metrics'])  # asked for: added, the rest kept
+  updated = json.load(open(tmp_path / 'run' / 'summary.json'))
+  assert updated['test/active_units'] >= 1 and updated['train/loss'] == trained['train/loss']
+
+
 def test_errors_name_the_problem(vae_workdir, tmp_path, capsys):
   with pytest.raises(SystemExit) as exit_info:
     evaluate.main([f'--workdir={vae_workdir[0]}', '--k=0'])
@@ -87,9 +163,9 @@ DAMAGES = {  # what a user may do to a workdir, and what the one error line must
     'config.json with a None': (lambda w: _set_latent_dim(w, None), r'model.latent_dim=None must be an integer'),
     'config.json not an object': (lambda w: (w / 'config.json').write_text('[1, 2]'), 'must be a JSON object'),
     'truncated checkpoint data': (
-        lambda w: [_truncate(p) for p in w.glob('checkpoints/*/default/ocdbt.process_0/d/*')], 'checkpoint'),
-    'truncated _METADATA': (lambda w: [_truncate(p) for p in w.glob('checkpoints/*/default/_METADATA')], 'checkpoint'),
-    'deleted checkpoint data': (lambda w: [p.unlink() for p in w.glob('checkpoints/*/default/ocdbt.process_0/d/*')],
+        lambda w: [_truncate(p) for p in w.glob('checkpoints/*/state/ocdbt.process_0/d/*')], 'checkpoint'),
+    'truncated _METADATA': (lambda w: [_truncate(p) for p in w.glob('checkpoints/*/state/_METADATA')], 'checkpoint'),
+    'deleted checkpoint data': (lambda w: [p.unlink() for p in w.glob('checkpoints/*/state/ocdbt.process_0/d/*')],
                                 'checkpoint'),
     'torn checkpoint.json': (lambda w: _truncate(w / 'checkpoint.json'), 'checkpoint'),
 }

@@ -61,8 +61,8 @@ def test_colour_without_subfolders_is_unlabelled_and_resized(tmp_path):
 
 
 def test_data_load_images_holds_uint8_with_a_seeded_split(labelled_grey):
-  cfg = ml_collections.ConfigDict(dict(name='images', path=str(labelled_grey), test_fraction=0.3, image_size=4,
-                                       channels=0))
+  cfg = ml_collections.ConfigDict(dict(name='images', path=str(labelled_grey), test_fraction=0.3,
+                                       images=dict(size=4, channels=0)))
   ds = data.load(cfg)
   assert ds.train.shape == (7, 16) and ds.test.shape == (3, 16) and ds.train.dtype == np.uint8
   assert (ds.shape, ds.kind, ds.x_max) == ((4, 4, 1), 'image', 255)
@@ -76,8 +76,8 @@ def test_config_arg_images_sets_name_and_path(labelled_grey):
   config = load_config('vae', f'images={labelled_grey}')
   assert (config.data.name, config.data.path) == ('images', str(labelled_grey))
   config_lib.validate(config)
-  config.data.channels = 2
-  with pytest.raises(config_lib.ConfigError, match='data.channels'):
+  config.data.images.channels = 2
+  with pytest.raises(config_lib.ConfigError, match='data.images.channels'):
     config_lib.validate(config)
 
 
@@ -85,7 +85,7 @@ def test_broken_file_is_named(labelled_grey):
   broken = labelled_grey / 'a' / 'broken.png'
   broken.write_bytes(b'\x89PNG\r\n\x1a\n not really a png')
   with pytest.raises(data.DataError, match='broken.png'):
-    data.load(ml_collections.ConfigDict(dict(name='images', path=str(labelled_grey), image_size=8, channels=1)))
+    data.load(ml_collections.ConfigDict(dict(name='images', path=str(labelled_grey), images=dict(size=8, channels=1))))
 
 
 def test_truncated_png_is_named(tmp_path):
@@ -111,5 +111,5 @@ def test_empty_and_imageless_folders_and_mixtures_are_clear_errors(tmp_path):
     images.ImageFolder(tmp_path / 'missing')
   with pytest.raises(data.DataError, match='not a directory'):
     images.ImageFolder(tmp_path / 'loose.png')
-  with pytest.raises(data.DataError, match='image_size'):
+  with pytest.raises(data.DataError, match='data.images.size'):
     images.ImageFolder(tmp_path / 'sub', image_size=-3, channels=1)

@@ -12,12 +12,15 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / 'aelab'
 LAYERS = [
     {'aelab.errors', 'aelab.nn', 'aelab.nn.losses', 'aelab.nn.corruption', 'aelab.nn.nets', 'aelab.nn.schedules',
      'aelab.data', 'aelab.data.superposition', 'aelab.data.shapes2d', 'aelab.data.stream', 'aelab.data.images',
+     'aelab.data.arrays', 'aelab.data.sources', 'aelab.data.sources.digits', 'aelab.data.sources.idx',
+     'aelab.data.sources.npz', 'aelab.data.sources.csv', 'aelab.data.sources.images', 'aelab.data.sources.tfds',
+     'aelab.data.sources.shapes2d', 'aelab.data.sources.superposition',
      'aelab.eval.plots', 'aelab.train.parallel', 'aelab.eval.disentanglement'},
     {'aelab.models', 'aelab.models.family', 'aelab.models.common', 'aelab.models.ae', 'aelab.models.vae',
      'aelab.models.aae', 'aelab.models.sae', 'aelab.models.beta_tcvae', 'aelab.models.dip_vae',
      'aelab.models.factor_vae', 'aelab.models.vqvae'},
     {'aelab.config', 'aelab.train.optimizers'},
-    {'aelab.eval', 'aelab.eval.metrics', 'aelab.train.workdir', 'aelab.train.checkpoints'},
+    {'aelab.eval', 'aelab.eval.metrics', 'aelab.eval.evaluators', 'aelab.train.workdir', 'aelab.train.checkpoints'},
     {'aelab.train.figures'},
     {'aelab.train', 'aelab.train.program'},
     {'aelab.train.engine'},
@@ -78,3 +81,31 @@ def test_modules_import_only_from_lower_layers():
   wrong = [f'{m} (layer {layer_of[m]}) imports {t} (layer {layer_of[t]})'
            for m, targets in graph.items() for t in targets if layer_of[t] > layer_of[m]]
   assert not wrong, wrong
+
+
+def _private_imports(source: str) -> list[str]:
+  """The imports in ``source`` of a ``_``-prefixed module or name of another package (``orbax.checkpoint._src``,
+  ``from grain import _src``); aelab's own modules, relative imports, ``__future__`` and dunders are fine."""
+  def private(dotted: str) -> bool:
+    return any(part.startswith('_') and not part.startswith('__') for part in dotted.split('.'))
+
+  found = []
+  for node in ast.walk(ast.parse(source)):
+    if isinstance(node, ast.Import):
+      found += [a.name for a in node.names if not a.name.startswith('aelab') and private(a.name)]
+    elif isinstance(node, ast.ImportFrom) and node.level == 0 and not node.module.startswith(('aelab', '__future__')):
+      found += [f'{node.module}.{a.name}' for a in node.names if private(f'{node.module}.{a.name}')]
+  return found
+
+
+def test_the_private_import_check_catches_private_modules():
+  source = ('import orbax.checkpoint._src.serialization\nfrom orbax.checkpoint._src import ocdbt_utils\n'
+            'from grain import _src\nimport orbax.checkpoint as ocp\nfrom __future__ import annotations\n'
+            'from aelab.train import _helpers\nfrom . import _local\nfrom jax import __version__\n')
+  assert _private_imports(source) == ['orbax.checkpoint._src.serialization', 'orbax.checkpoint._src.ocdbt_utils',
+                                      'grain._src']
+
+
+def test_no_module_imports_a_private_module_of_a_dependency():
+  found = {_module_name(p): _private_imports(p.read_text()) for p in sorted(PACKAGE.rglob('*.py'))}
+  assert not {m: f for m, f in found.items() if f}, 'use the public API of these dependencies instead'

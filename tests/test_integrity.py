@@ -111,17 +111,17 @@ def test_a_sweep_rerun_with_a_changed_base_config_is_refused(tmp_path):
 
 
 def _truncate_data_file(step_dir):
-  files = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(step_dir, 'default', 'd')) for f in fs]
+  files = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(step_dir, 'state', 'd')) for f in fs]
   biggest = max(files, key=os.path.getsize)
   os.truncate(biggest, os.path.getsize(biggest) // 2)
 
 
 def _truncate_metadata(step_dir):
-  os.truncate(os.path.join(step_dir, 'default', '_METADATA'), 10)
+  os.truncate(os.path.join(step_dir, 'state', '_METADATA'), 10)
 
 
 def _delete_data_files(step_dir):
-  for d, _, fs in os.walk(os.path.join(step_dir, 'default', 'd')):
+  for d, _, fs in os.walk(os.path.join(step_dir, 'state', 'd')):
     for f in fs:
       os.remove(os.path.join(d, f))
 

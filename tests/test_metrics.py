@@ -1,5 +1,6 @@
 """aelab.eval.metrics: split averages, active units, stable log-sum-exp, the importance-sampled NLL and IWAE
 bounds on a trained VAE, codes of a split, linear probes, kNN and principal angles."""
+import dataclasses
 import math
 
 import jax
@@ -10,7 +11,7 @@ import pytest
 from aelab import config as config_lib
 from aelab import data, models
 from aelab.train import engine
-from aelab.eval import metrics
+from aelab.eval import evaluators, metrics
 from conftest import load_config, small
 
 
@@ -88,20 +89,52 @@ def test_nll_estimate_is_stable_across_seeds(trained_vae):
   assert a != b and abs(a - b) < 0.5, (a, b)
 
 
+def _test_split_keys(family, config, params, x_test, hp) -> set[str]:
+  evaluate = metrics.make_evaluate(family.eval, config.train.eval_batch_size, family.split_eval)
+  return {f'test/{k}' for k in evaluate(params, x_test, hp)}
+
+
 def test_final_metrics_of_a_vae_and_an_autoencoder(trained_vae):
   run, params, x_test = trained_vae
-  final = metrics.final_metrics(run.family, run.config, params, x_test, num_samples=50)
-  assert set(final) == {'test/active_units', 'test/nll', 'test/nll_k'} and final['test/nll_k'] == 50
+  vae_config = run.config.copy_and_resolve_references()
+  vae_config.eval.final_metrics = True  # engine.fit turns them off
+  dataset = data.load(vae_config.data)
+  final = evaluators.final_metrics(run.family, vae_config, params, run.hp, dataset, x_test, num_samples=50)
+  split_keys = _test_split_keys(run.family, run.config, params, x_test, run.hp)
+  assert 'test/neg_elbo' in split_keys and set(final) == split_keys | {'test/active_units', 'test/nll', 'test/nll_k'}
+  assert final['test/nll_k'] == 50
   codes = run.family.encode(params, x_test)
   assert final['test/active_units'] == int(metrics.active_units(codes)) and 0 < final['test/active_units'] <= 20
   nll = metrics.make_importance_nll(run.family.log_weights, 50)(params, x_test, jax.random.key(metrics.EVAL_SEED))
   np.testing.assert_allclose(final['test/nll'], float(jnp.mean(nll)), rtol=1e-5)
-  default_k = metrics.final_metrics(run.family, run.config, params, x_test)
-  assert default_k['test/nll_k'] == run.config.eval.nll_samples == 100
+  assert final['test/nll'] < final['test/neg_elbo']
+  default_k = evaluators.final_metrics(run.family, vae_config, params, run.hp, dataset, x_test)
+  assert default_k['test/nll_k'] == vae_config.eval.nll_samples == 100
   config = load_config('ae')
   family = models.get(config, x_test.shape[1])
   ae_params = family.init(jax.random.key(0), x_test[:1])
-  assert set(metrics.final_metrics(family, config, ae_params, x_test)) == {'test/active_units'}
+  ae_final = evaluators.final_metrics(family, config, ae_params, {}, dataset, x_test)
+  assert set(ae_final) == _test_split_keys(family, config, ae_params, x_test, {}) | {'test/active_units'}
+  config.eval.final_metrics = False  # only the test split's metrics, as every epoch logs them
+  assert set(evaluators.final_metrics(family, config, ae_params, {}, dataset, x_test)) == set(ae_final) - {
+      'test/active_units'}
+
+
+def test_evaluators_a_family_and_a_source_declare_run_after_the_registry_and_known_values_are_reused(trained_vae):
+  run, params, x_test = trained_vae
+  family = dataclasses.replace(run.family, evaluators=(
+      lambda ctx: {'test/code_dims': ctx.codes_MxZ().shape[1], 'test/nll_k': -1},))
+  dataset = dataclasses.replace(data.load(run.config.data),
+                                extras={'evaluators': (lambda ctx: {'test/from_source': ctx.num_samples},)})
+  config = run.config.copy_and_resolve_references()
+  config.eval.final_metrics = True
+  known = {'codes': np.zeros((len(x_test), 20), np.float32), 'test': {'test/neg_elbo': 123.0}}
+  final = evaluators.final_metrics(family, config, params, run.hp, dataset, x_test, num_samples=5, known=known)
+  assert final['test/code_dims'] == 20 and final['test/from_source'] == 5
+  assert final['test/nll_k'] == -1  # the family's evaluator runs last: its key replaces the registry's
+  assert final['test/active_units'] == 0  # from the known (constant) codes, not encoded again
+  assert final['test/neg_elbo'] == 123.0 and 'test/recon_bce' not in final  # the known test metrics are kept
+  assert known['test'] == {'test/neg_elbo': 123.0}  # the caller's dict is not changed
 
 
 def test_encode_split_gives_codes_and_posterior_means():

@@ -88,13 +88,18 @@ def test_epoch_batches_are_seeded_permutations_of_disjoint_shards(npz):
   assert [len(s) for s in shards] == [80, 80, 80]
   assert sorted(sum(shards, [])) == list(range(240))
   assert all(i % 3 == k for k, s in enumerate(shards) for i in s)  # process k reads rows k, k + 3, ...
+  chunked = list(stream.epoch_batches(train, 16, 0, 1, chunk=4))
+  assert [c.shape for c in chunked] == [(4, 16, 64)] * 3 + [(3, 16, 64)]  # 15 batches: chunks of 4, 4, 4, 3
+  assert [values[tuple(row)] for c in chunked for row in c.reshape(-1, 64)] == first
+  with pytest.raises(data.DataError, match='shard 0 of 20 holds 12 examples, fewer than one batch of 16'):
+    stream.epoch_batches(train, 16, 0, 1, shard_count=20)
 
 
 def test_iterator_state_continues_where_it_stopped(npz):
   train = stream.load(_data_config(npz, stream=True)).train
   it = stream.epoch_batches(train, 16, 3, 1)
   [next(it) for _ in range(5)]
-  state = json.loads(json.dumps(it.get_state()))  # as stream.json stores it
+  state = json.loads(json.dumps(it.get_state()))  # as the checkpoint's JSON item stores it
   rest = list(it)
   resumed = list(stream.epoch_batches(train, 16, 3, 1, state=state))
   assert len(rest) == 10 and all(np.array_equal(a, b) for a, b in zip(rest, resumed, strict=True))
@@ -118,23 +123,24 @@ def test_streamed_run_killed_after_epoch_2_resumes_to_the_same_numbers(npz, tmp_
   config, workdir = _streamed_config(npz), str(tmp_path / 'killed')
   save = checkpoints.GroupCheckpoints.save
 
-  def killed_after_epoch_2(self, epoch, state, pinned=frozenset()):
+  def killed_after_epoch_2(self, epoch, state, pinned=frozenset(), **items):
     if epoch == 3:
       raise KeyboardInterrupt  # the process dies after epoch 2's checkpoint
-    save(self, epoch, state, pinned)
+    save(self, epoch, state, pinned, **items)
 
   monkeypatch.setattr(checkpoints.GroupCheckpoints, 'save', killed_after_epoch_2)
   with pytest.raises(KeyboardInterrupt):
     engine.train_and_evaluate(config, workdir, log=lambda line: None)
   monkeypatch.undo()
-  state = stream.read_state(workdir)
-  assert state['seed'] == 0 and state['epoch'] == 2 and state['iterator'] == {'next_index': 15}
+  state = checkpoints.data_iterator(workdir, 2)  # an item of epoch 2's orbax checkpoint
+  assert state['seed'] == 0 and state['epoch'] == 2 and state['iterator'] == {'next_index': 15}  # batches
+  assert not os.path.exists(os.path.join(workdir, 'stream.json'))
   lines = []
   resumed = engine.train_and_evaluate(config, workdir, log=lines.append)
   assert lines[0].startswith('Resuming from the checkpoint of epoch 2'), lines
   keys = [k for k in uninterrupted if k.startswith(('train/', 'test/'))]
   assert keys and all(resumed[k] == uninterrupted[k] for k in keys)
-  assert stream.read_state(workdir)['epoch'] == 3
+  assert checkpoints.data_iterator(workdir, 3)['epoch'] == 3
 
 
 def test_streamed_training_learns_like_in_memory(npz, tmp_path, uninterrupted):
@@ -191,7 +197,7 @@ def test_a_sweep_shares_one_stream_and_equals_single_runs(npz, tmp_path, uninter
   second = summaries[sweep.run_name(overrides[1])]
   assert second['test/kl'] < first['test/kl']  # a larger KL weight, the same stream
   for name in summaries:
-    assert stream.read_state(os.path.join(tmp_path, 'sweep', name))['seed'] == 0
+    assert checkpoints.data_iterator(os.path.join(tmp_path, 'sweep', name), 3)['seed'] == 0
 
 
 def test_stream_fields_are_validated():

@@ -111,7 +111,7 @@ class ImageFolder:
     self.size_hw = _size_hw(image_size, first)
     self.channels = channels or (1 if _is_grey(first) else 3)
     if self.channels not in _MODES:
-      raise DataError(f'data.channels={channels} must be 1 (grey) or 3 (colour), or 0 for the first image\'s.')
+      raise DataError(f'data.images.channels={channels} must be 1 (grey) or 3 (colour), or 0 for the first image\'s.')
 
   def __len__(self) -> int:
     return len(self.files)
@@ -133,7 +133,7 @@ def _size_hw(image_size: Any, first: Image.Image | None) -> tuple[int, int]:
     return first.size[1], first.size[0]
   size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
   if len(size) != 2 or not all(isinstance(s, int) and s >= 1 for s in size):
-    raise DataError(f'data.image_size={image_size!r} must be a positive int (square) or (height, width), '
+    raise DataError(f'data.images.size={image_size!r} must be a positive int (square) or (height, width), '
                     'or 0 for the size of the first image.')
   return size
 

@@ -16,8 +16,8 @@ index  name  values (``counts`` of them; default ``(3, 6, 40, 32, 32)``)
 Factor values are the integer indices ``0 .. counts[k] - 1`` (``factors_NxK``, int32). :class:`Shapes2D`
 holds a grid and is the *factor sampler* the BetaVAE and FactorVAE scores need: ``sample_factors(num,
 rng)`` and ``images(factors)``. The full grid (737,280 images of 64 x 64) is an accelerator-scale
-dataset; tests and CPU studies pick a smaller grid (``data.shapes2d_counts``) and image size
-(``data.shapes2d_size``).
+dataset; tests and CPU studies pick a smaller grid (``data.shapes2d.counts``) and image size
+(``data.shapes2d.size``).
 """
 import dataclasses
 import functools

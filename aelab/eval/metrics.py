@@ -6,17 +6,11 @@ over the split (nats per example, or per pixel, as the family documents). Corrup
 evaluation use a fixed key, independent of the run's seed, so runs are compared on the same noise.
 """
 import math
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
-
-from aelab.eval import disentanglement
-
-from aelab.data import shapes2d
-from aelab.models import Family
 
 EVAL_SEED = 20_260_101
 
@@ -180,49 +174,3 @@ def encode_split(encode: Callable, params, x_MxD: jax.Array, batch_size: int = 1
   x_NxBxD, _ = padded_batches(x_MxD, batch_size)
   z_NxBxZ = jax.lax.map(lambda x_BxD: encode(params, x_BxD), x_NxBxD)
   return z_NxBxZ.reshape(-1, z_NxBxZ.shape[-1])[:x_MxD.shape[0]]
-
-
-def final_metrics(family: Family, config: ml_collections.ConfigDict, params, x_MxD: jax.Array,
-                  num_samples: int | None = None) -> dict[str, Any]:
-  """End-of-training metrics of one model on the test split ``x_MxD``.
-
-  ``test/active_units`` (:func:`active_units` of the codes); for a family with ``log_weights`` (the VAE)
-  also ``test/nll``, the importance-sampled ``-log p(x)`` in nats per example with ``test/nll_k =
-  num_samples`` (default ``config.eval.nll_samples``) samples, keyed by ``EVAL_SEED``.
-  """
-  codes = jax.jit(encode_split, static_argnums=(0, 3))(family.encode, params, x_MxD, config.train.eval_batch_size)
-  metrics = {'test/active_units': int(active_units(codes))}
-  if family.log_weights is not None:
-    metrics.update(make_test_nll(family, config, num_samples)(params, x_MxD))
-  return metrics
-
-
-def make_test_nll(family: Family, config: ml_collections.ConfigDict,
-                  num_samples: int | None = None) -> Callable[[Any, jax.Array], dict[str, Any]]:
-  """``test_nll(params, x_MxD) -> {'test/nll': nats per example, 'test/nll_k': k}``: the mean of
-  :func:`make_importance_nll` with ``k = num_samples`` (default ``config.eval.nll_samples``), keyed by
-  ``EVAL_SEED``. Build it once and call it for every model of a group: it compiles once."""
-  k = num_samples or config.eval.nll_samples
-  nll = make_importance_nll(family.log_weights, k, config.eval.nll_batch_size, config.eval.nll_chunk_size)
-  return lambda params, x_MxD: {'test/nll': float(jnp.mean(nll(params, x_MxD, jax.random.key(EVAL_SEED)))),
-                                'test/nll_k': k}
-
-
-def make_disentanglement(family: Family, config: ml_collections.ConfigDict,
-                         extras: dict[str, Any]) -> Callable[[Any], dict[str, float]] | None:
-  """``scores(params) -> {'test/mig', 'test/sap', 'test/dci_*', 'test/modularity', 'test/beta_vae_score',
-  'test/factor_vae_score'}`` of one model on ground-truth data (a dataset whose ``extras`` has
-  ``factor_counts``, i.e. ``data.name=shapes2d``), else None: ``disentanglement.evaluate`` on fresh samples
-  of the factor grid (``eval.disent_points`` codes, ``eval.score_points``, ``eval.dci_model``), encoded
-  on the host in jitted batches, keyed by ``EVAL_SEED``. Build it once per group: it compiles once."""
-  if 'factor_counts' not in extras:
-    return None
-  sampler = shapes2d.Shapes2D(tuple(extras['factor_counts']), config.data.shapes2d_size)
-  encode = jax.jit(family.encode)
-  d = config.eval
-
-  def scores(params):
-    return disentanglement.evaluate(lambda x: np.asarray(encode(params, x)), sampler, EVAL_SEED, d.disent_points,
-                                    d.disent_points // 2, tuple(d.score_points), d.dci_model)
-
-  return scores

@@ -74,6 +74,9 @@ class Family:
     split_eval: ``(params, x_MxD, hp) -> {name: scalar}``: metrics of a whole split that are not means of
       per-example values (a VQ-VAE's codebook perplexity, an SAE's dead fraction); logged with ``eval``'s
       as ``test/<name>``.
+    evaluators: end-of-training evaluators of this family beside the registry's
+      (``aelab.eval.evaluators``): each ``(context) -> {'test/<name>': value}``, run by training and by
+      ``python -m aelab.evaluate`` alike when ``eval.final_metrics`` is on.
   """
   model: Any
   init: Callable[[jax.Array, jax.Array], Params]
@@ -87,6 +90,7 @@ class Family:
   log_weights: Callable | None = None
   sample_prior: Callable | None = None
   split_eval: Callable | None = None
+  evaluators: tuple[Callable, ...] = ()
 
   def __post_init__(self):
     if (self.objective is None) == (self.make_update is None):

@@ -1,29 +1,36 @@
-"""Checkpoints of a group of models: one orbax save of the stacked state (leading model axis), written
-in the background while training goes on, and a pointer in each run's directory.
+"""Checkpoints of a group of models: one orbax save per checkpointed epoch, written in the background
+while training goes on, holding two items: ``state`` (the stacked state, leading model axis) and, for
+streamed data, ``data_iterator`` (the grain iterator's state, JSON), and a pointer in each run's directory.
 
 A group's checkpoints live in one directory (``<workdir>/checkpoints`` for a single run, a group of one;
-``<sweep workdir>/groups/<id>/checkpoints`` for a sweep group), one step per checkpointed epoch. Each
-run's directory holds ``checkpoint.json``: ``{"directory": relative path, "index": m, "epoch": e}``, the
-run's row ``m`` in that directory's states and its last good epoch ``e``. Any run restores from its
-pointer alone, so a run trained in a sweep resumes as a single run and the other way round.
+``<sweep workdir>/groups/<id>/checkpoints`` for a sweep group), one step per checkpointed epoch
+(``<epoch>/state``, ``<epoch>/data_iterator``). Which steps stay is orbax's preservation policy: the latest
+``train.keep_checkpoints`` and the pinned last good epochs of models that diverged. Each run's directory
+holds ``checkpoint.json``: ``{"directory": relative path, "index": m, "epoch": e}``, the run's row ``m``
+in that directory's states and its last good epoch ``e``. Any run restores from its pointer alone, so a
+run trained in a sweep resumes as a single run and the other way round.
 
 With several processes (``jax.distributed``) each process checkpoints only its own groups, so orbax runs
 per process (:func:`process_options`): every process is its own primary host and the only member of its
-barriers, and nothing waits for the others; the directories only share the file system.
+barriers, and nothing waits for the others; the directories only share the file system. Only orbax's
+public API is used.
 """
 import asyncio
+import dataclasses
 import json
 import logging
 import os
-import shutil
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-from orbax.checkpoint._src.serialization import ocdbt_utils, tensorstore_utils
+import tensorstore as ts
 
 POINTER = 'checkpoint.json'
+STATE, DATA_ITERATOR = 'state', 'data_iterator'  # the items of a step
+LEGACY_STATE = 'default'  # the state of a checkpoint written before the steps had named items
 
 
 def process_options() -> ocp.options.MultiprocessingOptions:
@@ -38,64 +45,47 @@ def process_options() -> ocp.options.MultiprocessingOptions:
                                             barrier_sync_key_prefix=f'process{index}')
 
 
-class _ThisProcessNumpyHandler(ocp.type_handlers.NumpyHandler):
-  """orbax's handler of host (numpy) arrays, writing on every process: orbax's own takes host arrays as
-  replicated and writes them from process 0 only, so another process's checkpoint would hold no data.
-  The same writes as ``NumpyHandler._background_serialize`` (orbax 0.12), without that condition."""
+@dataclasses.dataclass
+class PinnedSteps(ocp.checkpoint_managers.PreservationPolicy):
+  """orbax preservation policy keeping the steps in ``steps``, a set that grows while the manager lives
+  (orbax's ``CustomSteps`` takes its steps once): the last good epoch of each model that diverged."""
+  steps: set[int] = dataclasses.field(default_factory=set)
 
-  async def _background_serialize(self, values, infos, args=None):
-    writes = []
-    for value, info, arg in zip(values, infos, args or [ocp.SaveArgs()] * len(values)):
-      await info.await_path_creation()
-      subdir = ocdbt_utils.get_process_index_for_subdir(use_ocdbt=info.is_ocdbt_checkpoint,
-                                                        override_ocdbt_process_id=self._override_ocdbt_process_id)
-      spec = tensorstore_utils.build_array_write_spec(
-          info=info, arg=arg, global_shape=value.shape, local_shape=value.shape, dtype=value.dtype,
-          use_ocdbt=info.is_ocdbt_checkpoint, process_index=subdir, metadata_key=self._metadata_key)
-      writes.append(self._open_and_write(value, spec.json, info.ts_context))
-    await asyncio.gather(*writes)
-
-
-def _use_this_process_handler() -> None:
-  """With several processes, checkpoints hold host arrays (see ``GroupCheckpoints.save``), which every
-  process must write itself: registers :class:`_ThisProcessNumpyHandler` (once) and quiets orbax's
-  warnings about that and, at every save, that it logs no global sizes without a primary host."""
-  if not isinstance(ocp.type_handlers.get_type_handler(np.ndarray), _ThisProcessNumpyHandler):
-    logging.getLogger('absl').addFilter(
-        lambda record: not any(s in record.getMessage() for s in ('for `primary_host=None`', 'overriding np.ndarray')))
-    ocp.type_handlers.register_type_handler(np.ndarray, _ThisProcessNumpyHandler(), override=True)
+  def should_preserve(self, checkpoints: Sequence[Any], *, context: Any) -> list[bool]:
+    del context
+    return [info.step in self.steps for info in checkpoints]
 
 
 class GroupCheckpoints:
   """Asynchronous orbax checkpoints of one group's stacked state in ``directory``.
 
-  ``keep``: how many of the latest epochs to keep, at least 2 (so that a latest save found corrupt has an
-  intact one before it, see :func:`candidates`); epochs in ``pinned`` (the last good epoch of a run whose
-  loss stopped being finite) are kept too.
+  ``keep``: how many of the latest epochs orbax keeps (``LatestN``), at least 2 (so that a latest save
+  found corrupt has an intact one before it, see :func:`candidates`); epochs pinned at a save (the last
+  good epoch of a model whose loss stopped being finite) are kept too (:class:`PinnedSteps`).
   """
 
   def __init__(self, directory: str, keep: int = 2):
     self.directory, self.keep = os.path.abspath(directory), max(keep, 2)
+    self.pinned = PinnedSteps()
     multiprocessing = process_options()
-    if jax.process_count() > 1:
-      _use_this_process_handler()
     os.makedirs(self.directory, exist_ok=True)  # orbax creates no directory with active_processes set
-    options = ocp.CheckpointManagerOptions(max_to_keep=None, create=False, enable_async_checkpointing=True,
+    policy = ocp.checkpoint_managers.AnyPreservationPolicy([ocp.checkpoint_managers.LatestN(self.keep), self.pinned])
+    options = ocp.CheckpointManagerOptions(create=False, enable_async_checkpointing=True, preservation_policy=policy,
                                            enable_background_delete=True, multiprocessing_options=multiprocessing)
-    self.manager = ocp.CheckpointManager(
-        self.directory, options=options,
-        item_handlers=ocp.StandardCheckpointHandler(multiprocessing_options=multiprocessing))
+    handlers = {STATE: ocp.StandardCheckpointHandler(multiprocessing_options=multiprocessing),
+                LEGACY_STATE: ocp.StandardCheckpointHandler(multiprocessing_options=multiprocessing),
+                DATA_ITERATOR: ocp.JsonCheckpointHandler(multiprocessing_options=multiprocessing)}
+    self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
-  def save(self, epoch: int, state: Any, pinned: set[int] = frozenset()) -> None:
-    """Starts writing ``state`` (leading model axis) as ``epoch``; returns once it is copied off the
-    device, then deletes epochs beyond the ``keep`` latest that are not ``pinned``."""
-    if jax.process_count() > 1:  # host arrays: this process's arrays, whatever orbax takes as global
-      state = jax.device_get(state)
-    self.manager.save(epoch, args=ocp.args.StandardSave(state))
-    steps = sorted(self.manager.all_steps())
-    for step in steps[:-self.keep]:
-      if step not in pinned and step != epoch:
-        self.manager.delete(step)
+  def save(self, epoch: int, state: Any, pinned: set[int] = frozenset(), data_iterator: dict | None = None) -> None:
+    """Starts writing ``state`` (leading model axis) as ``epoch``, with ``data_iterator`` (a JSON-able
+    dict: the grain iterator's state) as a second item when given; returns once it is copied off the
+    device. orbax then deletes the epochs beyond the ``keep`` latest that are not ``pinned``."""
+    self.pinned.steps.update(pinned)
+    items = {STATE: ocp.args.StandardSave(_this_process(state))}
+    if data_iterator is not None:
+      items[DATA_ITERATOR] = ocp.args.JsonSave(data_iterator)
+    self.manager.save(epoch, args=ocp.args.Composite(**items))
 
   def wait(self) -> None:
     """Blocks until every started save is on disk."""
@@ -106,17 +96,77 @@ class GroupCheckpoints:
 
   def shapes(self, epoch: int) -> list[tuple[int, ...]]:
     """Shapes of the stored arrays of ``epoch`` (with the leading model axis), in tree order."""
-    return [tuple(leaf.shape) for leaf in jax.tree.leaves(self.manager.item_metadata(epoch))]
+    return [tuple(leaf.shape) for leaf in jax.tree.leaves(self.manager.item_metadata(epoch)[self._state_item(epoch)])]
 
   def restore(self, epoch: int, abstract_state: Any) -> Any:
     """The stored state of ``epoch`` (host arrays) shaped like ``abstract_state`` (leading model axis)."""
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract_state)
-    state = self.manager.restore(epoch, args=ocp.args.StandardRestore(abstract))
-    return jax.tree.map(np.asarray, state)
+    item = self._state_item(epoch)
+    restored = self.manager.restore(epoch, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(abstract)}))
+    return jax.tree.map(np.asarray, restored[item])
+
+  def _state_item(self, epoch: int) -> str:
+    """``state``, or ``default`` in a checkpoint of an older aelab (one unnamed item, the state)."""
+    return LEGACY_STATE if LEGACY_STATE in self.manager.item_metadata(epoch) else STATE
+
+  def data_iterator(self, epoch: int) -> dict | None:
+    """The ``data_iterator`` item of ``epoch`` (what :meth:`save` got), or None where it has none."""
+    if DATA_ITERATOR not in self.manager.item_metadata(epoch):
+      return None
+    return self.manager.restore(epoch, args=ocp.args.Composite(**{DATA_ITERATOR: ocp.args.JsonRestore()}))[
+        DATA_ITERATOR]
+
+  def delete(self, epoch: int) -> None:
+    """Deletes the step of ``epoch`` (one that does not read back: a later save of that epoch would
+    otherwise find it in the way)."""
+    self.manager.delete(epoch)
 
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def _this_process(state: Any) -> Any:
+  """``state`` as arrays that this process writes itself: with several processes, host (numpy) arrays
+  (orbax refuses device arrays that only this process holds), written by :class:`ThisProcessNumpyHandler`."""
+  if jax.process_count() == 1:
+    return state
+  if not isinstance(ocp.type_handlers.get_type_handler(np.ndarray), ThisProcessNumpyHandler):
+    logging.getLogger('absl').addFilter(
+        lambda record: not any(s in record.getMessage() for s in ('for `primary_host=None`', 'overriding np.ndarray')))
+    ocp.type_handlers.register_type_handler(np.ndarray, ThisProcessNumpyHandler(), override=True)
+  return jax.device_get(state)
+
+
+class ThisProcessNumpyHandler(ocp.type_handlers.NumpyHandler):
+  """orbax's handler of host (numpy) arrays, writing on every process. orbax's own takes host arrays as
+  replicated and writes them from process 0 only, so another process's checkpoint would hold no data;
+  this one overrides the public ``serialize`` and writes each array with TensorStore at the spec orbax
+  gives (``ocp.type_handlers.get_json_tspec_write``; with OCDBT, in this process's subdirectory). Reading
+  is orbax's own. Registered for ``np.ndarray`` only in runs of several processes."""
+
+  async def serialize(self, values: Sequence[np.ndarray], infos: Sequence[Any],
+                      args: Sequence[Any] | None = None) -> list[Any]:
+    args = args or [ocp.SaveArgs()] * len(values)
+    values = [np.array(v, copy=True) for v in values]  # training goes on while they are written
+    return [ocp.future.CommitFutureAwaitingContractedSignals(self._write(values, infos, args),
+                                                               name='this_process_numpy')]
+
+  async def _write(self, values: Sequence[np.ndarray], infos: Sequence[Any], args: Sequence[Any]) -> None:
+    writes = []
+    for value, info, arg in zip(values, infos, args, strict=True):
+      await info.await_path_creation()
+      spec = ocp.type_handlers.get_json_tspec_write(
+          info, use_ocdbt=info.is_ocdbt_checkpoint, global_shape=value.shape, local_shape=value.shape,
+          dtype=value.dtype, process_index=jax.process_index() if info.is_ocdbt_checkpoint else None,
+          arg=arg)
+      writes.append(_write_array(value, spec, info.ts_context))
+    await asyncio.gather(*writes)
+
+
+async def _write_array(value: np.ndarray, spec: dict, context: Any) -> None:
+  store = await ts.open(ts.Spec(spec), create=True, open=True, context=context)
+  await store.write(value)
 
 
 def read_pointer(run_dir: str) -> dict[str, Any] | None:
@@ -157,6 +207,23 @@ def latest(run_dir: str) -> tuple[str, int, int] | None:
 
 
 def discard(directory: str, epoch: int) -> None:
-  """Deletes the step of ``epoch`` in ``directory`` (one that does not read back: a later save of that
-  epoch would otherwise find it in the way)."""
-  shutil.rmtree(os.path.join(directory, str(epoch)), ignore_errors=True)
+  """Deletes the step of ``epoch`` in ``directory`` through orbax (see :meth:`GroupCheckpoints.delete`)."""
+  ckpt = GroupCheckpoints(directory)
+  try:
+    ckpt.delete(epoch)
+  finally:
+    ckpt.close()
+
+
+def data_iterator(run_dir: str, epoch: int) -> dict | None:
+  """The ``data_iterator`` item of ``run_dir``'s checkpoint of ``epoch`` (found through its pointer), or
+  None (no such checkpoint, or one of in-memory data)."""
+  pointer = read_pointer(run_dir)
+  if pointer is None or not os.path.isdir(pointer['directory']) or epoch not in ocp.utils.checkpoint_steps(
+      pointer['directory']):
+    return None
+  ckpt = GroupCheckpoints(pointer['directory'])
+  try:
+    return ckpt.data_iterator(epoch)
+  finally:
+    ckpt.close()

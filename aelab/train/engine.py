@@ -30,7 +30,7 @@ from aelab.train import checkpoints, figures, optimizers
 
 from aelab import config as config_lib, data
 
-from aelab.eval import metrics, plots
+from aelab.eval import evaluators, metrics, plots
 
 from aelab.data import stream
 from aelab.train.program import (  # noqa: F401  (re-exported: the engine's public names)
@@ -340,10 +340,10 @@ class _Loop:
     seed = self._stream_seed()
 
     def epoch_fn(state, x_train, x_test, x_fig, epoch, train_keys, hp):
-      batches = stream.epoch_batches(train, self.cfg.batch_size, seed, epoch, workers=data_cfg.stream_workers,
-                                     prefetch=2 * data_cfg.stream_chunk)
+      batches = stream.epoch_batches(train, self.cfg.batch_size, seed, epoch, chunk=data_cfg.stream_chunk,
+                                     workers=data_cfg.stream_workers, prefetch=2 * data_cfg.stream_chunk)
       metrics_KxC = []
-      for x_CxBxD in stream.chunks(batches, data_cfg.stream_chunk):
+      for x_CxBxD in batches:
         state, step_metrics = p.chunk(state, p.replicate(x_CxBxD), epoch, train_keys, hp)
         metrics_KxC.append(step_metrics)
       self.stream_state = {'seed': seed, 'epoch': epoch, 'iterator': batches.get_state()}
@@ -356,7 +356,7 @@ class _Loop:
     """The seed of the streamed batch order: the one stored with a resumed run's checkpoint (so the
     run continues in its own order, even resumed alone after a sweep), else the first run's ``seed``."""
     if self.group.start_epoch and self.group.outs:
-      stored = stream.read_state(self.group.outs[0].path)
+      stored = checkpoints.data_iterator(self.group.outs[0].path, self.group.start_epoch)
       if stored is not None:
         return int(stored['seed'])
     return int(self.runs[0].config.seed)
@@ -401,29 +401,27 @@ class _Loop:
     self.painter.submit(figures.reconstructions, self.group.outs[m].figure_path, epoch, rows, self.dataset.shape,
                         self.by_epoch[m])
 
-  def _test_metrics(self, state: Any, m: int) -> dict[str, float]:
-    """Model ``m``'s test metrics, computed again: for a summary whose epoch's record of metrics.jsonl
-    was lost (its ``train/*`` metrics cannot be recovered)."""
-    evaluate = metrics.make_evaluate(self.program.family.eval, self.cfg.eval_batch_size,  # stored x_test
-                                     self.program.family.split_eval)
-    params = jax.tree.map(lambda x: x[m], state['params'])
-    self.log(f'{self.group.outs[m].path}: no metrics of the last epoch; summary.json gets its test metrics '
-             'computed again and no train/* metrics.')
-    return {f'test/{k}': float(v) for k, v in evaluate(params, self.x_test, self.runs[m].hp).items()}
+  def _last_record(self, m: int, history: list[dict]) -> dict:
+    """Model ``m``'s metrics of its last epoch: this process's record or metrics.jsonl's; ``{}`` (logged) when
+    that record was lost, so that the evaluators compute the test metrics again (and no ``train/*`` remain)."""
+    record = self.records[m] or (history[-1] if history else {})
+    if not record:
+      self.log(f'{self.group.outs[m].path}: no metrics of the last epoch; summary.json gets its test metrics '
+               'computed again and no train/* metrics.')
+    return record
 
   def _checkpoint(self, epoch: int, state: Any) -> None:
     if self.ckpt is None:
       return
     with self.timer('checkpoints'):
-      self.ckpt.save(epoch, state, self.pinned)
+      self.ckpt.save(epoch, state, self.pinned, data_iterator=self.stream_state)
       for m in np.flatnonzero(self.alive):
         self.good_epoch[m] = epoch
-        if self.stream_state is not None:
-          stream.write_state(self.group.outs[m].path, self.stream_state)
         checkpoints.write_pointer(self.group.outs[m].path, self.ckpt.directory, int(m), epoch)
 
   def _finish(self, state: Any) -> list[dict | None]:
-    """Final metrics, figures and summary.json of every run still alive."""
+    """End-of-training metrics (``evaluators.final_metrics``), figures and summary.json of every run still
+    alive."""
     cfg, runs, outs = self.cfg, self.runs, self.group.outs
     draw = outs is not None and bool(cfg.figures_every)
     histories = [o.read_metrics() for o in outs] if outs is not None else [[] for _ in runs]
@@ -436,25 +434,20 @@ class _Loop:
         final_fn = self.program.final.lower(state['params'], self.x_test).compile()
       with self.timer('final_eval'):
         arrays = jax.device_get(final_fn(state['params'], self.x_test))
-    test_nll = (metrics.make_test_nll(self.program.family, runs[0].config)
-                if runs[0].config.eval.final_metrics and runs[0].family.log_weights is not None else None)
-    disent = (metrics.make_disentanglement(runs[0].family, runs[0].config, self.dataset.extras)
-              if runs[0].config.eval.final_metrics else None)
+    shared: dict = {}  # the evaluators' compiled functions, for every model of the group
     summaries: list[dict | None] = []
     for m, run in enumerate(runs):
       if not self.alive[m]:
         summaries.append(None)
         continue
-      record = self.records[m] or (histories[m][-1] if histories[m] else self._test_metrics(state, m))
-      final = {}
-      if run.config.eval.final_metrics and arrays is not None:
-        final['test/active_units'] = int(arrays['active_units'][m])
-        if test_nll is not None:
-          with self.timer('final_eval'):
-            final.update(test_nll(jax.tree.map(lambda x, m=m: x[m], state['params']), self.x_test))
-        if disent is not None:
-          with self.timer('final_eval'):
-            final.update(disent(jax.tree.map(lambda x, m=m: x[m], state['params'])))
+      record = self._last_record(m, histories[m])
+      known = {'test': {k: v for k, v in record.items() if k.startswith('test/')}} if record else {}
+      if arrays is not None:
+        known.update(codes=arrays['codes'][m], active_units=arrays['active_units'][m])
+      params = jax.tree.map(lambda x, m=m: x[m], state['params'])
+      with self.timer('final_eval'):
+        final = evaluators.final_metrics(self.program.family, run.config, params, run.hp, self.dataset, self.x_test,
+                                         shared=shared, known=known)
       num_params = sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(state['params']))
       summaries.append({**{k: v for k, v in record.items() if '/' in k}, **final, 'epochs': cfg.num_epochs,
                         'num_params': num_params})
