@@ -6,7 +6,7 @@
       [--check_seeds=3] [--check_net=paper|small]
 
 Trains beta-VAE (vae.kl_weight), beta-TCVAE (beta_tcvae.tc_weight), FactorVAE (factor_vae.tc_weight) and
-DIP-VAE-II (dip_vae.lambda_od = dip_vae.lambda_d), 6 values of each one's weight x ``--seeds`` seeds,
+DIP-VAE-II (dip_vae.dip_lambda_od = dip_vae.dip_lambda_d), 6 values of each one's weight x ``--seeds`` seeds,
 on the shapes2d grid ``--counts`` (shape, scale, orientation, x, y) of ``--size`` pixels. Each method's
 runs are ONE sweep group: one compiled program with the models stacked on a leading axis
 (``aelab.train.sweep.run_sweep``; its log line says ``N models in one program``). Every run ends with the
@@ -49,7 +49,7 @@ METHODS = {
     'beta_vae': ('vae', ('vae.kl_weight',), (1, 2, 4, 6, 8, 16)),
     'beta_tcvae': ('beta_tcvae', ('beta_tcvae.tc_weight',), (1, 2, 4, 6, 8, 10)),
     'factor_vae': ('factor_vae', ('factor_vae.tc_weight',), (10, 20, 30, 40, 50, 100)),
-    'dip_vae_ii': ('dip_vae', ('dip_vae.lambda_od', 'dip_vae.lambda_d'), (1, 2, 5, 10, 20, 50)),
+    'dip_vae_ii': ('dip_vae', ('dip_vae.dip_lambda_od', 'dip_vae.dip_lambda_d'), (1, 2, 5, 10, 20, 50)),
 }
 
 

@@ -139,7 +139,7 @@ def test_command_line_override_reaches_the_run(tmp_path):
     ('vae', 'penalty.name', 'contractive', 'penalty.name=contractive is not defined for model.name=vae'),
     ('beta_tcvae', 'vae.capacity_weight', 1.0, r'vae.capacity_weight > 0 .* not of model.name=beta_tcvae'),
     ('beta_tcvae', 'beta_tcvae.tc_weight', -1.0, 'beta_tcvae.tc_weight=-1.0'),
-    ('dip_vae', 'dip_vae.type', 'iii', r"dip_vae.type \(DIP-VAE-I or -II\)='iii' is not valid"),
+    ('dip_vae', 'dip_vae.dip_type', 'iii', r"dip_vae.dip_type \(DIP-VAE-I or -II\)='iii' is not valid"),
     ('factor_vae', 'factor_vae.disc_hidden', (0,), 'factor_vae.disc_hidden'),
     ('factor_vae', 'model.likelihood', 'mse', 'normalized likelihood'),  # the VAE's check, by BUILDS_ON
     ('aae', 'aae.prior', 'uniform', 'aae.prior'),

@@ -3,8 +3,8 @@ Unlabeled Observations, Sec. 3).
 
 The VAE of ``aelab/models/vae.py`` plus a penalty that moves a covariance of the code towards the
 identity: ``lambda_od sum_{i != j} C_ij^2 + lambda_d sum_i (C_ii - 1)^2`` (Eq. 6 and 7) with
-``lambda_od = hp['dip_lambda_od']``, ``lambda_d = hp['dip_lambda_d']`` (``dip_vae.lambda_od``,
-``dip_vae.lambda_d``). ``dip_vae.type`` picks ``C``: ``i``, the covariance of the posterior means over the
+``lambda_od = hp['dip_lambda_od']``, ``lambda_d = hp['dip_lambda_d']`` (``dip_vae.dip_lambda_od``,
+``dip_vae.dip_lambda_d``). ``dip_vae.dip_type`` picks ``C``: ``i``, the covariance of the posterior means over the
 batch, ``Cov[mu(x)]``; ``ii``, the covariance of the aggregate posterior, ``Cov[mu(x)] +
 E[diag exp(log_var(x))]``, as disentanglement_lib's ``DIPVAE`` (which uses ``lambda_d = 10 lambda_od`` for
 type i and ``lambda_d = lambda_od`` for type ii).
@@ -21,21 +21,21 @@ from aelab.models.family import Family
 
 SECTION = 'dip_vae'
 CONFIG = {
-    'type': ('ii', "'i': the covariance of the posterior means; 'ii': of the aggregate posterior (Kumar et al. "
-             '2018)'),
-    'lambda_od': (1.0, 'weight of the off-diagonal covariance penalty (Eq. 6)'),
-    'lambda_d': (1.0, 'weight of the diagonal covariance penalty (Eq. 6)'),
+    'dip_type': ('ii', "'i': the covariance of the posterior means; 'ii': of the aggregate posterior (Kumar et al. "
+                 '2018)'),
+    'dip_lambda_od': (1.0, 'weight of the off-diagonal covariance penalty (Eq. 6)'),
+    'dip_lambda_d': (1.0, 'weight of the diagonal covariance penalty (Eq. 6)'),
 }
 BUILDS_ON = ('vae',)  # the VAE's section and validation too
-HYPERPARAMS = {**vae.HYPERPARAMS, 'dip_lambda_od': 'dip_vae.lambda_od', 'dip_lambda_d': 'dip_vae.lambda_d'}
+HYPERPARAMS = {**vae.HYPERPARAMS, 'dip_lambda_od': 'dip_vae.dip_lambda_od', 'dip_lambda_d': 'dip_vae.dip_lambda_d'}
 TYPES = ('i', 'ii')
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks ``config.dip_vae`` (``vae.validate`` has run). Raises ConfigError naming the field."""
   d = config.dip_vae
-  check_choice(d.type, TYPES, 'dip_vae.type (DIP-VAE-I or -II)')
-  check(d.lambda_od >= 0 and d.lambda_d >= 0, 'dip_vae.lambda_od and dip_vae.lambda_d must be >= 0.')
+  check_choice(d.dip_type, TYPES, 'dip_vae.dip_type (DIP-VAE-I or -II)')
+  check(d.dip_lambda_od >= 0 and d.dip_lambda_d >= 0, 'dip_vae.dip_lambda_od and dip_vae.dip_lambda_d must be >= 0.')
   vae.check_elbo_only(config)
 
 
@@ -55,7 +55,7 @@ def dip_penalty(cov_ZxZ: jax.Array, lambda_od: jax.Array, lambda_d: jax.Array) -
 def make_regularizer(dip_type: str):
   """The DIP regularizer ``(mean_BxZ, log_var_BxZ, z_BxZ, hp) -> (penalty, {'dip': penalty})`` of type
   ``i`` or ``ii``. Raises ConfigError (a ValueError) for another type."""
-  check_choice(dip_type, TYPES, 'dip_vae.type (DIP-VAE-I or -II)')
+  check_choice(dip_type, TYPES, 'dip_vae.dip_type (DIP-VAE-I or -II)')
 
   def regularizer(mean_BxZ, log_var_BxZ, z_BxZ, hp):
     cov = covariance(mean_BxZ)
@@ -69,4 +69,4 @@ def make_regularizer(dip_type: str):
 
 def family(config: ml_collections.ConfigDict, data_shape: int | Sequence[int]) -> Family:
   """The DIP-VAE's ``Family``: the VAE's, with the objective of this module."""
-  return vae.family(config, data_shape, make_regularizer(config.dip_vae.type))
+  return vae.family(config, data_shape, make_regularizer(config.dip_vae.dip_type))
