@@ -197,8 +197,9 @@ def _in_unit_interval(value, field: str, closed: bool = True):
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks every field's type, name and range, those of the family's sections by the family's own
   ``validate``. Raises ConfigError naming the field and what is allowed."""
+  _validate_types(config, base())  # the base's fields first: model.name a string
   models.check_sections(config)  # an unknown family, a module without the contract, a missing section
-  _validate_types(config)
+  _validate_types(config)  # and the family's sections
   _validate_data(config.data)
   _validate_model(config.model)
   _validate_code_penalty(config)
@@ -307,8 +308,8 @@ def from_dict(values: dict) -> ml_collections.ConfigDict:
 
   if not isinstance(values, dict):
     raise ConfigError(f'A config must be a JSON object of sections and fields, got {type(values).__name__}.')
-  model = values.get('model')
-  config = base(model.get('name', 'ae') if isinstance(model, dict) else 'ae')
+  name = values.get('model', {}).get('name') if isinstance(values.get('model'), dict) else None
+  config = base(name if isinstance(name, str) else 'ae')  # a name of another type: _set's error below
   for section, fields in as_tuples(values).items():
     if isinstance(fields, dict) and isinstance(config.get(section), ml_collections.ConfigDict):
       for name, value in fields.items():
