@@ -1,0 +1,491 @@
+"""The epoch loop of one group of models (a single run is a group of one), read top to bottom in
+:func:`train_group`: build the group's program, restore or initialise, then per epoch one compiled call,
+the metric writers, and the hooks whose time has come (``aelab/train/hooks.py``); at the end, the final
+metrics and summaries. Models that diverge mid-run leave the group: :func:`train_group` returns the smaller
+group of the others (:func:`survivors`), which the caller trains next.
+
+A group's states are stacked on a leading model axis; one jitted program per group trains an epoch of every
+model (``aelab/train/program.py``), and only the metrics come back to the host. Streamed and in-memory
+epochs are one object each (:class:`StreamedEpoch`, :class:`MemoryEpoch`) behind one call signature.
+
+Keys (DESIGN.md): ``init_key, train_key = split(key(seed))``; epoch ``e`` uses ``fold_in(train_key, e)``,
+split into a permutation key and a step key; step ``s`` (global) uses ``fold_in(step_key, s)``, split
+once into a binarization key and an objective key.
+"""
+import concurrent.futures
+import contextlib
+import dataclasses
+import hashlib
+import os
+import signal
+import threading
+import time
+from typing import Any, Callable, Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from aelab import config as config_lib, data
+from aelab.data import stream
+from aelab.eval import metrics
+from aelab.train import checkpoints, history, hooks, optimizers, writers
+from aelab.train.program import Program, Run, row, stack
+from aelab.train.workdir import Workdir, flatten
+
+Log = Callable[[str], None]
+
+
+class Interrupted(Exception):
+  """Training stopped on SIGTERM / SIGINT after checkpointing the epoch it was in; rerun to resume."""
+
+  def __init__(self, signum: int, epoch: int, where: str):
+    self.signum, self.epoch = signum, epoch
+    super().__init__(f'Stopped by {signal.Signals(signum).name} after epoch {epoch}, checkpointed in {where}; '
+                     'rerun the same command to resume.')
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[list[int]]:
+  """Yields a list that receives the number of a SIGTERM or SIGINT when one arrives (the loop then
+  checkpoints and stops after its epoch); a second signal acts as usual. Only in the main thread."""
+  received: list[int] = []
+  if threading.current_thread() is not threading.main_thread():
+    yield received
+    return
+  previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+  def handler(signum, frame):
+    received.append(signum)
+    for s, h in previous.items():
+      signal.signal(s, h)
+
+  for s in previous:
+    signal.signal(s, handler)
+  try:
+    yield received
+  finally:
+    for s, h in previous.items():
+      signal.signal(s, h)
+
+
+@dataclasses.dataclass
+class Group:
+  """A group to train: its runs, their output directories (None: in memory, see ``engine.fit``), where
+  the group's checkpoints go, the states and epoch it starts from, and ``ids``, the runs' positions in
+  the caller's list (for the summaries)."""
+  runs: list[Run]
+  outs: list[Workdir] | None
+  checkpoint_dir: str | None
+  states: list[Any | None]
+  start_epoch: int
+  ids: list[int] = dataclasses.field(default_factory=list)
+
+
+# ---- restoring and grouping ----
+
+
+def restore(out: Workdir, abstract: Any, cache: dict | None = None, log: Log = print,
+            discard_corrupt: bool = False) -> tuple[Any, int]:
+  """``(state, epoch)`` of the run in ``out`` from its newest checkpoint that reads back intact (host
+  arrays without the model axis), or ``(None, 0)``. A checkpoint that does not read back (a truncated or
+  deleted file) is reported in one line through ``log`` and the one before it is tried; with
+  ``discard_corrupt`` (training, which saves that epoch again) it is deleted.
+  ``cache`` (a dict kept across calls) restores a group's stacked checkpoint once for all of its runs.
+  Raises ConfigError when the stored arrays do not fit ``abstract`` (the workdir holds a run of another
+  model), naming the config fields that changed."""
+  cache = {} if cache is None else cache
+  for directory, index, epoch in checkpoints.candidates(out.path):
+    if (directory, epoch) not in cache:
+      try:
+        cache[directory, epoch] = _restore_stacked(out, abstract, directory, epoch)
+      except config_lib.ConfigError:
+        raise
+      except Exception as e:  # noqa: BLE001  (orbax and TensorStore raise many kinds for a damaged file)
+        reason = ' '.join(str(e).split())[:200]
+        log(f'The checkpoint of epoch {epoch} in {directory} does not read back ({type(e).__name__}: {reason}); '
+            f'{"deleted it, " if discard_corrupt else ""}trying the one before.')
+        if discard_corrupt:
+          checkpoints.discard(directory, epoch)
+        continue
+    return row(cache[directory, epoch], index), epoch
+  return None, 0
+
+
+def _restore_stacked(out: Workdir, abstract: Any, directory: str, epoch: int) -> Any:
+  """The stacked state of ``epoch`` in ``directory``, after checking its shapes against ``abstract``."""
+  ckpt = checkpoints.GroupCheckpoints(directory)
+  try:
+    stored = ckpt.shapes(epoch)
+    out.check_shapes([s[1:] for s in stored], [tuple(x.shape) for x in jax.tree.leaves(abstract)],
+                     f'of epoch {epoch}')
+    stacked = jax.tree.map(lambda x: jax.ShapeDtypeStruct((stored[0][0], *x.shape), x.dtype), abstract)
+    return ckpt.restore(epoch, stacked)
+  finally:
+    ckpt.close()
+
+
+def checkpoint_dir(groups_dir: str | None, outs: list[Workdir]) -> str:
+  """A group of one keeps its checkpoints in its own directory; a larger group under ``groups_dir``, in
+  a folder named by a hash of its runs' directories."""
+  if len(outs) == 1 or groups_dir is None:
+    return os.path.join(outs[0].path, 'checkpoints')
+  digest = hashlib.sha1('\n'.join(o.path for o in outs).encode()).hexdigest()[:12]
+  return os.path.join(groups_dir, digest, 'checkpoints')
+
+
+def make_groups(runs: list[Run], outs: list[Workdir], ids: list[int], abstract: Any, groups_dir: str | None,
+                log: Log, label: str) -> list[Group]:
+  """The groups to train ``runs`` in, each resumed from its newest intact checkpoint: runs stopped at
+  the same epoch train together. metrics.jsonl is cut back to the restored epoch (later records are
+  trained again). Raises ConfigError as :func:`restore`."""
+  stacks: dict = {}
+  restored = [restore(out, abstract, stacks, log, discard_corrupt=True) for out in outs]
+  by_epoch: dict[int, list[int]] = {}
+  for i, (out, (_, epoch)) in enumerate(zip(outs, restored)):
+    note = history.truncate(out.path, epoch)
+    if note:
+      log(note)
+    by_epoch.setdefault(epoch, []).append(i)
+  groups = []
+  for epoch, idx in sorted(by_epoch.items()):
+    if epoch:
+      log(f'{label}resuming {len(idx)} runs from the checkpoints of epoch {epoch}' if label else
+          f'Resuming from the checkpoint of epoch {epoch} in {outs[idx[0]].path}')
+    members = [outs[i] for i in idx]
+    groups.append(Group([runs[i] for i in idx], members, checkpoint_dir(groups_dir, members),
+                        [restored[i][0] for i in idx], epoch, [ids[i] for i in idx]))
+  return groups
+
+
+def survivors(group: Group, alive: np.ndarray, abstract: Any, groups_dir: str | None, log: Log,
+              label: str) -> list[Group]:
+  """The smaller group(s) that go on without the models that diverged (``alive`` False), restored from
+  the checkpoint the loop wrote as it stopped: the diverged models stop using compute."""
+  live = np.flatnonzero(alive)
+  log(f'{label}{len(alive) - len(live)} diverged model(s) left out: the other {len(live)} go on in a new program')
+  return make_groups([group.runs[m] for m in live], [group.outs[m] for m in live], [group.ids[m] for m in live],
+                     abstract, groups_dir, log, label)
+
+
+# ---- one epoch: in memory or streamed, one call signature ----
+
+
+@dataclasses.dataclass
+class Inputs:
+  """The arrays every epoch of a group takes, on the devices: the stacked ``hp`` and ``train_keys``, the
+  training split (None when streamed), the test split and the figure images (None without figures)."""
+  hp: Any
+  train_keys: jax.Array
+  x_train: jax.Array | None
+  x_test: jax.Array
+  x_fig: jax.Array | None
+
+
+def make_inputs(program: Program, runs: list[Run], dataset: data.Dataset, figures_on: bool) -> Inputs:
+  """The group's :class:`Inputs` (data as stored, e.g. uint8 images, made float32 on the device)."""
+  streamed = isinstance(dataset.train, stream.Stream)
+  x_train, x_test = program.replicate((None if streamed else dataset.train, dataset.test))
+  x_fig = program.replicate(dataset.test[:runs[0].config.train.num_figure_images]) if figures_on else None
+  return Inputs(program.shard(stack([r.hp for r in runs])), program.shard(jnp.stack([r.train_key for r in runs])),
+                x_train, x_test, x_fig)
+
+
+class MemoryEpoch:
+  """An epoch of in-memory data: one call of ``Program.epoch``, compiled ahead of time (timed as
+  ``compile``). ``epoch(state, epoch) -> (state, outputs)``."""
+  iterator_state = None
+
+  def __init__(self, program: Program, inputs: Inputs, state: Any, first: int, timer: hooks.Timer):
+    self.inputs = inputs
+    with timer('compile'):
+      self.fn = program.epoch.lower(state, *self._args(first)).compile()
+
+  def _args(self, epoch: int) -> tuple:
+    i = self.inputs
+    return i.x_train, i.x_test, i.x_fig, epoch, i.train_keys, i.hp
+
+  def __call__(self, state: Any, epoch: int) -> tuple[Any, dict]:
+    return self.fn(state, *self._args(epoch))
+
+
+class StreamedEpoch:
+  """An epoch of streamed data (aelab/data/stream.py): batches from the grain iterator in chunks of
+  ``data.stream_chunk``, one compiled call per chunk (dispatched while the next chunk is read), then the
+  test metrics. Every model of the group sees the same batch order, seeded by ``seed`` and the epoch;
+  ``iterator_state`` is the iterator's state after the last epoch (saved with the checkpoint). The chunk
+  and test programs compile in the first epoch (jitted, not ahead of time: a data-parallel state changes
+  its sharding after one call)."""
+
+  def __init__(self, program: Program, inputs: Inputs, dataset: data.Dataset, config: Any, seed: int):
+    self.program, self.inputs, self.train, self.seed = program, inputs, dataset.train, seed
+    self.batch_size, self.data_config = config.train.batch_size, config.data
+    self.iterator_state: dict | None = None
+
+  def __call__(self, state: Any, epoch: int) -> tuple[Any, dict]:
+    p, i, chunk = self.program, self.inputs, self.data_config.stream_chunk
+    batches = stream.epoch_batches(self.train, self.batch_size, self.seed, epoch,
+                                   workers=self.data_config.stream_workers, prefetch=2 * chunk)
+    metrics_KxC = []
+    for x_CxBxD in stream.chunks(batches, chunk):
+      state, step_metrics = p.chunk(state, p.replicate(x_CxBxD), epoch, i.train_keys, i.hp)
+      metrics_KxC.append(step_metrics)
+    self.iterator_state = {'seed': self.seed, 'epoch': epoch, 'iterator': batches.get_state()}
+    out = p.test(state, i.x_test, i.x_fig, i.hp)
+    return state, {'train': jax.tree.map(lambda *m: jnp.concatenate(m, axis=1), *metrics_KxC), **out}
+
+
+def stream_seed(group: Group) -> int:
+  """The seed of the streamed batch order: the one stored with a resumed run's checkpoint (so the run
+  continues in its own order, even resumed alone after a sweep), else the first run's ``seed``."""
+  if group.start_epoch and group.outs:
+    stored = stream.read_state(group.outs[0].path)
+    if stored is not None:
+      return int(stored['seed'])
+  return int(group.runs[0].config.seed)
+
+
+def initial_state(program: Program, group: Group, timer: hooks.Timer) -> Any:
+  """The group's stacked state on the devices: fresh (``Program.init``) with each restored run's row in
+  place, its learning rate the config's (not the stored one)."""
+  rates = jnp.asarray([r.config.optimizer.learning_rate for r in group.runs], jnp.float32)
+  init_keys = jnp.stack([r.init_key for r in group.runs])
+  with timer('compile'):
+    init = program.init.lower(init_keys, rates).compile()
+  state = init(init_keys, rates)
+  if any(s is not None for s in group.states):
+    fresh = jax.device_get(state)
+    state = stack([s if s is not None else row(fresh, m) for m, s in enumerate(group.states)])
+    state['opt_state'] = optimizers.set_learning_rates(state['opt_state'], rates)
+  return program.shard(state)
+
+
+def record(out: dict, seconds: float, examples_per_epoch: int) -> dict[str, float]:
+  """One model's metrics of an epoch: ``train/*`` (means over the steps), ``test/*``, its time and speed."""
+  return {**{f'train/{k}': float(np.mean(v)) for k, v in out['train'].items()},
+          **{f'test/{k}': float(v) for k, v in out['test'].items()},
+          'epoch_time_s': seconds, 'examples_per_s': examples_per_epoch / seconds}
+
+
+# ---- the loop ----
+
+
+@dataclasses.dataclass
+class Periodic:
+  """What runs around the epochs of a group: one metric writer per model, the divergence guard, and the
+  hooks (checkpoint, figures, progress; those that apply)."""
+  writers: list[writers.MetricWriter]
+  guard: hooks.DivergenceGuard
+  hooks: list[hooks.Hook]
+  checkpoint: hooks.Checkpoint | None = None
+  figures: hooks.Figures | None = None
+
+  def flush(self) -> None:
+    for w in self.writers:
+      w.flush()
+
+  def close(self, timer: hooks.Timer) -> None:
+    """Closes the writers, then the hooks (each waits for its background work), all of them even when
+    one raises; raises the first error."""
+    with contextlib.ExitStack() as closing:
+      for hook in self.hooks:
+        closing.callback(hook.close)
+      closing.callback(self._close_writers, timer)
+
+  def _close_writers(self, timer: hooks.Timer) -> None:
+    with timer('writers'):
+      for w in self.writers:
+        w.close()
+
+
+def make_periodic(group: Group, program: Program, dataset: data.Dataset, log: Log, label: str,
+                  timer: hooks.Timer, pool: concurrent.futures.Executor) -> Periodic:
+  """The writers (``log.writers`` of each run's directory, asynchronous on ``pool``; in memory without a
+  workdir) and the hooks of ``group``."""
+  runs, outs, train = group.runs, group.outs, group.runs[0].config.train
+  if outs is None:
+    metric_writers = [writers.MemoryWriter() for _ in runs]
+  else:
+    metric_writers = [writers.AsyncWriter(writers.create(r.config.log.writers, o.path, r.name), pool)
+                      for r, o in zip(runs, outs)]
+  names = [o.path for o in outs] if outs else [r.name for r in runs]
+  ckpt = None
+  if group.checkpoint_dir is not None:
+    ckpt = hooks.Checkpoint(checkpoints.GroupCheckpoints(group.checkpoint_dir, train.keep_checkpoints),
+                            [o.path for o in outs], train.checkpoint_every, train.num_epochs, group.start_epoch,
+                            set(), lambda: [w.flush() for w in metric_writers], timer)
+  guard = hooks.DivergenceGuard(names, lambda: ckpt.epoch if ckpt else group.start_epoch,
+                                ckpt.wait if ckpt else lambda: None, log)
+  if ckpt is not None:
+    ckpt.pinned = guard.pinned
+  figs = (hooks.Figures(dataset, [r.config for r in runs], [o.figure_path for o in outs], group.start_epoch, timer)
+          if outs is not None and train.figures_every else None)
+  progress = hooks.Progress(log, label, train.num_epochs, program.steps_per_epoch * train.batch_size,
+                            group.start_epoch)
+  return Periodic(metric_writers, guard, [h for h in (ckpt, figs, progress) if h is not None], ckpt, figs)
+
+
+@dataclasses.dataclass
+class Trained:
+  """A group after its epochs: the stacked state (on the devices), which models are alive, each one's
+  last record of metrics, the inputs, and whether the loop stopped early so that the live models go on
+  without the diverged ones (:func:`survivors`)."""
+  state: Any
+  alive: np.ndarray
+  records: list[dict]
+  inputs: Inputs
+  regroup: bool = False
+
+
+def run_epochs(group: Group, dataset: data.Dataset, program: Program, periodic: Periodic,
+               timer: hooks.Timer) -> Trained:
+  """Trains ``group``'s remaining epochs: per epoch one compiled call, the divergence guard, the metric
+  writers, then the hooks. Raises Interrupted on SIGTERM / SIGINT (after checkpointing), FloatingPointError
+  when a single run diverges."""
+  train, k = group.runs[0].config.train, len(group.runs)
+  state = initial_state(program, group, timer)
+  inputs = make_inputs(program, group.runs, dataset, periodic.figures is not None and periodic.figures.images)
+  if periodic.figures is not None:
+    periodic.figures.redraw_lost(group.start_epoch, lambda m: hooks.eval_reconstruct(
+        program.family, state['params'], inputs.x_fig, inputs.hp, m))
+  alive, records = np.ones(k, bool), [{} for _ in range(k)]
+  first = group.start_epoch + 1
+  if first > train.num_epochs:
+    return Trained(state, alive, records, inputs)
+  epoch_fn = (StreamedEpoch(program, inputs, dataset, group.runs[0].config, stream_seed(group))
+              if inputs.x_train is None else MemoryEpoch(program, inputs, state, first, timer))
+  start_outputs(group, periodic.writers)
+  examples = program.steps_per_epoch * train.batch_size
+  with stop_on_signals() as received:
+    for epoch in range(first, train.num_epochs + 1):
+      t0 = time.perf_counter()
+      with timer('epochs'):
+        state, out = epoch_fn(state, epoch)
+        outputs = [row(jax.device_get(out), m) for m in range(k)]
+      seconds = time.perf_counter() - t0
+      diverged = periodic.guard(epoch, outputs, alive)
+      for m in np.flatnonzero(alive):
+        records[m] = record(outputs[m], seconds, examples)
+        periodic.writers[m].write_scalars(epoch * program.steps_per_epoch, {'epoch': epoch, **records[m]})
+      regroup = bool(diverged) and alive.any() and epoch < train.num_epochs and periodic.checkpoint is not None
+      end = hooks.EpochEnd(epoch, state, outputs, records, alive, seconds, bool(received) or regroup,
+                           epoch_fn.iterator_state)
+      for hook in periodic.hooks:
+        hook(end)
+      if received:
+        raise Interrupted(received[0], epoch, periodic.checkpoint.ckpt.directory if periodic.checkpoint else 'memory')
+      if regroup or not alive.any():
+        return Trained(state, alive, records, inputs, regroup)
+  return Trained(state, alive, records, inputs)
+
+
+def start_outputs(group: Group, metric_writers: list[writers.MetricWriter]) -> None:
+  """Before the first epoch: each run's config.json, and its flattened config as the writers' hparams."""
+  for out, w in zip(group.outs or [], metric_writers):
+    out.write_config()
+    w.write_hparams(flatten(out.config))
+
+
+def train_group(group: Group, dataset: data.Dataset, log: Log, label: str, timer: hooks.Timer,
+                devices: Sequence[jax.Device] | None) -> tuple[list[dict | None], Trained]:
+  """Trains ``group`` (build its program, restore or initialise, the epochs, the summaries); returns
+  each run's summary (None for a run that diverged, and for every run when the loop stopped to go on
+  without the diverged: ``Trained.regroup``, see :func:`survivors`) and the :class:`Trained` group."""
+  program = Program(group.runs, dataset, devices)
+  if label:
+    log(f'{label}{len(group.runs)} models in one program on '
+        f'{1 if program.mesh is None else program.mesh.devices.size} device(s)')
+  with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='writers') as pool:
+    periodic = make_periodic(group, program, dataset, log, label, timer, pool)
+    failed = True
+    try:
+      trained = run_epochs(group, dataset, program, periodic, timer)
+      summaries = ([None] * len(group.runs) if trained.regroup or group.outs is None else
+                   finish(group, dataset, program, periodic, trained, log, timer))
+      failed = False
+    finally:
+      _close(periodic, timer, failed)
+  return summaries, trained
+
+
+def _close(periodic: Periodic, timer: hooks.Timer, failed: bool) -> None:
+  """Closes ``periodic``; while another error propagates (``failed``), an error of closing is dropped."""
+  try:
+    periodic.close(timer)
+  except Exception:  # noqa: BLE001
+    if not failed:
+      raise
+
+
+# ---- the end of training ----
+
+
+def final_arrays(program: Program, state: Any, x_test: jax.Array, timer: hooks.Timer) -> dict:
+  """The group's end-of-training arrays (``figures.make_final_arrays``, stacked over models) on the host."""
+  with timer('compile'):
+    final_fn = program.final.lower(state['params'], x_test).compile()
+  with timer('final_eval'):
+    return jax.device_get(final_fn(state['params'], x_test))
+
+
+def final_evaluators(program: Program, run: Run, dataset: data.Dataset) -> list[Callable]:
+  """The end-of-training metrics of the group's runs beyond active units, each ``evaluate(params,
+  x_test) -> {test/...: value}``: the importance-sampled test NLL (families with log-weights) and the
+  disentanglement scores (data with factors). Built once per group (each compiles once)."""
+  found = []
+  if run.family.log_weights is not None:
+    found.append(metrics.make_test_nll(program.family, run.config))
+  disent = metrics.make_disentanglement(run.family, run.config, dataset.extras)
+  if disent is not None:
+    found.append(lambda params, x_test: disent(params))
+  return found
+
+
+def final_metrics(evaluators: list[Callable], params: Any, arrays: dict, x_test: jax.Array,
+                  timer: hooks.Timer) -> dict[str, float]:
+  """One run's end-of-training metrics (``eval.final_metrics``): ``test/active_units`` and those of
+  ``evaluators`` (:func:`final_evaluators`) for its ``params`` (one model's, no model axis)."""
+  found: dict[str, float] = {'test/active_units': int(arrays['active_units'])}
+  with timer('final_eval'):
+    for evaluate in evaluators:
+      found.update(evaluate(params, x_test))
+  return found
+
+
+def finish(group: Group, dataset: data.Dataset, program: Program, periodic: Periodic, trained: Trained, log: Log,
+           timer: hooks.Timer) -> list[dict | None]:
+  """Final metrics, figures and the summary of every run still alive (None for the diverged)."""
+  config, state, alive, x_test = group.runs[0].config, trained.state, trained.alive, trained.inputs.x_test
+  periodic.flush()
+  histories = [history.read(o.path) for o in group.outs]
+  for m in np.flatnonzero(alive) if periodic.figures else ():  # drawn while the final arrays are computed
+    periodic.figures.draw_curves(m, histories[m])
+  wanted = config.eval.final_metrics or (periodic.figures is not None and periodic.figures.images)
+  arrays = final_arrays(program, state, x_test, timer) if wanted and alive.any() else None
+  evaluators = final_evaluators(program, group.runs[0], dataset) if config.eval.final_metrics else []
+  num_params = sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(state['params']))
+  summaries: list[dict | None] = [None] * len(group.runs)
+  for m in np.flatnonzero(alive):
+    last = trained.records[m] or (histories[m][-1] if histories[m] else
+                                  _test_metrics_again(program, group, state, m, x_test, log))
+    final = {}
+    if config.eval.final_metrics and arrays is not None:
+      final = final_metrics(evaluators, row(state['params'], m), row(arrays, m), x_test, timer)
+    summaries[m] = {**{k: v for k, v in last.items() if '/' in k}, **final, 'epochs': config.train.num_epochs,
+                    'num_params': num_params}
+    if periodic.figures is not None and arrays is not None:
+      periodic.figures.draw_final(m, row(arrays, m))
+  if periodic.figures is not None:
+    periodic.figures.wait()
+  return summaries
+
+
+def _test_metrics_again(program: Program, group: Group, state: Any, m: int, x_test: jax.Array,
+                        log: Log) -> dict[str, float]:
+  """Model ``m``'s test metrics, computed again: for a summary whose epoch's record of metrics.jsonl
+  was lost (its ``train/*`` metrics cannot be recovered)."""
+  evaluate = metrics.make_evaluate(program.family.eval, group.runs[0].config.train.eval_batch_size,
+                                   program.family.split_eval)
+  log(f'{group.outs[m].path}: no metrics of the last epoch; summary.json gets its test metrics computed again '
+      'and no train/* metrics.')
+  return {f'test/{k}': float(v) for k, v in evaluate(row(state['params'], m), x_test, group.runs[m].hp).items()}
