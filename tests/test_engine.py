@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from aelab.train import checkpoints, engine
+from aelab.train import checkpoints, engine, hooks, writers
 
 from aelab import config as config_lib, data
-from aelab.train.workdir import Workdir
 from conftest import CONFIG_NAMES, load_config, small
 
 
@@ -123,14 +122,14 @@ def test_resume_after_a_crash_equals_uninterrupted(tmp_path, monkeypatch, uninte
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason='signals need the main thread')
 def test_sigterm_checkpoints_stops_and_resumes_to_the_same_numbers(tmp_path, monkeypatch, uninterrupted):
   config = _resumable_config()
-  write = Workdir.write_metrics
+  write = writers.AsyncWriter.write_scalars
 
-  def write_then_sigterm(self, step, epoch, record, **kwargs):
-    write(self, step, epoch, record, **kwargs)
-    if epoch == 2:
+  def write_then_sigterm(self, step, scalars):
+    write(self, step, scalars)
+    if scalars['epoch'] == 2:
       os.kill(os.getpid(), signal.SIGTERM)  # as SLURM does before preempting a job
 
-  monkeypatch.setattr(Workdir, 'write_metrics', write_then_sigterm)
+  monkeypatch.setattr(writers.AsyncWriter, 'write_scalars', write_then_sigterm)
   with pytest.raises(engine.Interrupted, match='SIGTERM after epoch 2'):
     engine.train_and_evaluate(config, str(tmp_path))
   monkeypatch.undo()
@@ -154,14 +153,14 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
   config.optimizer.update(name='sgd', learning_rate=0.01)
   engine.train_and_evaluate(config, str(tmp_path))
   config.train.num_epochs = 4  # continues the run (another learning rate would be another run: refused)
-  record = engine._Loop._record
+  guard = hooks.DivergenceGuard.__call__
 
-  def nan_in_epoch_3(self, m, epoch, out, seconds):
+  def nan_in_epoch_3(self, epoch, outputs, alive):
     if epoch == 3:
-      out = {**out, 'train': {**out['train'], 'loss': np.full_like(out['train']['loss'], np.nan)}}
-    record(self, m, epoch, out, seconds)
+      outputs = [{**o, 'train': {**o['train'], 'loss': np.full_like(o['train']['loss'], np.nan)}} for o in outputs]
+    return guard(self, epoch, outputs, alive)
 
-  monkeypatch.setattr(engine._Loop, '_record', nan_in_epoch_3)
+  monkeypatch.setattr(hooks.DivergenceGuard, '__call__', nan_in_epoch_3)
   with pytest.raises(FloatingPointError, match='epoch 3.*last good checkpoint \\(epoch 2\\)'):
     engine.train_and_evaluate(config, str(tmp_path))
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2']
