@@ -281,13 +281,13 @@ def test_what_counts_as_diverged():
 def test_a_diverged_model_of_a_sweep_stops_using_compute(tmp_path, monkeypatch):
   runs = [{'optimizer.learning_rate': 1e-3}, {'optimizer.learning_rate': 1e6}]
   sizes = []
-  program = engine.Program
+  program = loop.Program
 
   def counted(runs_of_group, *args, **kwargs):
     sizes.append(len(runs_of_group))
     return program(runs_of_group, *args, **kwargs)
 
-  monkeypatch.setattr(engine, 'Program', counted)
+  monkeypatch.setattr(loop, 'Program', counted)
   lines = []
   with pytest.raises(FloatingPointError, match=r'stopped being finite in 1 runs'):
     sweep.run_sweep(_tiny(epochs=3), runs, str(tmp_path), log=lines.append)
