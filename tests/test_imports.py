@@ -22,6 +22,7 @@ LAYERS = [
     {'aelab.eval', 'aelab.eval.metrics', 'aelab.train.workdir', 'aelab.train.checkpoints', 'aelab.train.writers'},
     {'aelab.train.figures'},
     {'aelab.train', 'aelab.train.program', 'aelab.train.hooks'},
+    {'aelab.train.groups', 'aelab.train.final'},
     {'aelab.train.loop'},
     {'aelab.train.engine'},
     {'aelab.train.sweep', 'aelab.train.pretrain', 'aelab.api'},

@@ -12,9 +12,10 @@ import ml_collections
 
 from aelab import config as config_lib, data
 from aelab.data import stream
-from aelab.train import checkpoints, figures, loop, writers  # noqa: F401  (figures: re-exported)
+from aelab.train import checkpoints, figures, groups, loop, writers  # noqa: F401  (figures: re-exported)
 from aelab.train.hooks import DIVERGED_MAGNITUDE, Timer, divergence  # noqa: F401  (re-exported)
-from aelab.train.loop import Group, Interrupted, restore, stop_on_signals  # noqa: F401  (re-exported)
+from aelab.train.groups import Group, restore  # noqa: F401  (re-exported)
+from aelab.train.loop import Interrupted, stop_on_signals  # noqa: F401  (re-exported)
 from aelab.train.program import (  # noqa: F401  (re-exported: the engine's public names)
     Program, Run, abstract_state, check_compatible, make_run, make_train_epoch, make_train_step, over_models, row,
     stack)
@@ -82,7 +83,7 @@ def _train_groups(runs: list[Run], dataset: data.Dataset, outs: list[Workdir], g
   from) train one after the other, and a group that lost diverged models yields the smaller group of the
   others (``loop.survivors``), trained next."""
   abstract = abstract_state(runs[0], dataset)
-  pending = loop.make_groups(runs, outs, list(range(len(runs))), abstract, groups_dir, log, label)
+  pending = groups.make_groups(runs, outs, list(range(len(runs))), abstract, groups_dir, log, label)
   summaries: list[dict | None] = [None] * len(runs)
   while pending:
     group = pending.pop(0)
@@ -90,7 +91,7 @@ def _train_groups(runs: list[Run], dataset: data.Dataset, outs: list[Workdir], g
     for i, summary in zip(group.ids, done):
       summaries[i] = summary
     if trained.regroup:
-      pending += loop.survivors(group, trained.alive, abstract, groups_dir, log, label)
+      pending += groups.survivors(group, trained.alive, abstract, groups_dir, log, label)
   return summaries
 
 

@@ -2,7 +2,7 @@
 :func:`train_group`: build the group's program, restore or initialise, then per epoch one compiled call,
 the metric writers, and the hooks whose time has come (``aelab/train/hooks.py``); at the end, the final
 metrics and summaries. Models that diverge mid-run leave the group: :func:`train_group` returns the smaller
-group of the others (:func:`survivors`), which the caller trains next.
+group of the others (``groups.survivors``), which the caller trains next.
 
 A group's states are stacked on a leading model axis; one jitted program per group trains an epoch of every
 model (``aelab/train/program.py``), and only the metrics come back to the host. Streamed and in-memory
@@ -15,8 +15,6 @@ once into a binarization key and an objective key.
 import concurrent.futures
 import contextlib
 import dataclasses
-import hashlib
-import os
 import signal
 import threading
 import time
@@ -26,12 +24,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aelab import config as config_lib, data
+from aelab import data
 from aelab.data import stream
-from aelab.eval import metrics
-from aelab.train import checkpoints, history, hooks, optimizers, writers
+from aelab.train import checkpoints, final, history, hooks, optimizers, writers
+from aelab.train.groups import Group
 from aelab.train.program import Program, Run, row, stack
-from aelab.train.workdir import Workdir, flatten
+from aelab.train.workdir import flatten
 
 Log = Callable[[str], None]
 
@@ -67,106 +65,6 @@ def stop_on_signals() -> Iterator[list[int]]:
   finally:
     for s, h in previous.items():
       signal.signal(s, h)
-
-
-@dataclasses.dataclass
-class Group:
-  """A group to train: its runs, their output directories (None: in memory, see ``engine.fit``), where
-  the group's checkpoints go, the states and epoch it starts from, and ``ids``, the runs' positions in
-  the caller's list (for the summaries)."""
-  runs: list[Run]
-  outs: list[Workdir] | None
-  checkpoint_dir: str | None
-  states: list[Any | None]
-  start_epoch: int
-  ids: list[int] = dataclasses.field(default_factory=list)
-
-
-# ---- restoring and grouping ----
-
-
-def restore(out: Workdir, abstract: Any, cache: dict | None = None, log: Log = print,
-            discard_corrupt: bool = False) -> tuple[Any, int]:
-  """``(state, epoch)`` of the run in ``out`` from its newest checkpoint that reads back intact (host
-  arrays without the model axis), or ``(None, 0)``. A checkpoint that does not read back (a truncated or
-  deleted file) is reported in one line through ``log`` and the one before it is tried; with
-  ``discard_corrupt`` (training, which saves that epoch again) it is deleted.
-  ``cache`` (a dict kept across calls) restores a group's stacked checkpoint once for all of its runs.
-  Raises ConfigError when the stored arrays do not fit ``abstract`` (the workdir holds a run of another
-  model), naming the config fields that changed."""
-  cache = {} if cache is None else cache
-  for directory, index, epoch in checkpoints.candidates(out.path):
-    if (directory, epoch) not in cache:
-      try:
-        cache[directory, epoch] = _restore_stacked(out, abstract, directory, epoch)
-      except config_lib.ConfigError:
-        raise
-      except Exception as e:  # noqa: BLE001  (orbax and TensorStore raise many kinds for a damaged file)
-        reason = ' '.join(str(e).split())[:200]
-        log(f'The checkpoint of epoch {epoch} in {directory} does not read back ({type(e).__name__}: {reason}); '
-            f'{"deleted it, " if discard_corrupt else ""}trying the one before.')
-        if discard_corrupt:
-          checkpoints.discard(directory, epoch)
-        continue
-    return row(cache[directory, epoch], index), epoch
-  return None, 0
-
-
-def _restore_stacked(out: Workdir, abstract: Any, directory: str, epoch: int) -> Any:
-  """The stacked state of ``epoch`` in ``directory``, after checking its shapes against ``abstract``."""
-  ckpt = checkpoints.GroupCheckpoints(directory)
-  try:
-    stored = ckpt.shapes(epoch)
-    out.check_shapes([s[1:] for s in stored], [tuple(x.shape) for x in jax.tree.leaves(abstract)],
-                     f'of epoch {epoch}')
-    stacked = jax.tree.map(lambda x: jax.ShapeDtypeStruct((stored[0][0], *x.shape), x.dtype), abstract)
-    return ckpt.restore(epoch, stacked)
-  finally:
-    ckpt.close()
-
-
-def checkpoint_dir(groups_dir: str | None, outs: list[Workdir]) -> str:
-  """A group of one keeps its checkpoints in its own directory; a larger group under ``groups_dir``, in
-  a folder named by a hash of its runs' directories."""
-  if len(outs) == 1 or groups_dir is None:
-    return os.path.join(outs[0].path, 'checkpoints')
-  digest = hashlib.sha1('\n'.join(o.path for o in outs).encode()).hexdigest()[:12]
-  return os.path.join(groups_dir, digest, 'checkpoints')
-
-
-def make_groups(runs: list[Run], outs: list[Workdir], ids: list[int], abstract: Any, groups_dir: str | None,
-                log: Log, label: str) -> list[Group]:
-  """The groups to train ``runs`` in, each resumed from its newest intact checkpoint: runs stopped at
-  the same epoch train together. metrics.jsonl is cut back to the restored epoch (later records are
-  trained again). Raises ConfigError as :func:`restore`."""
-  stacks: dict = {}
-  restored = [restore(out, abstract, stacks, log, discard_corrupt=True) for out in outs]
-  by_epoch: dict[int, list[int]] = {}
-  for i, (out, (_, epoch)) in enumerate(zip(outs, restored)):
-    note = history.truncate(out.path, epoch)
-    if note:
-      log(note)
-    by_epoch.setdefault(epoch, []).append(i)
-  groups = []
-  for epoch, idx in sorted(by_epoch.items()):
-    if epoch:
-      log(f'{label}resuming {len(idx)} runs from the checkpoints of epoch {epoch}' if label else
-          f'Resuming from the checkpoint of epoch {epoch} in {outs[idx[0]].path}')
-    members = [outs[i] for i in idx]
-    groups.append(Group([runs[i] for i in idx], members, checkpoint_dir(groups_dir, members),
-                        [restored[i][0] for i in idx], epoch, [ids[i] for i in idx]))
-  return groups
-
-
-def survivors(group: Group, alive: np.ndarray, abstract: Any, groups_dir: str | None, log: Log,
-              label: str) -> list[Group]:
-  """The smaller group(s) that go on without the models that diverged (``alive`` False), restored from
-  the checkpoint the loop wrote as it stopped: the diverged models stop using compute."""
-  live = np.flatnonzero(alive)
-  log(f'{label}{len(alive) - len(live)} diverged model(s) left out: the other {len(live)} go on in a new program')
-  return make_groups([group.runs[m] for m in live], [group.outs[m] for m in live], [group.ids[m] for m in live],
-                     abstract, groups_dir, log, label)
-
 
 # ---- one epoch: in memory or streamed, one call signature ----
 
@@ -329,7 +227,7 @@ def make_periodic(group: Group, program: Program, dataset: data.Dataset, log: Lo
 class Trained:
   """A group after its epochs: the stacked state (on the devices), which models are alive, each one's
   last record of metrics, the inputs, and whether the loop stopped early so that the live models go on
-  without the diverged ones (:func:`survivors`)."""
+  without the diverged ones (``groups.survivors``)."""
   state: Any
   alive: np.ndarray
   records: list[dict]
@@ -390,7 +288,7 @@ def train_group(group: Group, dataset: data.Dataset, log: Log, label: str, timer
                 devices: Sequence[jax.Device] | None) -> tuple[list[dict | None], Trained]:
   """Trains ``group`` (build its program, restore or initialise, the epochs, the summaries); returns
   each run's summary (None for a run that diverged, and for every run when the loop stopped to go on
-  without the diverged: ``Trained.regroup``, see :func:`survivors`) and the :class:`Trained` group."""
+  without the diverged: ``Trained.regroup``, see ``groups.survivors``) and the :class:`Trained` group."""
   program = Program(group.runs, dataset, devices)
   if label:
     log(f'{label}{len(group.runs)} models in one program on '
@@ -420,38 +318,6 @@ def _close(periodic: Periodic, timer: hooks.Timer, failed: bool) -> None:
 # ---- the end of training ----
 
 
-def final_arrays(program: Program, state: Any, x_test: jax.Array, timer: hooks.Timer) -> dict:
-  """The group's end-of-training arrays (``figures.make_final_arrays``, stacked over models) on the host."""
-  with timer('compile'):
-    final_fn = program.final.lower(state['params'], x_test).compile()
-  with timer('final_eval'):
-    return jax.device_get(final_fn(state['params'], x_test))
-
-
-def final_evaluators(program: Program, run: Run, dataset: data.Dataset) -> list[Callable]:
-  """The end-of-training metrics of the group's runs beyond active units, each ``evaluate(params,
-  x_test) -> {test/...: value}``: the importance-sampled test NLL (families with log-weights) and the
-  disentanglement scores (data with factors). Built once per group (each compiles once)."""
-  found = []
-  if run.family.log_weights is not None:
-    found.append(metrics.make_test_nll(program.family, run.config))
-  disent = metrics.make_disentanglement(run.family, run.config, dataset.extras)
-  if disent is not None:
-    found.append(lambda params, x_test: disent(params))
-  return found
-
-
-def final_metrics(evaluators: list[Callable], params: Any, arrays: dict, x_test: jax.Array,
-                  timer: hooks.Timer) -> dict[str, float]:
-  """One run's end-of-training metrics (``eval.final_metrics``): ``test/active_units`` and those of
-  ``evaluators`` (:func:`final_evaluators`) for its ``params`` (one model's, no model axis)."""
-  found: dict[str, float] = {'test/active_units': int(arrays['active_units'])}
-  with timer('final_eval'):
-    for evaluate in evaluators:
-      found.update(evaluate(params, x_test))
-  return found
-
-
 def finish(group: Group, dataset: data.Dataset, program: Program, periodic: Periodic, trained: Trained, log: Log,
            timer: hooks.Timer) -> list[dict | None]:
   """Final metrics, figures and the summary of every run still alive (None for the diverged)."""
@@ -461,31 +327,20 @@ def finish(group: Group, dataset: data.Dataset, program: Program, periodic: Peri
   for m in np.flatnonzero(alive) if periodic.figures else ():  # drawn while the final arrays are computed
     periodic.figures.draw_curves(m, histories[m])
   wanted = config.eval.final_metrics or (periodic.figures is not None and periodic.figures.images)
-  arrays = final_arrays(program, state, x_test, timer) if wanted and alive.any() else None
-  evaluators = final_evaluators(program, group.runs[0], dataset) if config.eval.final_metrics else []
+  arrays = final.final_arrays(program, state, x_test, timer) if wanted and alive.any() else None
+  evaluators = final.final_evaluators(program, group.runs[0], dataset) if config.eval.final_metrics else []
   num_params = sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(state['params']))
   summaries: list[dict | None] = [None] * len(group.runs)
   for m in np.flatnonzero(alive):
-    last = trained.records[m] or (histories[m][-1] if histories[m] else
-                                  _test_metrics_again(program, group, state, m, x_test, log))
-    final = {}
+    last = trained.records[m] or (histories[m][-1] if histories[m] else final.test_metrics_again(
+        program, group.runs[m], group.outs[m].path, row(state['params'], m), x_test, log))
+    found = {}
     if config.eval.final_metrics and arrays is not None:
-      final = final_metrics(evaluators, row(state['params'], m), row(arrays, m), x_test, timer)
-    summaries[m] = {**{k: v for k, v in last.items() if '/' in k}, **final, 'epochs': config.train.num_epochs,
+      found = final.final_metrics(evaluators, row(state['params'], m), row(arrays, m), x_test, timer)
+    summaries[m] = {**{k: v for k, v in last.items() if '/' in k}, **found, 'epochs': config.train.num_epochs,
                     'num_params': num_params}
     if periodic.figures is not None and arrays is not None:
       periodic.figures.draw_final(m, row(arrays, m))
   if periodic.figures is not None:
     periodic.figures.wait()
   return summaries
-
-
-def _test_metrics_again(program: Program, group: Group, state: Any, m: int, x_test: jax.Array,
-                        log: Log) -> dict[str, float]:
-  """Model ``m``'s test metrics, computed again: for a summary whose epoch's record of metrics.jsonl
-  was lost (its ``train/*`` metrics cannot be recovered)."""
-  evaluate = metrics.make_evaluate(program.family.eval, group.runs[0].config.train.eval_batch_size,
-                                   program.family.split_eval)
-  log(f'{group.outs[m].path}: no metrics of the last epoch; summary.json gets its test metrics computed again '
-      'and no train/* metrics.')
-  return {f'test/{k}': float(v) for k, v in evaluate(row(state['params'], m), x_test, group.runs[m].hp).items()}
