@@ -259,7 +259,8 @@ def run_epochs(group: Group, dataset: data.Dataset, program: Program, periodic: 
       t0 = time.perf_counter()
       with timer('epochs'):
         state, out = epoch_fn(state, epoch)
-        outputs = [row(jax.device_get(out), m) for m in range(k)]
+        out = jax.device_get(out)
+      outputs = [row(out, m) for m in range(k)]
       seconds = time.perf_counter() - t0
       diverged = periodic.guard(epoch, outputs, alive)
       for m in np.flatnonzero(alive):
