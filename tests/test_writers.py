@@ -72,13 +72,15 @@ def test_the_async_writer_keeps_order_and_raises_an_error_on_the_next_call():
     assert len(inner.calls) == 50
 
 
-def test_tensorboard_gets_the_config_as_hparams(tmp_path):
-  engine.train_and_evaluate(_tiny('tensorboard'), str(tmp_path), log=lambda line: None)
+def test_tensorboard_gets_the_config_as_hparams_and_the_reconstructions_as_images(tmp_path):
+  config = _tiny('tensorboard')
+  config.train.figures_every = 2
+  engine.train_and_evaluate(config, str(tmp_path), log=lambda line: None)
   assert not (tmp_path / 'metrics.jsonl').exists()  # only the writers chosen
   (events,) = glob.glob(str(tmp_path / 'tensorboard' / 'events.out.tfevents*'))
   content = open(events, 'rb').read()
   for tag in (b'_hparams_/experiment', b'_hparams_/session_start_info', b'_hparams_/session_end_info',
-              b'model.latent_dim', b'optimizer.learning_rate', b'test/recon'):
+              b'model.latent_dim', b'optimizer.learning_rate', b'test/recon', b'reconstructions'):
     assert tag in content, tag
 
 
@@ -86,13 +88,16 @@ def test_mlflow_run_holds_one_value_per_epoch_equal_to_metrics_jsonl_and_the_con
   pytest.importorskip('mlflow')
   from mlflow.tracking import MlflowClient
   monkeypatch.delenv('MLFLOW_TRACKING_URI', raising=False)
-  engine.train_and_evaluate(_tiny('jsonl,tensorboard,mlflow'), str(tmp_path), log=lambda line: None)
+  config = _tiny('jsonl,tensorboard,mlflow')
+  config.train.figures_every = 2
+  engine.train_and_evaluate(config, str(tmp_path), log=lambda line: None)
   stored = json.load(open(tmp_path / 'mlflow_run.json'))
   assert stored['tracking_uri'] == f'sqlite:///{tmp_path}/mlruns/mlflow.db'
   client = MlflowClient(tracking_uri=stored['tracking_uri'])
   run = client.get_run(stored['run_id'])
   assert run.info.status == 'FINISHED'
   assert run.data.params == _params(tmp_path)
+  assert client.list_artifacts(stored['run_id'], 'images')  # the reconstructions of epoch 2
   records = _metrics(tmp_path)
   assert [r['epoch'] for r in records] == [1, 2]
   for key in ('train/loss', 'test/recon', 'test/recon_mse', 'epoch_time_s'):

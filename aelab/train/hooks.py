@@ -40,11 +40,13 @@ class Timer:
 class EpochEnd:
   """What the hooks see after an epoch of a group of ``K`` models.
 
-  ``outputs[m]``: model ``m``'s host outputs of ``Program.epoch`` (``train``, ``test``, ``x_tilde``,
-  ``x_hat``, ...); ``records[m]`` its metrics as written; ``alive[m]`` whether it is still training;
-  ``stop``: the loop stops after this epoch (a signal, or diverged models leave the group) and the
-  state must be checkpointed now; ``iterator``: the grain iterator's state after a streamed epoch."""
+  ``step``: the global training step after the epoch; ``outputs[m]``: model ``m``'s host outputs of
+  ``Program.epoch`` (``train``, ``test``, ``x_tilde``, ``x_hat``, ...); ``records[m]`` its metrics as
+  written; ``alive[m]`` whether it is still training; ``stop``: the loop stops after this epoch (a signal,
+  or diverged models leave the group) and the state must be checkpointed now; ``iterator``: the grain
+  iterator's state after a streamed epoch."""
   epoch: int
+  step: int
   state: Any
   outputs: list[dict]
   records: list[dict]
@@ -184,10 +186,11 @@ class Figures(Hook):
   get the learning curves only (``images=False``)."""
 
   def __init__(self, dataset: Any, configs: Sequence[Any], figure_paths: Sequence[Callable[[str], str]],
-               start_epoch: int, timer: Timer):
+               start_epoch: int, timer: Timer, write_images: Callable[[int, int, dict], None] | None = None):
     train = configs[0].train
     super().__init__(train.figures_every, last=-1)
     self.dataset, self.configs, self.paths, self.timer = dataset, configs, figure_paths, timer
+    self.write_images = write_images  # (model, step, {name: H x W [x C] image}): the metric writers'
     self.painter = figures.Painter()
     self.images = dataset.kind == 'image'
     self.by_epoch = [figures.load_reconstructions(p, start_epoch) if self.images else {} for p in figure_paths]
@@ -198,14 +201,17 @@ class Figures(Hook):
 
   def apply(self, end: EpochEnd) -> None:
     for m in np.flatnonzero(end.alive):
-      self.draw(int(m), end.epoch, end.outputs[m]['x_tilde'], end.outputs[m]['x_hat'])
+      rows = self.draw(int(m), end.epoch, end.outputs[m]['x_tilde'], end.outputs[m]['x_hat'])
+      if self.write_images is not None:
+        self.write_images(int(m), end.step, {'reconstructions': plots.tile(list(rows.values()), self.dataset.shape)})
 
-  def draw(self, m: int, epoch: int, x_tilde: np.ndarray, x_hat: np.ndarray) -> None:
-    """Submits model ``m``'s reconstruction figure of ``epoch``."""
+  def draw(self, m: int, epoch: int, x_tilde: np.ndarray, x_hat: np.ndarray) -> dict[str, np.ndarray]:
+    """Submits model ``m``'s reconstruction figure of ``epoch``; returns its rows (each ``N x D``)."""
     rows = {'input': self.inputs, 'corrupted': x_tilde, 'reconstruction': x_hat}
     if self.configs[m].corruption.name == 'none':
       del rows['corrupted']
     self.painter.submit(figures.reconstructions, self.paths[m], epoch, rows, self.dataset.shape, self.by_epoch[m])
+    return rows
 
   def redraw_lost(self, epoch: int, reconstruct: Callable[[int], tuple[np.ndarray, np.ndarray]]) -> None:
     """Draws again the figure of ``epoch`` (the one resumed from) for each model that lacks it (a kill

@@ -216,7 +216,8 @@ def make_periodic(group: Group, program: Program, dataset: data.Dataset, log: Lo
                                 ckpt.wait if ckpt else lambda: None, log)
   if ckpt is not None:
     ckpt.pinned = guard.pinned
-  figs = (hooks.Figures(dataset, [r.config for r in runs], [o.figure_path for o in outs], group.start_epoch, timer)
+  figs = (hooks.Figures(dataset, [r.config for r in runs], [o.figure_path for o in outs], group.start_epoch, timer,
+                        lambda m, step, images: metric_writers[m].write_images(step, images))
           if outs is not None and train.figures_every else None)
   progress = hooks.Progress(log, label, train.num_epochs, program.steps_per_epoch * train.batch_size,
                             group.start_epoch)
@@ -263,11 +264,12 @@ def run_epochs(group: Group, dataset: data.Dataset, program: Program, periodic: 
       outputs = [row(out, m) for m in range(k)]
       seconds = time.perf_counter() - t0
       diverged = periodic.guard(epoch, outputs, alive)
+      step = epoch * program.steps_per_epoch
       for m in np.flatnonzero(alive):
         records[m] = record(outputs[m], seconds, examples)
-        periodic.writers[m].write_scalars(epoch * program.steps_per_epoch, {'epoch': epoch, **records[m]})
+        periodic.writers[m].write_scalars(step, {'epoch': epoch, **records[m]})
       regroup = bool(diverged) and alive.any() and epoch < train.num_epochs and periodic.checkpoint is not None
-      end = hooks.EpochEnd(epoch, state, outputs, records, alive, seconds, bool(received) or regroup,
+      end = hooks.EpochEnd(epoch, step, state, outputs, records, alive, seconds, bool(received) or regroup,
                            epoch_fn.iterator_state)
       for hook in periodic.hooks:
         hook(end)

@@ -203,6 +203,10 @@ class MlflowWriter(MetricWriter):
     client, now = self.client, int(time.time() * 1000)
     client.log_batch(self.run_id, metrics=[Metric(k, v, now, step) for k, v in measured(scalars).items()])
 
+  def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
+    for name, image in images.items():
+      self.client.log_image(self.run_id, np.clip(np.asarray(image), 0.0, 1.0), key=name, step=step)
+
   def close(self) -> None:
     if self._client is not None:
       self._client.set_terminated(self.run_id)
