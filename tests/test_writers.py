@@ -98,6 +98,7 @@ def test_mlflow_run_holds_one_value_per_epoch_equal_to_metrics_jsonl_and_the_con
   assert run.info.status == 'FINISHED'
   assert run.data.params == _params(tmp_path)
   assert client.list_artifacts(stored['run_id'], 'images')  # the reconstructions of epoch 2
+  assert glob.glob(str(tmp_path / 'mlruns' / 'artifacts' / '*' / 'artifacts' / 'images' / '*.png'))  # in the workdir
   records = _metrics(tmp_path)
   assert [r['epoch'] for r in records] == [1, 2]
   for key in ('train/loss', 'test/recon', 'test/recon_mse', 'epoch_time_s'):

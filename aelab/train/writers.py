@@ -7,9 +7,11 @@
 - ``jsonl``: ``metrics.jsonl``, one JSON object per epoch (``epoch``, ``step``, the metrics).
 - ``tensorboard``: ``tensorboard/`` event files (tensorboardX), with the HParams view: the flattened config
   as hyperparameters, so the runs of a sweep (``tensorboard --logdir <sweep workdir>``) compare by them.
-- ``mlflow`` (``pip install -e ".[mlflow]"``): an MLflow run in a file store ``mlruns/`` under the run's
-  directory unless ``MLFLOW_TRACKING_URI`` names another; params = the flattened config, one value per
-  epoch of each metric (``mlflow ui --backend-store-uri <run dir>/mlruns``). A resumed run continues the
+- ``mlflow`` (``pip install -e ".[mlflow]"``): an MLflow run in a local store under the run's directory,
+  ``mlruns/mlflow.db`` (SQLite: MLflow 3 refuses its plain-file store by default) with its artifacts in
+  ``mlruns/artifacts/``, unless ``MLFLOW_TRACKING_URI`` names another store or server; params = the
+  flattened config, one value per epoch of each metric, the reconstruction images
+  (``mlflow ui --backend-store-uri sqlite:///<run dir>/mlruns/mlflow.db``). A resumed run continues the
   same MLflow run (its id is kept in ``mlflow_run.json``).
 - ``wandb`` (``pip install -e ".[wandb]"``): a W&B run in ``wandb/`` under the run's directory, offline
   (``wandb sync`` uploads it later) unless ``WANDB_MODE`` is set or the user logged in (``wandb login``).
@@ -23,6 +25,7 @@ import importlib.util
 import json
 import netrc
 import os
+import pathlib
 import sys
 import time
 from typing import Any, Callable, Mapping
@@ -161,8 +164,11 @@ class MlflowWriter(MetricWriter):
 
   def __init__(self, run_dir: str, name: str):
     self.run_dir, self.name = run_dir, name or os.path.basename(run_dir)
-    os.makedirs(os.path.join(run_dir, 'mlruns'), exist_ok=True)
-    self.uri = os.environ.get('MLFLOW_TRACKING_URI') or f'sqlite:///{os.path.join(run_dir, "mlruns", "mlflow.db")}'
+    store = os.path.join(run_dir, 'mlruns')
+    self.uri = os.environ.get('MLFLOW_TRACKING_URI') or f'sqlite:///{os.path.join(store, "mlflow.db")}'
+    self.artifacts = None if os.environ.get('MLFLOW_TRACKING_URI') else pathlib.Path(store, 'artifacts').as_uri()
+    if self.artifacts:
+      os.makedirs(store, exist_ok=True)
     self._client = self.run_id = None
     self._new = False
 
@@ -184,7 +190,8 @@ class MlflowWriter(MetricWriter):
         self._client.update_run(stored['run_id'], status='RUNNING')
         return stored['run_id'], False
     experiment = self._client.get_experiment_by_name('aelab')
-    experiment_id = experiment.experiment_id if experiment else self._client.create_experiment('aelab')
+    experiment_id = (experiment.experiment_id if experiment else
+                     self._client.create_experiment('aelab', artifact_location=self.artifacts))
     run_id = self._client.create_run(experiment_id, run_name=self.name).info.run_id
     files.write_json(path, {'tracking_uri': self.uri, 'run_id': run_id})
     return run_id, True
