@@ -116,9 +116,9 @@ class DivergenceGuard:
   good checkpoint (``pinned``, kept by the checkpoint retention) and reports it. A group of one raises
   FloatingPointError instead, once the checkpoints in flight are written (``wait``)."""
 
-  def __init__(self, names: Sequence[str], last_good: Callable[[], int], wait: Callable[[], None], log: Log):
-    self.names, self.last_good, self.wait, self.log = names, last_good, wait, log
-    self.pinned: set[int] = set()
+  def __init__(self, names: Sequence[str], pinned: set[int], last_good: Callable[[], int], wait: Callable[[], None],
+               log: Log):
+    self.names, self.pinned, self.last_good, self.wait, self.log = names, pinned, last_good, wait, log
 
   def __call__(self, epoch: int, outputs: list[dict], alive: np.ndarray) -> list[int]:
     """Checks every live model's ``outputs``; returns the models that diverged at ``epoch``."""

@@ -207,15 +207,14 @@ def make_periodic(group: Group, program: Program, dataset: data.Dataset, log: Lo
     metric_writers = [writers.AsyncWriter(writers.create(r.config.log.writers, o.path, r.name), pool)
                       for r, o in zip(runs, outs)]
   names = [o.path for o in outs] if outs else [r.name for r in runs]
+  pinned: set[int] = set()  # the last good epochs of diverged models, kept by the checkpoint retention
   ckpt = None
   if group.checkpoint_dir is not None:
     ckpt = hooks.Checkpoint(checkpoints.GroupCheckpoints(group.checkpoint_dir, train.keep_checkpoints),
                             [o.path for o in outs], train.checkpoint_every, train.num_epochs, group.start_epoch,
-                            set(), lambda: [w.flush() for w in metric_writers], timer)
-  guard = hooks.DivergenceGuard(names, lambda: ckpt.epoch if ckpt else group.start_epoch,
+                            pinned, lambda: [w.flush() for w in metric_writers], timer)
+  guard = hooks.DivergenceGuard(names, pinned, lambda: ckpt.epoch if ckpt else group.start_epoch,
                                 ckpt.wait if ckpt else lambda: None, log)
-  if ckpt is not None:
-    ckpt.pinned = guard.pinned
   figs = (hooks.Figures(dataset, [r.config for r in runs], [o.figure_path for o in outs], group.start_epoch, timer,
                         lambda m, step, images: metric_writers[m].write_images(step, images))
           if outs is not None and train.figures_every else None)
