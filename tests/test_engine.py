@@ -267,3 +267,48 @@ def test_fit_trains_in_memory_without_a_workdir(tmp_path):
   assert history[-1]['test/recon'] < history[0]['test/recon']
   z = run.family.encode(params, jax.numpy.asarray(dataset.x_test[:5]))
   assert z.shape == (5, config.model.latent_dim)
+
+
+def _epoch_out(loss: float) -> dict:
+  return {'train': {'loss': np.array([0.5, loss])}, 'test': {'recon': 0.1}, 'param_max_abs': 1.0}
+
+
+def test_hooks_run_on_their_schedule_at_the_last_epoch_and_checkpoint_when_the_loop_stops():
+  class Count(hooks.Hook):
+    def __init__(self, *args):
+      super().__init__(*args)
+      self.epochs = []
+
+    def apply(self, end):
+      self.epochs.append(end.epoch)
+
+  count = Count(3, 7)
+  ends = [hooks.EpochEnd(e, 10 * e, None, [], [], np.ones(1, bool), 0.1) for e in range(1, 8)]
+  assert [count(end) for end in ends] == [False, False, True, False, False, True, True]
+  assert count.epochs == [3, 6, 7]
+  checkpoint = hooks.Checkpoint.__new__(hooks.Checkpoint)
+  hooks.Hook.__init__(checkpoint, 5, 30)
+  assert not checkpoint.should_trigger(ends[1])
+  assert checkpoint.should_trigger(hooks.EpochEnd(2, 20, None, [], [], np.ones(1, bool), 0.1, stop=True))
+
+
+def test_the_divergence_guard_stops_a_model_of_a_group_and_raises_for_a_single_run():
+  lines, pinned, waited = [], set(), []
+  guard = hooks.DivergenceGuard(['a', 'b'], pinned, lambda: 4, lambda: waited.append(1), lines.append)
+  alive = np.ones(2, bool)
+  assert guard(5, [_epoch_out(0.4), _epoch_out(np.nan)], alive) == [1]
+  assert alive.tolist() == [True, False] and pinned == {4} and not waited
+  assert lines == ['b: The training loss became nan at epoch 5, step 2 of 2; stopped without saving this epoch '
+                   '(the last good checkpoint (epoch 4) is kept). Lower optimizer.learning_rate, check the data, or '
+                   'pick another likelihood, in a new --workdir (a workdir is one run).']
+  single = hooks.DivergenceGuard(['a'], set(), lambda: 0, lambda: waited.append(1), lines.append)
+  with pytest.raises(FloatingPointError, match=r'step 2 of 2; stopped without saving this epoch \(no checkpoint yet\)'):
+    single(1, [_epoch_out(np.inf)], np.ones(1, bool))
+  assert waited == [1]
+
+
+def test_the_progress_line_of_a_group_shows_the_range_over_live_models():
+  records = [{'train/loss': 0.5, 'test/recon': 2.0}, {'train/loss': 0.25, 'test/recon': 1.0}, {'train/loss': 9.0}]
+  line = hooks.progress_line('g ', 3, 10, records, np.array([True, True, False]), 1234.5, 2.0)
+  assert line == ('g epoch 3/10 | 2/3 models | train/loss 0.25..0.5 | test/recon 1..2 | 1,234 model-examples/s | '
+                  'ETA 00:00:14')
