@@ -250,9 +250,11 @@ class Progress(Hook):
   def __init__(self, log: Log, label: str, num_epochs: int, examples_per_epoch: int, start_epoch: int):
     super().__init__(every=1, last=num_epochs)
     self.log, self.label, self.examples_per_epoch = log, label, examples_per_epoch
-    self.first, self.started = start_epoch + 1, time.perf_counter()
+    self.first, self.started = start_epoch + 1, None
 
   def apply(self, end: EpochEnd) -> None:
+    if self.started is None:  # the clock starts with the first epoch (after compiling)
+      self.started = time.perf_counter() - end.seconds
     per_epoch = (time.perf_counter() - self.started) / (end.epoch - self.first + 1)
     examples_per_s = int(end.alive.sum()) * self.examples_per_epoch / end.seconds
     self.log(progress_line(self.label, end.epoch, self.last, end.records, end.alive, examples_per_s, per_epoch))
