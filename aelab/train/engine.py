@@ -3,6 +3,7 @@ runs of one structure, e.g. a sweep's group, into their directories) and :func:`
 workdir). Each builds the groups to train and hands them to the epoch loop (``aelab/train/loop.py``); a
 group in which models diverge yields a smaller group of the others, trained next.
 """
+import functools
 import os
 import time
 from typing import Any, Callable, Sequence
@@ -81,17 +82,17 @@ def _train_groups(runs: list[Run], dataset: data.Dataset, outs: list[Workdir], g
                   label: str, devices: Sequence[jax.Device] | None, timer: Timer) -> list[dict | None]:
   """:func:`train_runs` without writing the summaries: the groups of ``runs`` (by the epoch each resumes
   from) train one after the other, and a group that lost diverged models yields the smaller group of the
-  others (``loop.survivors``), trained next."""
+  others (``groups.survivors``), trained next."""
   abstract = abstract_state(runs[0], dataset)
   pending = groups.make_groups(runs, outs, list(range(len(runs))), abstract, groups_dir, log, label)
   summaries: list[dict | None] = [None] * len(runs)
+  survivors = functools.partial(groups.survivors, abstract=abstract, groups_dir=groups_dir, log=log, label=label)
   while pending:
     group = pending.pop(0)
-    done, trained = loop.train_group(group, dataset, log, label, timer, devices)
+    done, smaller = loop.train_group(group, dataset, log, label, timer, devices, survivors)
     for i, summary in zip(group.ids, done):
       summaries[i] = summary
-    if trained.regroup:
-      pending += groups.survivors(group, trained.alive, abstract, groups_dir, log, label)
+    pending += smaller
   return summaries
 
 

@@ -287,10 +287,12 @@ def start_outputs(group: Group, metric_writers: list[writers.MetricWriter]) -> N
 
 
 def train_group(group: Group, dataset: data.Dataset, log: Log, label: str, timer: hooks.Timer,
-                devices: Sequence[jax.Device] | None) -> tuple[list[dict | None], Trained]:
-  """Trains ``group`` (build its program, restore or initialise, the epochs, the summaries); returns
-  each run's summary (None for a run that diverged, and for every run when the loop stopped to go on
-  without the diverged: ``Trained.regroup``, see ``groups.survivors``) and the :class:`Trained` group."""
+                devices: Sequence[jax.Device] | None, survivors: Callable[[Group, np.ndarray], list[Group]]
+                ) -> tuple[list[dict | None], list[Group]]:
+  """Trains ``group`` (build its program, restore or initialise, the epochs, the summaries). Returns each
+  run's summary (None for a run that diverged) and the groups to train next: when models diverged before
+  the last epoch, ``survivors(group, alive)`` (``groups.survivors``: the others, restored from the
+  checkpoint the loop wrote as it stopped), whose runs get no summary here."""
   program = Program(group.runs, dataset, devices)
   if label:
     log(f'{label}{len(group.runs)} models in one program on '
@@ -305,7 +307,7 @@ def train_group(group: Group, dataset: data.Dataset, log: Log, label: str, timer
       failed = False
     finally:
       _close(periodic, timer, failed)
-  return summaries, trained
+  return summaries, survivors(group, trained.alive) if trained.regroup else []
 
 
 def _close(periodic: Periodic, timer: hooks.Timer, failed: bool) -> None:
