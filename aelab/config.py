@@ -32,7 +32,8 @@ OUTPUT_ONLY_FIELDS = frozenset({
     'train.figures_every', 'train.num_figure_images', 'train.checkpoint_every', 'train.keep_checkpoints',
     'train.compilation_cache', 'train.compilation_cache_dir', 'eval.final_metrics', 'eval.nll_samples',
     'eval.nll_batch_size', 'eval.nll_chunk_size', 'eval.projection', 'data.tfds.data_dir',
-    'disent.eval_points', 'disent.score_points', 'disent.dci_model', 'data.stream_chunk', 'data.stream_workers'})
+    'disent.eval_points', 'disent.score_points', 'disent.dci_model', 'data.stream_chunk', 'data.stream_workers',
+    'log.writers'})
 
 
 def base() -> ml_collections.ConfigDict:
@@ -60,6 +61,7 @@ def base() -> ml_collections.ConfigDict:
                  checkpoint_every=5, keep_checkpoints=2, compilation_cache=True,
                  compilation_cache_dir=config_dict.placeholder(str))
   c.eval = dict(nll_samples=5000, nll_batch_size=50, nll_chunk_size=200, final_metrics=True, projection='pca')
+  c.log = dict(writers='jsonl,tensorboard')  # metric writers, comma-separated: aelab/train/writers.py
   return ml_collections.ConfigDict(c)
 
 
