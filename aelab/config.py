@@ -36,7 +36,8 @@ OUTPUT_ONLY_FIELDS = frozenset({
     'train.figures_every', 'train.num_figure_images', 'train.checkpoint_every', 'train.keep_checkpoints',
     'train.compilation_cache', 'train.compilation_cache_dir', 'eval.final_metrics', 'eval.nll_samples',
     'eval.nll_batch_size', 'eval.nll_chunk_size', 'eval.projection', 'data.tfds.data_dir',
-    'eval.disent_points', 'eval.score_points', 'eval.dci_model', 'data.stream_chunk', 'data.stream_workers'})
+    'eval.disent_points', 'eval.score_points', 'eval.dci_model', 'data.stream_chunk', 'data.stream_workers',
+    'log.writers'})
 
 # The base config as data: {section: {field: (default, meaning)}}; a field outside any section (seed) is
 # (default, meaning) at the top. A default of None is an optional string (a path), unset. config.data is
@@ -97,6 +98,10 @@ BASE: dict[str, Any] = {
         'disent_points': (10_000, 'codes encoded for MIG and DCI (data with ground-truth factors)'),
         'score_points': ((10_000, 5_000), 'points (train, eval) of the beta-VAE and FactorVAE scores'),
         'dci_model': ('gbt', "DCI's regressor: 'gbt' (as disentanglement_lib) or 'forest' (faster)"),
+    },
+    'log': {
+        'writers': ('jsonl,tensorboard', "metric writers, comma-separated: 'jsonl', 'tensorboard', 'mlflow', "
+                    "'wandb' (aelab/train/writers.py)"),
     },
 }
 

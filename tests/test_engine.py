@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from aelab.train import checkpoints, engine
+from aelab.train import checkpoints, engine, hooks, writers
 
 from aelab import config as config_lib, data
-from aelab.train.workdir import Workdir
 from conftest import CONFIG_NAMES, load_config, small
 
 
@@ -123,14 +122,14 @@ def test_resume_after_a_crash_equals_uninterrupted(tmp_path, monkeypatch, uninte
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason='signals need the main thread')
 def test_sigterm_checkpoints_stops_and_resumes_to_the_same_numbers(tmp_path, monkeypatch, uninterrupted):
   config = _resumable_config()
-  write = Workdir.write_metrics
+  write = writers.AsyncWriter.write_scalars
 
-  def write_then_sigterm(self, step, epoch, record, **kwargs):
-    write(self, step, epoch, record, **kwargs)
-    if epoch == 2:
+  def write_then_sigterm(self, step, scalars):
+    write(self, step, scalars)
+    if scalars['epoch'] == 2:
       os.kill(os.getpid(), signal.SIGTERM)  # as SLURM does before preempting a job
 
-  monkeypatch.setattr(Workdir, 'write_metrics', write_then_sigterm)
+  monkeypatch.setattr(writers.AsyncWriter, 'write_scalars', write_then_sigterm)
   with pytest.raises(engine.Interrupted, match='SIGTERM after epoch 2'):
     engine.train_and_evaluate(config, str(tmp_path))
   monkeypatch.undo()
@@ -154,14 +153,14 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
   config.optimizer.update(name='sgd', learning_rate=0.01)
   engine.train_and_evaluate(config, str(tmp_path))
   config.train.num_epochs = 4  # continues the run (another learning rate would be another run: refused)
-  record = engine._Loop._record
+  guard = hooks.DivergenceGuard.__call__
 
-  def nan_in_epoch_3(self, m, epoch, out, seconds):
+  def nan_in_epoch_3(self, epoch, outputs, alive):
     if epoch == 3:
-      out = {**out, 'train': {**out['train'], 'loss': np.full_like(out['train']['loss'], np.nan)}}
-    record(self, m, epoch, out, seconds)
+      outputs = [{**o, 'train': {**o['train'], 'loss': np.full_like(o['train']['loss'], np.nan)}} for o in outputs]
+    return guard(self, epoch, outputs, alive)
 
-  monkeypatch.setattr(engine._Loop, '_record', nan_in_epoch_3)
+  monkeypatch.setattr(hooks.DivergenceGuard, '__call__', nan_in_epoch_3)
   with pytest.raises(FloatingPointError, match='epoch 3.*last good checkpoint \\(epoch 2\\)'):
     engine.train_and_evaluate(config, str(tmp_path))
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2']
@@ -268,3 +267,48 @@ def test_fit_trains_in_memory_without_a_workdir(tmp_path):
   assert history[-1]['test/recon'] < history[0]['test/recon']
   z = run.family.encode(params, jax.numpy.asarray(dataset.x_test[:5]))
   assert z.shape == (5, config.model.latent_dim)
+
+
+def _epoch_out(loss: float) -> dict:
+  return {'train': {'loss': np.array([0.5, loss])}, 'test': {'recon': 0.1}, 'param_max_abs': 1.0}
+
+
+def test_hooks_run_on_their_schedule_at_the_last_epoch_and_checkpoint_when_the_loop_stops():
+  class Count(hooks.Hook):
+    def __init__(self, *args):
+      super().__init__(*args)
+      self.epochs = []
+
+    def apply(self, end):
+      self.epochs.append(end.epoch)
+
+  count = Count(3, 7)
+  ends = [hooks.EpochEnd(e, 10 * e, None, [], [], np.ones(1, bool), 0.1) for e in range(1, 8)]
+  assert [count(end) for end in ends] == [False, False, True, False, False, True, True]
+  assert count.epochs == [3, 6, 7]
+  checkpoint = hooks.Checkpoint.__new__(hooks.Checkpoint)
+  hooks.Hook.__init__(checkpoint, 5, 30)
+  assert not checkpoint.should_trigger(ends[1])
+  assert checkpoint.should_trigger(hooks.EpochEnd(2, 20, None, [], [], np.ones(1, bool), 0.1, stop=True))
+
+
+def test_the_divergence_guard_stops_a_model_of_a_group_and_raises_for_a_single_run():
+  lines, pinned, waited = [], set(), []
+  guard = hooks.DivergenceGuard(['a', 'b'], pinned, lambda: 4, lambda: waited.append(1), lines.append)
+  alive = np.ones(2, bool)
+  assert guard(5, [_epoch_out(0.4), _epoch_out(np.nan)], alive) == [1]
+  assert alive.tolist() == [True, False] and pinned == {4} and not waited
+  assert lines == ['b: The training loss became nan at epoch 5, step 2 of 2; stopped without saving this epoch '
+                   '(the last good checkpoint (epoch 4) is kept). Lower optimizer.learning_rate, check the data, or '
+                   'pick another likelihood, in a new --workdir (a workdir is one run).']
+  single = hooks.DivergenceGuard(['a'], set(), lambda: 0, lambda: waited.append(1), lines.append)
+  with pytest.raises(FloatingPointError, match=r'step 2 of 2; stopped without saving this epoch \(no checkpoint yet\)'):
+    single(1, [_epoch_out(np.inf)], np.ones(1, bool))
+  assert waited == [1]
+
+
+def test_the_progress_line_of_a_group_shows_the_range_over_live_models():
+  records = [{'train/loss': 0.5, 'test/recon': 2.0}, {'train/loss': 0.25, 'test/recon': 1.0}, {'train/loss': 9.0}]
+  line = hooks.progress_line('g ', 3, 10, records, np.array([True, True, False]), 1234.5, 2.0)
+  assert line == ('g epoch 3/10 | 2/3 models | train/loss 0.25..0.5 | test/recon 1..2 | 1,234 model-examples/s | '
+                  'ETA 00:00:14')

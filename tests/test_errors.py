@@ -16,8 +16,7 @@ from absl import logging as absl_logging
 
 from aelab import cli, config as config_lib, data
 
-from aelab.train import engine, sweep
-from aelab.train.workdir import Workdir
+from aelab.train import engine, sweep, writers
 from conftest import CACHE_DIR, ROOT, load_config, small
 
 
@@ -210,9 +209,9 @@ def test_reporting_passes_other_errors_and_debug_keeps_the_traceback():
 
 
 def test_a_full_disk_during_training_is_one_line_naming_the_workdir(tmp_path, monkeypatch):
-  def full(self, *args, **kwargs):
-    raise _enospc(os.path.join(self.path, 'metrics.jsonl'))
-  monkeypatch.setattr(Workdir, 'write_metrics', full)
+  def full(run_dir):
+    raise _enospc(os.path.join(run_dir, 'metrics.jsonl'))
+  monkeypatch.setattr(writers.JsonlWriter, 'write_scalars', lambda self, *args: full(self.run_dir))
   with pytest.raises(SystemExit) as info:
     with cli.reporting(debug=False, workdir=str(tmp_path)):
       engine.train_and_evaluate(small(load_config('ae'), epochs=1), str(tmp_path))

@@ -10,10 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from aelab.train import checkpoints, engine, sweep, workdir as workdir_lib
+from aelab.train import checkpoints, engine, loop, sweep, workdir as workdir_lib, writers
 
 from aelab import config as config_lib
-from aelab.train.workdir import Workdir
 from conftest import load_config, small
 
 
@@ -161,13 +160,13 @@ def test_metrics_written_before_the_first_checkpoint_are_dropped_on_rerun(tmp_pa
   """Killed after epoch 1's metrics line, before any checkpoint: the rerun starts over, no epoch twice."""
   config = _tiny()
   config.train.checkpoint_every = 1000
-  write = Workdir.write_metrics
+  write = writers.JsonlWriter.write_scalars
 
-  def write_then_crash(self, step, epoch, record, **kwargs):
-    write(self, step, epoch, record, **kwargs)
-    raise _Crash()
+  def write_then_crash(self, step, scalars):
+    write(self, step, scalars)
+    raise _Crash()  # on the writers' thread: raised again on the training thread before the checkpoint
 
-  monkeypatch.setattr(Workdir, 'write_metrics', write_then_crash)
+  monkeypatch.setattr(writers.JsonlWriter, 'write_scalars', write_then_crash)
   with pytest.raises(_Crash):
     engine.train_and_evaluate(config, str(tmp_path))
   monkeypatch.undo()
@@ -210,11 +209,11 @@ def test_a_figure_lost_between_checkpoint_and_drawing_is_drawn_on_resume(tmp_pat
     if not (fn is engine.figures.reconstructions and args[1] == 2):
       submit(self, fn, *args)
 
-  def crash(self, state):
+  def crash(*args):
     raise _Crash()  # killed after epoch 2's checkpoint, before its figure was drawn
 
   monkeypatch.setattr(engine.figures.Painter, 'submit', lose_epoch_2)
-  monkeypatch.setattr(engine._Loop, '_finish', crash)
+  monkeypatch.setattr(loop, 'finish', crash)
   with pytest.raises(_Crash):
     engine.train_and_evaluate(config, str(tmp_path))
   monkeypatch.undo()
@@ -282,13 +281,13 @@ def test_what_counts_as_diverged():
 def test_a_diverged_model_of_a_sweep_stops_using_compute(tmp_path, monkeypatch):
   runs = [{'optimizer.learning_rate': 1e-3}, {'optimizer.learning_rate': 1e6}]
   sizes = []
-  program = engine.Program
+  program = loop.Program
 
   def counted(runs_of_group, *args, **kwargs):
     sizes.append(len(runs_of_group))
     return program(runs_of_group, *args, **kwargs)
 
-  monkeypatch.setattr(engine, 'Program', counted)
+  monkeypatch.setattr(loop, 'Program', counted)
   lines = []
   with pytest.raises(FloatingPointError, match=r'stopped being finite in 1 runs'):
     sweep.run_sweep(_tiny(epochs=3), runs, str(tmp_path), log=lines.append)

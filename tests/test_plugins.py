@@ -133,7 +133,7 @@ def test_config_imports_and_holds_no_family():
   imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
   assert not {f'aelab.models.{name}' for name in models.available()} & imported
   sections = {k for k, v in config_lib.BASE.items() if isinstance(v, dict)} | {'data'}  # data: the sources'
-  assert sections == {'data', 'model', 'corruption', 'penalty', 'optimizer', 'train', 'eval'}
+  assert sections == {'data', 'model', 'corruption', 'penalty', 'optimizer', 'train', 'eval', 'log'}
   assert set(config_lib.base().keys()) == sections | {'seed'}  # ae has no section of its own
   assert set(config_lib.base('factor_vae').keys()) == sections | {'seed', 'vae', 'factor_vae'}
 

@@ -6,7 +6,13 @@ Image grids are one tiled image drawn with one ``imshow`` (not one Axes per imag
 from typing import Sequence
 
 import numpy as np
-from matplotlib.figure import Figure
+
+
+def _figure(**kwargs):
+  """A matplotlib ``Figure`` (imported here, not at module import: a run that draws nothing, or draws on the
+  figure thread, does not pay matplotlib's import on its start-up path)."""
+  from matplotlib.figure import Figure  # noqa: PLC0415
+  return Figure(**kwargs)
 
 
 def _as_images(x_NxD: np.ndarray, shape: Sequence[int]) -> np.ndarray:
@@ -33,7 +39,7 @@ def image_rows(rows: dict[str, np.ndarray], shape: Sequence[int], path: str, tit
   tiled = tile(list(rows.values()), shape)
   h, w = shape[0], shape[1] if len(shape) > 1 else 1
   num_cols = max(len(r) for r in rows.values())
-  fig = Figure(figsize=(0.6 + 0.9 * num_cols * w / h, 0.5 + 0.9 * len(rows)))
+  fig = _figure(figsize=(0.6 + 0.9 * num_cols * w / h, 0.5 + 0.9 * len(rows)))
   ax = fig.subplots()
   ax.imshow(tiled, cmap='gray', vmin=0.0, vmax=1.0, interpolation='nearest')
   ax.set_yticks([1 + i * (h + 1) + h / 2 for i in range(len(rows))], [k.strip() for k in rows])
@@ -57,7 +63,7 @@ def learning_curves(history: list[dict], path: str) -> None:
   names = sorted({k.split('/', 1)[1] for r in history for k in r if '/' in k})
   num_cols = min(4, len(names))
   num_rows = -(-len(names) // num_cols)
-  fig = Figure(figsize=(3.2 * num_cols, 2.6 * num_rows))
+  fig = _figure(figsize=(3.2 * num_cols, 2.6 * num_rows))
   axes = fig.subplots(num_rows, num_cols, squeeze=False)
   for ax in axes.flat[len(names):]:
     ax.axis('off')
@@ -103,7 +109,7 @@ def filters(kernel_DxH: np.ndarray, shape: Sequence[int], ax=None, num: int = 10
 
 def filter_panels(kernels: dict[str, np.ndarray], shape: Sequence[int], path: str, num: int = 100) -> None:
   """Saves one panel of :func:`filters` tiles per named first-layer kernel, side by side."""
-  fig = Figure(figsize=(4.2 * len(kernels), 4.4))
+  fig = _figure(figsize=(4.2 * len(kernels), 4.4))
   axes = fig.subplots(1, len(kernels), squeeze=False)
   for ax, (name, kernel) in zip(axes[0], kernels.items()):
     filters(kernel, shape, ax, num, name)
@@ -133,7 +139,7 @@ def latent_scatter(codes_NxZ: np.ndarray, labels_N: np.ndarray, path: str, metho
   """Scatter of test codes coloured by label (2-D latents directly, else :func:`project_2d`); with
   ``prior_samples`` (``N x 2``) drawn in grey behind, to see whether the codes fill the prior."""
   points, axis = project_2d(codes_NxZ, method)
-  fig = Figure(figsize=(5.5, 5))
+  fig = _figure(figsize=(5.5, 5))
   ax = fig.subplots()
   if prior_samples is not None and codes_NxZ.shape[1] == 2:
     ax.scatter(prior_samples[:, 0], prior_samples[:, 1], s=2, c='lightgrey', label='prior samples')
@@ -155,7 +161,7 @@ def embedding_panels(panels: dict[str, np.ndarray], colour_N: np.ndarray, path: 
   Raises ValueError when a panel does not have ``N`` rows of 2 or 3 columns.
   """
   colour = np.asarray(colour_N)
-  fig = Figure(figsize=(4.2 * len(panels), 4.2))
+  fig = _figure(figsize=(4.2 * len(panels), 4.2))
   for i, (name, points) in enumerate(panels.items()):
     points = np.asarray(points)
     if points.ndim != 2 or points.shape[1] not in (2, 3) or len(points) != len(colour):

@@ -25,6 +25,7 @@ import numpy as np
 
 from aelab.eval import metrics, plots
 from aelab.models import Family
+from aelab.train import files
 
 RECONSTRUCTIONS_FILE = 'reconstructions_by_epoch.npz'
 NUM_SAMPLES = 32
@@ -109,10 +110,8 @@ def reconstructions(path_of: Callable[[str], str], epoch: int, rows: dict[str, n
   ``reconstructions_by_epoch.npz`` (written atomically)."""
   plots.image_rows(rows, shape, path_of(f'reconstructions_epoch{epoch:03d}.png'), f'epoch {epoch}')
   by_epoch[epoch] = np.asarray(rows['reconstruction'], np.float32)
-  path = path_of(RECONSTRUCTIONS_FILE)
-  tmp = path[:-len('.npz')] + '.tmp.npz'
-  np.savez_compressed(tmp, **{f'epoch_{e:03d}': v for e, v in sorted(by_epoch.items())})
-  os.replace(tmp, path)
+  with files.replacing(path_of(RECONSTRUCTIONS_FILE), 'wb') as f:
+    np.savez_compressed(f, **{f'epoch_{e:03d}': v for e, v in sorted(by_epoch.items())})
 
 
 def load_reconstructions(path_of: Callable[[str], str], up_to_epoch: int) -> dict[int, np.ndarray]:

@@ -24,10 +24,11 @@ import jax
 import ml_collections
 
 from aelab import config as config_lib
-from aelab.train import engine, parallel
+from aelab.train import engine, parallel, writers
 from aelab import models
 from aelab.data import stream
-from aelab.train.workdir import Workdir, flatten, result_changes, write_json
+from aelab.train.files import write_json
+from aelab.train.workdir import Workdir, flatten, result_changes
 
 Overrides = dict[str, Any]
 
@@ -136,6 +137,7 @@ def members(config: ml_collections.ConfigDict, sweep: list[Overrides]) -> list[M
   for overrides in check(sweep):
     run_config = apply(config, overrides)
     config_lib.validate(run_config)
+    writers.validate(run_config.log)
     result.append(Member(run_name(overrides), dict(overrides), run_config))
   names = [m.name for m in result]
   repeated = sorted({n for n in names if names.count(n) > 1})
