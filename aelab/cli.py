@@ -8,9 +8,11 @@ told once: the library's own log records about it (orbax logs each failed backgr
 traceback) are dropped while :func:`reporting` runs, and the teardown of a process that failed does not
 add tracebacks of its own.
 """
+import ast
 import contextlib
 import difflib
 import errno
+import functools
 import logging
 import os
 import sys
@@ -19,7 +21,7 @@ from typing import Iterator
 
 import ml_collections
 
-from aelab import api, config as config_lib, data
+from aelab import api, config as config_lib, data, models
 
 from aelab.train import workdir as workdir_lib
 
@@ -154,6 +156,49 @@ def _flag_value(argv: list[str], name: str) -> str | None:
     if arg == f'--{name}' and i + 1 < len(argv):
       return argv[i + 1]
   return None
+
+
+def split_family_overrides(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+  """``(argv without them, {dotted field: text})``: the overrides ``--config.<section>.<field>=text`` of the
+  sections of the family that ``--config.model.name`` names (and of those it builds on). The config file may
+  lack those sections, and absl cannot override a field the loaded config lacks: :func:`apply_overrides`
+  sets them after ``config.with_family`` has added the sections."""
+  name = _flag_value(argv, 'config.model.name')
+  if not name:
+    return argv, {}
+  try:
+    sections = models.sections(name)
+  except config_lib.ConfigError:
+    return argv, {}  # validation reports the name
+  kept, found = [], {}
+  for arg in argv:
+    field, equals, text = arg[len('--config.'):].partition('=') if arg.startswith('--config.') else ('', '', '')
+    if equals and field.split('.')[0] in sections:
+      found[field] = text
+    else:
+      kept.append(arg)
+  return kept, found
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, str]) -> ml_collections.ConfigDict:
+  """Sets each ``{dotted field: text}`` of :func:`split_family_overrides` in ``config``, the text read as a
+  Python literal (``4``, ``(8, 8)``, ``True``) or else as a string. Returns ``config``. Raises ConfigError
+  for a field its section lacks or a value of another type than the default's."""
+  for field, text in overrides.items():
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+    *path, key = field.split('.')
+    node = functools.reduce(lambda section, part: section[part], path, config)
+    if not isinstance(node, ml_collections.ConfigDict) or key not in node:
+      raise config_lib.ConfigError(f'--config.{field}: the config has no field {field}.')
+    try:
+      node[key] = value
+    except (TypeError, ValueError):
+      raise config_lib.ConfigError(f'--config.{field}={text} must be of type {type(node[key]).__name__}, like '
+                                   f'its default {node[key]!r}.') from None
+  return config
 
 
 # Fields that moved from the base config to a family's own section (aelab/models/<family>.py's CONFIG).

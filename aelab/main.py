@@ -43,9 +43,17 @@ _DEBUG = flags.DEFINE_boolean('debug', False, 'Show the traceback of an error in
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+_FAMILY_OVERRIDES: dict[str, str] = {}  # overrides of the sections of --config.model.name's family
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, where a bad flag, a config file that is missing or fails, or an override of an
-  unknown field ends in one ``error: ...`` line (:func:`cli.flag_error`); ``--debug`` shows the traceback."""
+  unknown field ends in one ``error: ...`` line (:func:`cli.flag_error`); ``--debug`` shows the traceback.
+  Overrides of the sections of a family named by ``--config.model.name`` wait for :func:`main`, which adds
+  the sections first (:func:`cli.split_family_overrides`)."""
+  argv, overrides = cli.split_family_overrides(argv)
+  _FAMILY_OVERRIDES.update(overrides)
+  sys.argv[:] = argv  # config_flags reads its overrides from sys.argv
   try:
     remaining = flags.FLAGS(argv)
     _CONFIG.value  # config_flags tells of a config file that failed to load only when it is read
@@ -65,6 +73,7 @@ def main(argv: list[str]) -> None:
   try:
     with cli.reporting(_DEBUG.value, workdir, exiting=__name__ == '__main__'):
       config = config_lib.with_family(_CONFIG.value)  # the sections of model.name, also when set by a flag
+      config = cli.apply_overrides(config, _FAMILY_OVERRIDES)
       if _SWEEP.value:
         summaries = sweep.run_sweep(config, sweep.load(_SWEEP.value), workdir)
         print(f'Done: {len(summaries)} runs in {workdir}/*/summary.json, index in sweep.json.', flush=True)

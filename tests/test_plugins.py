@@ -91,9 +91,11 @@ def test_a_family_outside_aelab_trains_resumes_sweeps_loads_and_evaluates(my_lab
 
 def test_model_name_changed_on_the_command_line_gets_the_family_sections(tmp_path):
   _main(tmp_path, f'--workdir={tmp_path / "vae"}', '--config.model.name=vae', '--config.model.likelihood=bernoulli',
-        '--config.train.num_epochs=1', '--config.model.hidden=(8,)', '--config.eval.final_metrics=False')
+        '--config.vae.kl_weight=2', '--config.vae.kl_warmup_steps=10', '--config.train.num_epochs=1',
+        '--config.model.hidden=(8,)', '--config.eval.final_metrics=False')
   written = json.loads((tmp_path / 'vae' / 'config.json').read_text())
-  assert written['vae'] == {k: v for k, (v, _) in models.module('vae').CONFIG.items()}
+  defaults = {k: v for k, (v, _) in models.module('vae').CONFIG.items()}
+  assert written['vae'] == {**defaults, 'kl_weight': 2.0, 'kl_warmup_steps': 10}  # the section's overrides too
   assert 'test/neg_elbo' in _summary(tmp_path / 'vae')
 
 
@@ -172,6 +174,18 @@ def test_with_family_adds_sections_and_keeps_values():
   assert config.vae.kl_weight == 4.0 and config.beta_tcvae.tc_weight == 6.0
   restored = config_lib.from_dict(json.loads(json.dumps(config.to_dict())))
   assert restored.model.name == 'beta_tcvae' and restored.vae.kl_weight == 4.0
+
+
+def test_overrides_of_a_family_section_are_typed_like_their_defaults():
+  config = config_lib.base('vae')
+  argv, overrides = cli.split_family_overrides(['m', '--config.model.name=vae', '--config.vae.kl_weight=4',
+                                                '--config.seed=1'])
+  assert argv == ['m', '--config.model.name=vae', '--config.seed=1'] and overrides == {'vae.kl_weight': '4'}
+  assert cli.apply_overrides(config, overrides).vae.kl_weight == 4.0
+  with pytest.raises(config_lib.ConfigError, match='vae.num_samples=x must be of type int'):
+    cli.apply_overrides(config, {'vae.num_samples': 'x'})
+  with pytest.raises(config_lib.ConfigError, match='no field vae.kl_wieght'):
+    cli.apply_overrides(config, {'vae.kl_wieght': '1'})
 
 
 def test_a_moved_field_on_the_command_line_says_where_it_went(monkeypatch):
