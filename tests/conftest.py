@@ -3,8 +3,10 @@
 Every test runs with ``jax_numpy_rank_promotion='raise'``, so that arrays named by their shapes
 (``z_BxZ``) meet only arrays of the same rank unless a test or the code broadcasts on purpose.
 """
+import importlib
 import os
 import pathlib
+import sys
 import tempfile
 
 import jax
@@ -20,6 +22,15 @@ jax.config.update('jax_numpy_rank_promotion', 'raise')
 # One persistent compilation cache for the whole suite (and its subprocesses): the many small runs of the
 # same configs compile once.
 CACHE_DIR = os.environ.setdefault('AELAB_TEST_CACHE', os.path.join(tempfile.gettempdir(), 'aelab-test-jax-cache'))
+
+
+def forget_modules(package: str) -> None:
+  """Drops ``package`` and its submodules from ``sys.modules``, so that a test's own ``my_lab`` folder (a
+  user's plugin package) is imported from its path, not from another test's folder seen earlier in the same
+  worker process."""
+  for name in [m for m in sys.modules if m == package or m.startswith(package + '.')]:
+    del sys.modules[name]
+  importlib.invalidate_caches()
 
 
 def load_config(name: str, arg: str | None = None):

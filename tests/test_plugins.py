@@ -14,7 +14,7 @@ import pytest
 import aelab
 from aelab import cli, config as config_lib, evaluate, models
 from aelab.train import engine, sweep
-from conftest import CACHE_DIR, ROOT
+from conftest import CACHE_DIR, ROOT, forget_modules
 
 FAST = {'train.figures_every': 0, 'data.max_train_examples': 256, 'eval.nll_samples': 10,
         'train.compilation_cache_dir': CACHE_DIR}
@@ -56,11 +56,11 @@ def my_lab(tmp_path_factory):
   (root / 'my_lab').mkdir()
   (root / 'my_lab' / '__init__.py').write_text('')
   shutil.copy(ROOT / 'aelab' / 'models' / 'ae.py', root / 'my_lab' / 'ae_copy.py')
+  forget_modules('my_lab')
   sys.path.insert(0, str(root))
   yield root
   sys.path.remove(str(root))
-  for name in [m for m in sys.modules if m == 'my_lab' or m.startswith('my_lab.')]:
-    del sys.modules[name]
+  forget_modules('my_lab')
 
 
 def test_a_family_outside_aelab_trains_resumes_sweeps_loads_and_evaluates(my_lab, tmp_path):

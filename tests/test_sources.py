@@ -18,9 +18,17 @@ from aelab import config as config_lib
 from aelab import data
 from aelab.data import sources, stream
 from aelab.train import sweep
-from conftest import CACHE_DIR, ROOT, load_config
+from conftest import CACHE_DIR, ROOT, forget_modules, load_config
 
 EPOCHS = 2
+
+
+@pytest.fixture(autouse=True)
+def _fresh_my_lab():
+  """Each test imports its own ``my_lab`` folder (see ``conftest.forget_modules``)."""
+  forget_modules('my_lab')
+  yield
+  forget_modules('my_lab')
 
 
 def _digits_npz(path: pathlib.Path) -> pathlib.Path:
