@@ -335,9 +335,10 @@ def finish(group: Group, dataset: data.Dataset, program: Program, periodic: Peri
   num_params = sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(state['params']))
   summaries: list[dict | None] = [None] * len(group.runs)
   shared: dict = {}  # the evaluators' compiled functions, for every model of the group
+  params = jax.device_get(state['params'])  # rows taken on the host: no per-array program to compile
   for m in np.flatnonzero(alive):
     last = final.last_record(trained.records[m], histories[m], group.outs[m].path, log)
-    found = final.final_metrics(program, group.runs[m], dataset, row(state['params'], m), x_test, last,
+    found = final.final_metrics(program, group.runs[m], dataset, row(params, m), x_test, last,
                                 None if arrays is None else row(arrays, m), shared, timer)
     summaries[m] = {**{k: v for k, v in last.items() if '/' in k}, **found, 'epochs': config.train.num_epochs,
                     'num_params': num_params}
