@@ -28,6 +28,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import tensorstore as ts
 
+from aelab.train import files
+
 POINTER = 'checkpoint.json'
 STATE, DATA_ITERATOR = 'state', 'data_iterator'  # the items of a step
 LEGACY_STATE = 'default'  # the state of a checkpoint written before the steps had named items
@@ -183,10 +185,8 @@ def read_pointer(run_dir: str) -> dict[str, Any] | None:
 def write_pointer(run_dir: str, directory: str, index: int, epoch: int) -> None:
   """Points ``run_dir`` at row ``index`` of ``directory``'s epoch ``epoch`` (atomically)."""
   pointer = {'directory': os.path.relpath(directory, run_dir), 'index': index, 'epoch': epoch}
-  tmp = os.path.join(run_dir, POINTER + '.tmp')
-  with open(tmp, 'w') as f:
+  with files.replacing(os.path.join(run_dir, POINTER)) as f:
     json.dump(pointer, f)
-  os.replace(tmp, os.path.join(run_dir, POINTER))
 
 
 def candidates(run_dir: str) -> list[tuple[str, int, int]]:
