@@ -25,11 +25,13 @@ saved as the ``data_iterator`` item of the group's orbax checkpoint (``aelab/tra
 from __future__ import annotations
 
 import pathlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grain
 import ml_collections
 import numpy as np
+
+if TYPE_CHECKING:
+  import grain
 
 from aelab import data
 
@@ -169,7 +171,7 @@ def _holdout(n: int, data_config: ml_collections.ConfigDict, where: str) -> tupl
 
 def epoch_batches(train: Stream, batch_size: int, seed: int, epoch: int, *, shard_index: int = 0,
                   shard_count: int = 1, chunk: int | None = None, workers: int = 2, prefetch: int = 16,
-                  state: dict | None = None) -> grain.DatasetIterator:
+                  state: dict | None = None) -> 'grain.DatasetIterator':
   """The grain iterator over one epoch's batches (uint8 B x D or float32) of this process's shard.
 
   All of it is grain's transformations: the shard is ``MapDataset.range(N)[shard_index::shard_count]``
@@ -182,6 +184,7 @@ def epoch_batches(train: Stream, batch_size: int, seed: int, epoch: int, *, shar
 
   Raises DataError when the shard holds less than one batch.
   """
+  import grain  # noqa: PLC0415  (only a streamed run pays its import)
   rows = grain.MapDataset.range(len(train))[shard_index::shard_count]
   if len(rows) < batch_size:
     raise data.DataError(f'{train.where}: shard {shard_index} of {shard_count} holds {len(rows)} examples, fewer '
