@@ -82,6 +82,7 @@ def unit(nodeid: str) -> str:
   return f'{path}::shared' if name.split('[')[0] in SHARED.get(module, ()) else nodeid
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist
 def pytest_xdist_make_scheduler(config, log):
   """'--dist loadscope' (setup.cfg) with unit() as its scope: the tests spread over the workers one by one,
   not file by file, except those that share a fixture."""
@@ -119,6 +120,7 @@ SLOW_FIRST = (
     'test_engine::test_optimizers_and_schedules_train', 'test_engine::shared', 'test_metrics::shared',
     'test_pretrain::shared',
 )
+
 
 def pytest_collection_modifyitems(config, items):
   """Known slow ones first (each unit stays in file order: the sort is stable)."""
