@@ -209,7 +209,8 @@ def one_epoch_loss() -> tuple[bool, float]:
 @pytest.fixture(scope='module')
 def eight_devices(tmp_path_factory):
   """What the 8-fake-device subprocess saw (see _EIGHT_DEVICES)."""
-  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=8', 'JAX_PLATFORMS': 'cpu',
+  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8".strip()  # and conftest's
+  env = {**os.environ, 'XLA_FLAGS': flags, 'JAX_PLATFORMS': 'cpu',
          'PYTHONPATH': os.pathsep.join([str(ROOT), os.environ.get('PYTHONPATH', '')])}
   done = subprocess.run([sys.executable, '-c', _EIGHT_DEVICES, str(tmp_path_factory.mktemp('eight'))], cwd=ROOT,
                         env=env, capture_output=True, text=True, timeout=600)
