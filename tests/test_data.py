@@ -380,3 +380,14 @@ def test_import_is_cheap():
   code = "import sys, aelab.data; sys.exit('tensorflow_datasets' in sys.modules or 'sklearn' in sys.modules)"
   repo = pathlib.Path(__file__).resolve().parents[1]
   assert subprocess.run([sys.executable, '-c', code], cwd=repo, check=False).returncode == 0
+
+
+def test_digits_read_without_scikit_learn_equal_load_digits():
+  """The digits source reads scikit-learn's csv.gz directly (no scikit-learn import at start-up): the same
+  images and labels as ``sklearn.datasets.load_digits``, in the same order."""
+  from sklearn import datasets
+  from aelab.data.sources import digits
+  images_Nx8x8, labels_N = digits._digits()
+  reference = datasets.load_digits()
+  np.testing.assert_array_equal(images_Nx8x8, reference.images)
+  np.testing.assert_array_equal(labels_N, reference.target)

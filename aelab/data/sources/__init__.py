@@ -57,11 +57,6 @@ def module(name: str) -> ModuleType:
   return found
 
 
-def takes_path(name: str) -> bool:
-  """Whether source ``name`` reads ``data.path`` (a config arg ``name=PATH`` sets it)."""
-  return module(name).PATH is not None
-
-
 def defaults() -> dict[str, dict[str, Any]]:
   """``{section: {field: default}}`` of every built-in source that has a section (for the base config)."""
   return {m.SECTION: {k: d for k, (d, _) in m.CONFIG.items()} for m in map(module, BUILTIN) if m.SECTION}

@@ -26,20 +26,27 @@ def read(data_config: Any) -> arrays.Read:
 
   Read from the file scikit-learn ships (``sklearn/datasets/data/digits.csv.gz``, what
   ``sklearn.datasets.load_digits`` reads) without importing scikit-learn, which would cost a second of
-  start-up (it imports scipy and pandas). Raises DataNotFoundError when scikit-learn is not installed."""
+  start-up (it imports scipy and pandas); where a scikit-learn release keeps that file elsewhere, through
+  its public ``load_digits``. Raises DataNotFoundError when scikit-learn is not installed."""
   import numpy as np  # noqa: PLC0415
   where = 'sklearn digits'
-  rows_Nx65 = np.loadtxt(_digits_file(), delimiter=',')
-  x = arrays.images(rows_Nx65[:, :-1].reshape(-1, 8, 8).astype(np.uint8), where)
-  y = arrays.labels(rows_Nx65[:, -1].astype(np.int64), len(x), where)
+  images_Nx8x8, labels_N = _digits()
+  x = arrays.images(images_Nx8x8.astype(np.uint8), where)
+  y = arrays.labels(labels_N.astype(np.int64), len(x), where)
   return arrays.Read(arrays.Split(arrays.Rows(x, y), where, 16), None, 'image')
 
 
-def _digits_file() -> pathlib.Path:
-  """The path of scikit-learn's ``digits.csv.gz``, found without importing scikit-learn."""
+def _digits() -> tuple[Any, Any]:
+  """``(images_Nx8x8, labels_N)`` as ``load_digits`` gives them (float64)."""
+  import numpy as np  # noqa: PLC0415
   spec = importlib.util.find_spec('sklearn')
-  path = pathlib.Path(spec.origin).parent / 'datasets' / 'data' / 'digits.csv.gz' if spec and spec.origin else None
-  if path is None or not path.is_file():
+  if spec is None or spec.origin is None:
     raise arrays.DataNotFoundError('data.name=digits reads the digits that scikit-learn ships, but scikit-learn '
                                    'is not installed here: pip install scikit-learn.')
-  return path
+  path = pathlib.Path(spec.origin).parent / 'datasets' / 'data' / 'digits.csv.gz'
+  if path.is_file():
+    rows_Nx65 = np.loadtxt(path, delimiter=',')
+    return rows_Nx65[:, :-1].reshape(-1, 8, 8), rows_Nx65[:, -1]
+  from sklearn import datasets  # noqa: PLC0415  (the public reader, where the file has moved)
+  digits = datasets.load_digits()
+  return digits.images, digits.target
