@@ -17,7 +17,7 @@ import contextlib
 import dataclasses
 import signal
 import time
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
