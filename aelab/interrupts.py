@@ -1,8 +1,9 @@
 """SIGINT and SIGTERM, at any moment of a run, end in one line and a state that the rerun resumes from.
 
-The command lines (``aelab.main``, ``aelab.evaluate``) call :func:`install` first, before they import JAX.
-From then on a signal raises :class:`Stopped` where the main thread is (start-up, loading data, compiling,
-the end-of-training metrics), which unwinds through the ``finally`` clauses (the workdir lock is released,
+``aelab.main`` calls :func:`install` first, before it imports JAX. A signal during the start-up (the
+imports) is raised as :class:`Stopped` when it ends (:func:`started`: an exception inside the import of a C
+extension can crash the interpreter); after that, where the main thread is (loading data, compiling, the
+end-of-training metrics). Stopped unwinds through the ``finally`` clauses (the workdir lock is released,
 pending checkpoint writes finish) and ends in the entry point's one line and exit status ``128 + signal``.
 Inside an epoch loop (:func:`deferred`) the first signal is only recorded: the loop checkpoints the epoch it
 is in and stops (``aelab.train.loop.Interrupted``); a second signal there stops at once (the last
@@ -36,6 +37,7 @@ class _State:
   received: list[int] = []
   deferring = 0  # depth of deferred() regions
   raised = False  # a Stopped was raised: the process is unwinding
+  immediate = True  # False during start-up: a signal is raised by started() (not inside an import)
   during = 'start-up'
 
 
@@ -49,7 +51,7 @@ def install() -> None:
     return
   for s in SIGNALS:
     signal.signal(s, _handler)
-  _state.installed, _state.received, _state.raised = True, [], False
+  _state.installed, _state.received, _state.raised, _state.immediate = True, [], False, False
   previous_hook, previous_unraisable = sys.excepthook, sys.unraisablehook
 
   def excepthook(kind, value, traceback):
@@ -81,8 +83,17 @@ def _handler(signum: int, frame) -> None:
     return
   if _state.deferring and len(_state.received) == 1:
     return  # the epoch loop checkpoints and stops after its epoch
+  if not _state.immediate:
+    return  # start-up: raised by started(), not inside the import of a C extension (which can crash)
   _state.raised = True
   raise _stopped()
+
+
+def started() -> None:
+  """The start-up (imports, flags) is over: a signal that came during it raises :class:`Stopped` now, and
+  later ones where they arrive."""
+  _state.immediate = True
+  check()
 
 
 def _stopped() -> Stopped:
@@ -94,7 +105,8 @@ def check() -> None:
   """Raises :class:`Stopped` again if a signal's Stopped was raised where Python cannot let it propagate (a
   gc or weakref callback, a ``__del__``: it is printed as ignored there, and the process went on). Called
   where a new phase of the run starts."""
-  if _state.raised and not _state.deferring:
+  if _state.received and not _state.deferring:
+    _state.raised = True
     raise _stopped()
 
 

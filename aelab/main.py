@@ -70,7 +70,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str]) -> None:
-  interrupts.check()
+  interrupts.started()
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if not flags.FLAGS['verbosity'].present:  # keep library INFO logs (orbax) out of the progress lines
@@ -86,9 +86,11 @@ def main(argv: list[str]) -> None:
         return
       summary = _train_single_run(config)
   except (engine.Interrupted, interrupts.Stopped) as e:
-    print(f'{e}', file=sys.stderr, flush=True)
     if not existed:
       cli.remove_if_empty(workdir)  # stopped before anything was written: no workdir holding only a lock
+    if isinstance(e, interrupts.Stopped) and __name__ == '__main__':
+      interrupts.exit_stopped(e)  # no teardown: a module whose import the signal cut short can crash it
+    print(f'{e}', file=sys.stderr, flush=True)
     raise SystemExit(128 + e.signum) from None
   except BaseException:
     if not existed:
