@@ -15,7 +15,12 @@ the config file is loaded, since loading it imports aelab modules that already t
 A process whose peers do not all connect within ``AELAB_DISTRIBUTED_TIMEOUT_S`` (45 s) stops with a
 one-line error.
 """
-from aelab.train import parallel
+from aelab import interrupts
+
+if __name__ == '__main__':
+  interrupts.install()  # a signal from now on ends in one line (aelab/interrupts.py), even during the imports
+
+from aelab.train import parallel  # noqa: E402
 
 if __name__ == '__main__':
   try:
@@ -65,6 +70,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str]) -> None:
+  interrupts.started()
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if not flags.FLAGS['verbosity'].present:  # keep library INFO logs (orbax) out of the progress lines
@@ -79,7 +85,11 @@ def main(argv: list[str]) -> None:
         print(f'Done: {len(summaries)} runs in {workdir}/*/summary.json, index in sweep.json.', flush=True)
         return
       summary = _train_single_run(config)
-  except engine.Interrupted as e:
+  except (engine.Interrupted, interrupts.Stopped) as e:
+    if not existed:
+      cli.remove_if_empty(workdir)  # stopped before anything was written: no workdir holding only a lock
+    if isinstance(e, interrupts.Stopped) and __name__ == '__main__':
+      interrupts.exit_stopped(e)  # no teardown: a module whose import the signal cut short can crash it
     print(f'{e}', file=sys.stderr, flush=True)
     raise SystemExit(128 + e.signum) from None
   except BaseException:

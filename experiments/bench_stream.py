@@ -15,6 +15,9 @@
    it in a fresh process (``data.max_test_examples=10000``, no figures or final metrics), which prints
    its peak resident memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) and examples/s. As float32
    in memory the images alone would take 3.1 GB.
+3. ``--default-command`` (only this part): the command a user types for one VAE epoch on that npz, with
+   no streaming flag and no cap on the 200,000 held-out images, in a fresh process; prints its peak
+   resident memory from process start (``python experiments/bench_stream.py --default-command``).
 """
 import argparse
 import gzip
@@ -113,6 +116,27 @@ def memory(npz: pathlib.Path, n: int) -> dict:
   return {'npz': str(npz), 'npz_mb': npz.stat().st_size / 2**20, **json.loads(child.stdout.splitlines()[-1])}
 
 
+DEFAULT_COMMAND = ['-m', 'aelab.main', '--config.train.num_epochs=1', '--config.train.batch_size=128',
+                   '--config.eval.final_metrics=False', '--config.train.figures_every=0']
+
+
+def default_command(npz: pathlib.Path, n: int) -> dict:
+  """Part 3 (``--default-command``): the command a user types for one VAE epoch on the npz (no streaming
+  flag, no test cap: the default decision streams it), in a fresh process from its start; its peak
+  resident memory (``RUSAGE_CHILDREN``), wall time and summary."""
+  if not npz.exists():
+    write_npz(npz, n)
+  with tempfile.TemporaryDirectory() as workdir:
+    command = [sys.executable, DEFAULT_COMMAND[0], DEFAULT_COMMAND[1], f'--config=configs/vae.py:npz={npz}',
+               *DEFAULT_COMMAND[2:], f'--workdir={workdir}/run']
+    t0 = time.perf_counter()
+    subprocess.run(command, check=True, cwd=ROOT, capture_output=True)
+    seconds = time.perf_counter() - t0
+    summary = json.loads(pathlib.Path(workdir, 'run', 'summary.json').read_text())
+  return {'command': ' '.join(['python', *command[1:-1]]), 'peak_rss_mb': resource.getrusage(
+      resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 'wall_s': seconds, 'test/neg_elbo': summary['test/neg_elbo']}
+
+
 def run(rounds: int, npz: pathlib.Path, n: int) -> dict:
   with tempfile.TemporaryDirectory() as tmp:
     result = throughput(rounds, pathlib.Path(tmp))
@@ -137,10 +161,18 @@ def main() -> None:
   parser.add_argument('--npz', default='/tmp/aelab_stream_1m.npz', help='the 1M-image npz (written if missing)')
   parser.add_argument('--n', type=int, default=1_000_000, help='images in the npz')
   parser.add_argument('--json', action='store_true', help='print one final JSON line')
+  parser.add_argument('--default-command', action='store_true',
+                      help="only part 3: the default command's one epoch on the npz, its peak RSS")
   parser.add_argument('--child', help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.child:
     print(json.dumps(one_epoch(args.child)))
+    return
+  if args.default_command:
+    result = default_command(pathlib.Path(args.npz), args.n)
+    print(f'{result["command"]}: peak RSS {result["peak_rss_mb"]:,.0f} MB, {result["wall_s"]:.0f} s, '
+          f'test/neg_elbo={result["test/neg_elbo"]:.2f}')
+    print(json.dumps(result))
     return
   result = run(args.rounds, pathlib.Path(args.npz), args.n)
   report(result)

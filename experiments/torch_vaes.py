@@ -21,7 +21,7 @@ At the end it prints the wall time since the script began (``time`` is imported 
 torch; only the interpreter's own start-up precedes it) and one JSON line: ``models``, ``epochs``,
 ``train_examples`` (size of the training split), ``model_examples`` (examples trained on by all models:
 models x epochs x the full batches of an epoch, 62 x 128 = 7,936 for 8,000) and ``wall_s``.
-Uses torch's default number of threads.
+Uses torch's default number of threads, on ``--device`` (CUDA where torch sees a GPU, else the CPU).
 """
 import time
 
@@ -91,7 +91,7 @@ class VAE(torch.nn.Module):
 def train_epoch(model: VAE, opt: torch.optim.Optimizer, x_train: torch.Tensor, batch_size: int,
                 kl_weight: float) -> None:
   """One pass over a fresh permutation (remainder dropped), binarizing each batch afresh."""
-  perm = torch.randperm(len(x_train))
+  perm = torch.randperm(len(x_train), device=x_train.device)
   for i in range(len(x_train) // batch_size):
     x = torch.bernoulli(x_train[perm[i * batch_size:(i + 1) * batch_size]])
     recon, kl = model(x)
@@ -107,7 +107,7 @@ def test_neg_elbo(model: VAE, x_test: torch.Tensor, batch_size: int = 1000) -> f
   total = 0.0
   for x in x_test.split(batch_size):
     recon, kl = model(x)
-    total += float((recon + kl).sum())
+    total += float((recon + kl).sum())  # also waits for the device
   return total / len(x_test)
 
 
@@ -116,7 +116,7 @@ def train_model(index: int, kl_weight: float, data: tuple[torch.Tensor, torch.Te
   """Trains one VAE from seed 0, printing the test negative ELBO after each epoch."""
   x_train, x_test = data
   torch.manual_seed(0)
-  model = VAE()
+  model = VAE().to(x_train.device)
   opt = torch.optim.Adam(model.parameters(), lr=1e-3)
   for epoch in range(1, epochs + 1):
     model.train()
@@ -134,10 +134,12 @@ def main() -> None:
                       metavar=f'1..{len(KL_WEIGHTS)}', help='train the first N KL weights (default all 8)')
   parser.add_argument('--epochs', type=int, default=3, help='epochs per model (default 3)')
   parser.add_argument('--batch_size', type=int, default=128, help='training batch size (default 128)')
+  parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
+                      help="torch device (default 'cuda' where available, else 'cpu')")
   args = parser.parse_args()
   if not args.data.is_dir():
     raise SystemExit(f'error: MNIST folder {args.data} not found (give the folder of {IMAGES} with --data DIR).')
-  data = load_mnist(args.data)
+  data = tuple(x.to(args.device) for x in load_mnist(args.data))
   for index, kl_weight in enumerate(KL_WEIGHTS[:args.models]):
     train_model(index, kl_weight, data, args.epochs, args.batch_size)
   wall = time.perf_counter() - _START
@@ -147,7 +149,7 @@ def main() -> None:
         f'({model_examples / wall:,.0f} model-examples/s, torch {torch.__version__}, '
         f'{torch.get_num_threads()} threads).')
   print(json.dumps({'models': args.models, 'epochs': args.epochs, 'train_examples': train_examples,
-                    'model_examples': model_examples, 'wall_s': wall}))
+                    'model_examples': model_examples, 'wall_s': wall, 'device': args.device}))
 
 
 if __name__ == '__main__':

@@ -2,7 +2,10 @@
 resumes to the numbers of an uninterrupted run."""
 import json
 import os
+import subprocess
+import sys
 
+import jax
 import ml_collections
 import numpy as np
 import pytest
@@ -13,7 +16,7 @@ from aelab.train import checkpoints, engine, sweep
 from aelab import data
 
 from aelab.data import stream
-from conftest import load_config, small
+from conftest import ROOT, load_config, small
 
 
 def _images(n=300, seed=0):
@@ -227,3 +230,48 @@ def test_image_folder_streams_data_load_split_and_order(tmp_path):
                                 loaded.x_train)
   np.testing.assert_array_equal(streamed.x_test, loaded.x_test)
   np.testing.assert_array_equal(streamed.y_test, loaded.y_test)
+
+
+def test_big_data_streams_by_default_and_keeps_its_test_split_stored(tmp_path):
+  """The default decision counts the stored bytes times the copies an in-memory load makes; the held-out
+  split of a streamed run stays uint8 and equals data.load's, binarized block by block."""
+  path = tmp_path / 'images.npz'
+  np.savez(path, x=np.random.default_rng(1).integers(0, 256, (24_000, 4, 4), np.uint8))
+  config = _data_config(path, test_fraction=0.5)  # 12,000 test rows: two binarization blocks
+  assert stream.in_memory_megabytes(config) == pytest.approx(24_000 * 16 * 3 / 2**20)
+  assert not stream.should_stream(config)  # 1.1 MB, under the default 1024
+  config.stream_above_mb = 1.0
+  streamed, loaded = stream.load(config), data.load(config)
+  assert isinstance(streamed.train, stream.Stream)
+  assert streamed.test.dtype == loaded.test.dtype == np.uint8 and streamed.x_max == loaded.x_max == 255
+  np.testing.assert_array_equal(streamed.test, loaded.test)
+  assert set(np.unique(streamed.test)) == {0, 255} and 0.3 < streamed.test.mean() / 255 < 0.7
+  # A split of at most one block is binarized exactly as one call of dynamic_binarize on the whole split.
+  small_config = _data_config(path, test_fraction=0.25, max_test_examples=5_000)
+  x_test = data.load(_data_config(path, test_fraction=0.25, binarize='none', max_test_examples=5_000)).x_test
+  expected = np.asarray(data.dynamic_binarize(jax.random.key(0), x_test)).astype(np.uint8) * 255
+  np.testing.assert_array_equal(data.load(small_config).test, expected)
+
+
+MEMORY_CHILD = """
+import resource, sys
+from aelab import config as config_lib
+from aelab.data import stream
+config = config_lib.load(f'configs/vae.py:npz={sys.argv[1]}').data
+config.update(test_fraction=0.5, stream_above_mb=1.0)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+dataset = stream.load(config)
+print(dataset.test.nbytes, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+def test_a_streamed_load_holds_no_float32_copy_of_the_test_split(tmp_path):
+  """A memory ceiling: loading 40,000 held-out 28x28 images (31 MB as uint8, 125 MB as float32; the dynamic
+  binarization of the whole split at once took 4 float32 copies) grows the peak resident memory by less
+  than three times their stored size."""
+  path = tmp_path / 'images.npz'
+  np.savez(path, x=np.random.default_rng(2).integers(0, 256, (80_000, 28, 28), np.uint8))
+  child = subprocess.run([sys.executable, '-c', MEMORY_CHILD, str(path)], capture_output=True, text=True,
+                         cwd=ROOT, check=True)
+  test_bytes, grown = map(int, child.stdout.split())
+  assert test_bytes == 40_000 * 784 and grown < 3 * test_bytes, (test_bytes, grown)

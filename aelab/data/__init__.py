@@ -167,11 +167,44 @@ def _in_memory(split: arrays.Split) -> _Split:
 
 
 def test_images(x: np.ndarray, data_config: ml_collections.ConfigDict, where: str) -> np.ndarray:
-  """Test images N x H x W [x C] (uint8, bool or floats in [0, 1]) as `load` returns them: float32
-  N x D in [0, 1], binarized per `data.binarize` (once, with a fixed key, for 'dynamic'). For sources
-  that read the test split themselves (aelab/stream.py). Raises DataError as `load` does."""
+  """Test images N x H x W [x C] (uint8 0..255, or floats in [0, 1]) as `load` stores them: N x D, uint8
+  images staying uint8 (``to_float32`` makes each batch float32 on the device), binarized per
+  `data.binarize` (once, with a fixed key, for 'dynamic'). For sources that read the test split
+  themselves (aelab/stream.py). Raises DataError as `load` does."""
   split = _Split(arrays.images(np.asarray(x), where), None, where)
-  return np.asarray(to_float32(_transform(split, split, 'image', _options(data_config))[1], split.x_max))
+  return _transform(split, split, 'image', _options(data_config))[1]
+
+
+_ROWS_AT_ONCE = 8192  # rows converted to float32 at a time on the host
+
+
+def _binarize_static(x: np.ndarray, x_max: int, threshold: float) -> np.ndarray:
+  """``{0, x_max}`` (uint8) where ``to_float32(x) > threshold``, a block of rows at a time: no float32
+  copy of the whole split (floats in [0, 1] give uint8 {0, 255})."""
+  out = np.empty(x.shape, np.uint8)
+  for start in range(0, len(x), _ROWS_AT_ONCE):
+    block = to_float32(x[start:start + _ROWS_AT_ONCE], x_max) > threshold
+    out[start:start + _ROWS_AT_ONCE] = block.astype(np.uint8) * np.uint8(x_max if x.dtype == np.uint8 else 255)
+  return out
+
+
+def _binarize_once(key: jax.Array, x_NxD: np.ndarray, x_max: int) -> np.ndarray:
+  """:func:`dynamic_binarize` of the stored examples, stored again as uint8 ``{0, x_max}`` (floats in [0, 1]:
+  ``{0, 255}``), :data:`_ROWS_AT_ONCE` rows at a time: block ``b`` with ``fold_in(key, b)``, the first
+  with ``key`` itself (so a split of at most that many rows is binarized exactly as in one call; JAX's
+  partitionable threefry draws the first rows of a larger shape the same). The float32 values and random
+  numbers of a whole split are never held."""
+  out = np.empty(x_NxD.shape, np.uint8)
+  for b, start in enumerate(range(0, len(x_NxD), _ROWS_AT_ONCE)):
+    block_key = key if b == 0 else jax.random.fold_in(key, b)
+    out[start:start + _ROWS_AT_ONCE] = _binarize_block(block_key, x_NxD[start:start + _ROWS_AT_ONCE], x_max)
+  return out
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _binarize_block(key: jax.Array, x_BxD: jax.Array, x_max: int) -> jax.Array:
+  on_off = dynamic_binarize(key, to_float32(x_BxD, x_max))
+  return on_off.astype(jnp.uint8) * jnp.uint8(x_max if x_BxD.dtype == jnp.uint8 else 255)
 
 
 def dynamic_binarize(key: jax.Array, x: jax.Array) -> jax.Array:
@@ -258,11 +291,10 @@ def _transform(train: _Split, test: _Split, kind: str, opts: _Options) -> tuple[
     raise DataError(f'data.binarize={opts.binarize!r} applies to images only; {opts.name!r} is '
                     "tabular: set data.binarize='none'.")
   x_max = train.x_max
-  to_stored = lambda on_off: on_off.astype(np.uint8) * np.uint8(x_max)
   if opts.binarize == 'static':
-    return tuple(to_stored(to_float32(x, x_max) > opts.binarize_threshold) for x in (x_train, x_test))
+    return tuple(_binarize_static(x, x_max, opts.binarize_threshold) for x in (x_train, x_test))
   if opts.binarize == 'dynamic':  # Test binarized once, with a fixed key: comparable across runs.
-    return x_train, to_stored(np.asarray(dynamic_binarize(jax.random.key(0), to_float32(x_test, x_max))))
+    return x_train, _binarize_once(jax.random.key(0), x_test, x_max)
   if kind == 'tabular' and opts.standardize:
     mean, std = x_train.mean(0, dtype=np.float64), x_train.std(0, dtype=np.float64)
     std = np.where(std > 0, std, 1.0)

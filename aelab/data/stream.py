@@ -3,8 +3,9 @@
 ``load(config.data)`` returns a ``data.Dataset`` whose ``train`` is a :class:`Stream` (random access to
 the training images, read a batch at a time) when the data is streamed, and ``data.load``'s in-memory
 arrays otherwise. Data is streamed when ``data.stream`` is True, or when the training images would take
-more than ``data.stream_above_mb`` MB as float32 (0: never automatically). The test split stays in
-memory (cap it with ``data.max_test_examples``). The training images are read through the source's
+more than ``data.stream_above_mb`` MB (the stored bytes times the copies made: :func:`in_memory_megabytes`;
+0: never automatically). The test split stays in memory as stored (uint8 images) and is evaluated in
+batches on the device (cap it with ``data.max_test_examples``). The training images are read through the source's
 reader (``aelab.data.sources``), the same one ``data.load`` reads, so both raise the same errors:
 
 - ``data.name='npz'``: an ``.npz`` (``np.savez``) or ``.npy``, its rows read in place (:class:`NpyFile`);
@@ -87,29 +88,36 @@ class Stream:
     return arrays.images(x, self.where)
 
 
+# Copies of the data that reading it in memory makes at its peak: the file read, the train / test parts taken from
+# it, and the copy on the device (on a CPU, in the same memory).
+IN_MEMORY_COPIES = 3
+
+
 def should_stream(data_config: ml_collections.ConfigDict) -> bool:
-  """True when ``data.stream`` is set, or the training images of an npz / tfds source would take more
-  than ``data.stream_above_mb`` MB as float32 (read from the file header or the tfds metadata)."""
+  """True when ``data.stream`` is set, or reading the data of an npz / tfds source in memory would take more
+  than ``data.stream_above_mb`` MB (:func:`in_memory_megabytes`)."""
   if data_config.get('stream'):
     return True
   limit = data_config.get('stream_above_mb') or 0
   if not limit:
     return False
-  return _float32_megabytes(data_config) > limit
+  return in_memory_megabytes(data_config) > limit
 
 
-def _float32_megabytes(data_config: ml_collections.ConfigDict) -> float:
-  """The training images' size as float32 in MB where it is known without reading them: an npz's header, a
-  prepared tfds dataset's metadata; else 0."""
+def in_memory_megabytes(data_config: ml_collections.ConfigDict) -> float:
+  """The memory, in MB, that reading the data in memory would take at its peak: its stored bytes (uint8
+  images: one byte a pixel; float arrays: four) times :data:`IN_MEMORY_COPIES`. Known without reading the
+  data for an npz (its header) and a prepared tfds dataset (its metadata); else 0 (read in memory)."""
   name, path = data_config.name, data_config.get('path')
   if name == 'npz' and path and pathlib.Path(path).exists():
     try:
-      return float(np.prod(NpyFile(path).shape)) * 4 / 2**20
+      npy = NpyFile(path)
     except data.DataError:
       return 0.0  # data.load reports what is wrong with the file, or reads a compressed one
+    return float(np.prod(npy.shape)) * npy.dtype.itemsize * IN_MEMORY_COPIES / 2**20
   if name in sources.available() or '.' in name:
     return 0.0
-  return tfds.float32_megabytes(data_config)
+  return tfds.stored_megabytes(data_config) * IN_MEMORY_COPIES
 
 
 def load(data_config: ml_collections.ConfigDict) -> data.Dataset:
@@ -130,8 +138,8 @@ def load(data_config: ml_collections.ConfigDict) -> data.Dataset:
                          'tabular: set data.stream=False.')
   if isinstance(read.train.reader, arrays.Rows) or read.train.x_max != 255:  # in memory already (digits, idx, ...)
     loaded = data.load(data_config)
-    return dataset(loaded.x_train.reshape(-1, *loaded.shape), loaded.x_test, loaded.y_test, loaded.shape,
-                   data_config, where=f'{data_config.name} in memory')
+    return dataset(loaded.train.reshape(-1, *loaded.shape), loaded.test, loaded.y_test, loaded.shape,
+                   data_config, where=f'{data_config.name} in memory', x_max=loaded.x_max)
   return _streamed(read, data_config)
 
 
@@ -152,14 +160,15 @@ def _streamed(read: arrays.Read, data_config: ml_collections.ConfigDict) -> data
 
 def dataset(source: Any, x_test: np.ndarray, y_test: np.ndarray | None, shape: tuple[int, ...],
             data_config: ml_collections.ConfigDict, indices: np.ndarray | None = None,
-            where: str = 'stream') -> data.Dataset:
+            where: str = 'stream', x_max: int = 255) -> data.Dataset:
   """A streamed image ``data.Dataset``: training images read from ``source`` (see :class:`Stream`; e.g.
-  an image-folder source) at ``indices``, and in-memory test images ``x_test`` (float32 M x D in [0, 1],
-  transformed as ``data.load`` does). ``data.binarize`` applies to each batch on the device."""
+  an image-folder source) at ``indices``, and in-memory test images ``x_test`` as stored (M x D uint8, the
+  value ``x_max`` meaning 1.0, or float32 in [0, 1]; transformed as ``data.load`` does: no float32 copy of
+  a uint8 split is made). ``data.binarize`` applies to each batch on the device."""
   train = Stream(source, indices, where)
   if int(np.prod(train.example_shape)) != int(np.prod(shape)):
     raise data.DataError(f'{where}: training images of shape {train.example_shape}, test images of {shape}.')
-  return data.Dataset(train, None, x_test, y_test, tuple(shape), 'image', data_config.name)
+  return data.Dataset(train, None, x_test, y_test, tuple(shape), 'image', data_config.name, x_max=x_max)
 
 
 def _holdout(n: int, data_config: ml_collections.ConfigDict, where: str) -> tuple[np.ndarray, np.ndarray]:

@@ -16,15 +16,14 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import signal
-import threading
 import time
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aelab import data
+from aelab import data, interrupts
 from aelab.data import stream
 from aelab.train import checkpoints, final, history, hooks, optimizers, writers
 from aelab.train.groups import Group
@@ -43,28 +42,12 @@ class Interrupted(Exception):
                      'rerun the same command to resume.')
 
 
-@contextlib.contextmanager
-def stop_on_signals() -> Iterator[list[int]]:
+def stop_on_signals() -> contextlib.AbstractContextManager[list[int]]:
   """Yields a list that receives the number of a SIGTERM or SIGINT when one arrives (the loop then
-  checkpoints and stops after its epoch); a second signal acts as usual. Only in the main thread."""
-  received: list[int] = []
-  if threading.current_thread() is not threading.main_thread():
-    yield received
-    return
-  previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+  checkpoints and stops after its epoch); a second signal raises ``interrupts.Stopped`` at once
+  (``aelab/interrupts.py``). Only in the main thread."""
+  return interrupts.deferred('training')
 
-  def handler(signum, frame):
-    received.append(signum)
-    for s, h in previous.items():
-      signal.signal(s, h)
-
-  for s in previous:
-    signal.signal(s, handler)
-  try:
-    yield received
-  finally:
-    for s, h in previous.items():
-      signal.signal(s, h)
 
 # ---- one epoch: in memory or streamed, one call signature ----
 
@@ -96,7 +79,7 @@ class MemoryEpoch:
 
   def __init__(self, program: Program, inputs: Inputs, state: Any, first: int, timer: hooks.Timer):
     self.inputs = inputs
-    with timer('compile'):
+    with timer('compile'), interrupts.phase('compiling'):
       self.fn = program.epoch.lower(state, *self._args(first)).compile()
 
   def _args(self, epoch: int) -> tuple:
@@ -148,7 +131,7 @@ def initial_state(program: Program, group: Group, timer: hooks.Timer) -> Any:
   place, its learning rate the config's (not the stored one)."""
   rates = jnp.asarray([r.config.optimizer.learning_rate for r in group.runs], jnp.float32)
   init_keys = jnp.stack([r.init_key for r in group.runs])
-  with timer('compile'):
+  with timer('compile'), interrupts.phase('compiling'):
     init = program.init.lower(init_keys, rates).compile()
   state = init(init_keys, rates)
   if any(s is not None for s in group.states):
@@ -302,8 +285,9 @@ def train_group(group: Group, dataset: data.Dataset, log: Log, label: str, timer
     failed = True
     try:
       trained = run_epochs(group, dataset, program, periodic, timer)
-      summaries = ([None] * len(group.runs) if trained.regroup or group.outs is None else
-                   finish(group, dataset, program, periodic, trained, log, timer))
+      with interrupts.phase('the end-of-training metrics'):
+        summaries = ([None] * len(group.runs) if trained.regroup or group.outs is None else
+                     finish(group, dataset, program, periodic, trained, log, timer))
       failed = False
     finally:
       _close(periodic, timer, failed)

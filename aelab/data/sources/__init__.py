@@ -81,7 +81,8 @@ SHARED: dict[str, tuple[Any, str]] = {
     'max_train_examples': (0, 'keep the first N training examples after the split; 0: all'),
     'max_test_examples': (0, 'keep the first N test examples; 0: all'),
     'stream': (False, 'stream the training images from storage through grain instead of holding them in memory'),
-    'stream_above_mb': (4096.0, 'stream automatically when the training images take more MB as float32; 0: never'),
+    'stream_above_mb': (1024.0, 'stream automatically when reading the data in memory would take more MB '
+                        '(stored bytes x 3 copies: file, split, device); 0: never'),
     'stream_chunk': (16, 'batches per compiled call when streaming'),
     'stream_workers': (2, 'grain reader threads when streaming'),
 }

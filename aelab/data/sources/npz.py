@@ -155,8 +155,11 @@ class NpyFile:
   def __getitem__(self, rows: np.ndarray) -> np.ndarray:
     """Rows ``rows`` (ints in [0, N)), in that order: an array of len(rows) x shape[1:]."""
     rows = np.asarray(rows)
-    buffer = b''.join(os.pread(self._fd, self.row_bytes, self.start + int(r) * self.row_bytes) for r in rows)
-    return np.frombuffer(buffer, self.dtype).reshape(len(rows), *self.shape[1:])
+    out = np.empty((len(rows), self.row_bytes), np.uint8)  # read into place: no second copy of the rows
+    for i, r in enumerate(rows):
+      if os.preadv(self._fd, [out[i]], self.start + int(r) * self.row_bytes) != self.row_bytes:
+        raise DataError(f'{self.path}: row {int(r)} lies past the end of the file; is it truncated?')
+    return out.view(self.dtype).reshape(len(rows), *self.shape[1:])
 
   def read_all(self) -> np.ndarray:
     """Every row, in one read: an array of ``shape``."""

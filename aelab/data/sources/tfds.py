@@ -138,9 +138,9 @@ def _few_download_retries() -> Iterator[None]:
     downloader.MAX_RETRIES = retries
 
 
-def float32_megabytes(data_config: Any) -> float:
-  """The training images' size as float32, in MB, from the prepared dataset's metadata (0 when it is not
-  prepared or unknown: then it is read in memory)."""
+def stored_megabytes(data_config: Any) -> float:
+  """The stored size of the dataset's images (uint8, every split that training reads), in MB, from the
+  prepared dataset's metadata (0 when it is not prepared or unknown: then it is read in memory)."""
   import tensorflow_datasets as tfds  # noqa: PLC0415
   try:
     builder = tfds.builder(data_config.name, data_dir=data_dir_of(data_config))
@@ -149,4 +149,4 @@ def float32_megabytes(data_config: Any) -> float:
   if not builder.is_prepared():
     return 0.0
   splits, image = builder.info.splits, builder.info.features['image'].shape
-  return splits['train'].num_examples * float(np.prod(image)) * 4 / 2**20
+  return sum(split.num_examples for split in splits.values()) * float(np.prod(image)) / 2**20

@@ -1,0 +1,109 @@
+"""SIGINT / SIGTERM at any moment of ``python -m aelab.main`` end in one line, exit status 128 + signal, and a
+workdir that the same command resumes (aelab/interrupts.py). Each case runs the real command in a
+subprocess; where the moment matters, a driver patches the function named by the case to send the signal
+to its own process on entry (the handler then runs as for a signal from outside)."""
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import CACHE_DIR, ROOT
+
+COMMAND = ['--config=configs/vae.py', '--config.train.num_epochs=2', '--config.train.figures_every=0',
+           '--config.eval.nll_samples=20', '--config.model.hidden=(32,)', '--config.model.latent_dim=4',
+           f'--config.train.compilation_cache_dir={CACHE_DIR}']
+
+# Runs aelab.main with sys.argv[3:], after patching module sys.argv[1]'s function sys.argv[2] to send the
+# signals in AELAB_TEST_SIGNALS (names, with AELAB_TEST_GAP_S seconds between them) to this process first.
+DRIVER = """
+import importlib, os, runpy, signal, sys, time
+from aelab import interrupts
+interrupts.install()
+module, name = sys.argv[1], sys.argv[2]
+owner, _, attr = name.rpartition('.')
+target = importlib.import_module(module)
+for part in filter(None, owner.split('.')):
+  target = getattr(target, part)
+original = getattr(target, attr)
+def signalled(*args, **kwargs):
+  for i, sig in enumerate(os.environ['AELAB_TEST_SIGNALS'].split(',')):
+    if i:
+      time.sleep(float(os.environ.get('AELAB_TEST_GAP_S', '0.05')))
+    os.kill(os.getpid(), getattr(signal, sig))
+  return original(*args, **kwargs)
+setattr(target, attr, signalled)
+sys.argv = ['aelab.main'] + sys.argv[3:]
+runpy.run_module('aelab.main', run_name='__main__')
+"""
+
+
+def _run(workdir, *prefix, env=None):
+  return subprocess.run([sys.executable, *prefix, *COMMAND, f'--workdir={workdir}'], capture_output=True, text=True,
+                        cwd=ROOT, env={**os.environ, **(env or {})}, timeout=600)
+
+
+def _signalled(workdir, module, name, signals):
+  return _run(workdir, '-c', DRIVER, module, name, env={'AELAB_TEST_SIGNALS': signals})
+
+
+def _one_line(result, expected: str) -> None:
+  lines = [line for line in result.stderr.splitlines() if line.strip()]
+  assert len(lines) == 1 and lines[0].startswith(expected), result.stderr[-3000:]
+
+
+def _resumes(workdir) -> dict:
+  """The same command, unpatched, finishes the run: summary.json of both epochs, one metrics row each."""
+  rerun = _run(workdir, '-m', 'aelab.main')
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  summary = json.loads((pathlib.Path(workdir) / 'summary.json').read_text())
+  rows = [json.loads(line) for line in (pathlib.Path(workdir) / 'metrics.jsonl').read_text().splitlines()]
+  assert summary['epochs'] == 2 and [r['epoch'] for r in rows] == [1, 2]
+  return summary
+
+
+def test_sigint_during_the_end_of_training_metrics(tmp_path):
+  result = _signalled(tmp_path, 'aelab.train.final', 'final_metrics', 'SIGINT')
+  assert result.returncode == 128 + signal.SIGINT
+  _one_line(result, 'Stopped by SIGINT during the end-of-training metrics')
+  assert not (tmp_path / 'summary.json').exists()
+  assert 'test/nll' in _resumes(tmp_path)  # the rerun computes them from the last checkpoint
+
+
+def test_sigterm_during_the_first_compilation(tmp_path):
+  result = _signalled(tmp_path, 'jax.stages', 'Lowered.compile', 'SIGTERM')
+  assert result.returncode == 128 + signal.SIGTERM
+  _one_line(result, 'Stopped by SIGTERM during compiling')
+  _resumes(tmp_path)
+
+
+def test_two_signals_in_an_epoch_stop_at_once(tmp_path):
+  result = _signalled(tmp_path, 'aelab.train.writers', 'AsyncWriter.write_scalars', 'SIGINT,SIGINT')
+  assert result.returncode == 128 + signal.SIGINT
+  _one_line(result, 'Stopped by SIGINT during training (a second signal)')
+  _resumes(tmp_path)
+
+
+def test_sigterm_at_start_up_leaves_no_workdir(tmp_path):
+  workdir = tmp_path / 'run'
+  process = subprocess.Popen([sys.executable, '-m', 'aelab.main', *COMMAND, f'--workdir={workdir}'], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  time.sleep(0.5)  # importing JAX and the config
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode == 128 + signal.SIGTERM
+  lines = [line for line in stderr.splitlines() if line.strip()]
+  assert len(lines) == 1 and lines[0].startswith('Stopped by SIGTERM during start-up'), stderr[-3000:]
+  assert not workdir.exists()
+
+
+@pytest.mark.parametrize('sig', ['SIGTERM', 'SIGINT'])
+def test_a_signal_in_an_epoch_checkpoints_and_says_so(tmp_path, sig):
+  result = _signalled(tmp_path, 'aelab.train.writers', 'AsyncWriter.write_scalars', sig)
+  assert result.returncode == 128 + getattr(signal, sig)
+  _one_line(result, f'Stopped by {sig} after epoch 1, checkpointed')
+  _resumes(tmp_path)
