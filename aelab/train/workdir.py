@@ -58,6 +58,29 @@ def result_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[
           if old.get(k) != new.get(k) and k not in config_lib.OUTPUT_ONLY_FIELDS}
 
 
+def check_path(path: str | None) -> str:
+  """Returns ``path`` if it may be a run's directory: not empty, not the current directory, not the
+  repository that holds aelab (or a folder above it), not a regular file or a dangling link. Raises
+  ConfigError saying which, in one line."""
+  if not path or not str(path).strip():
+    raise ConfigError('--workdir is empty: name a directory for the run\'s outputs, e.g. --workdir=runs/ae.')
+  full = os.path.realpath(path)
+  package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))  # holds aelab/
+  if full == os.path.realpath(os.getcwd()):
+    raise ConfigError(f'--workdir={path} is the current directory: a run writes config.json, checkpoints/ '
+                      'and more there; name a directory of its own, e.g. --workdir=runs/ae.')
+  if os.path.exists(os.path.join(package_root, 'setup.cfg')) and (
+      package_root == full or package_root.startswith(full.rstrip(os.sep) + os.sep)):
+    raise ConfigError(f'--workdir={path} is the aelab repository {package_root} (or a folder above it); name '
+                      'a directory of its own, e.g. --workdir=runs/ae.')
+  if os.path.islink(path) and not os.path.exists(path):
+    raise ConfigError(f'--workdir={path} is a link to {os.readlink(path)}, which does not exist: remove the '
+                      'link or name another directory.')
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise ConfigError(f'--workdir={path} is a file, not a directory: name a directory for the run.')
+  return path
+
+
 class Workdir:
   """One run's directory (made if missing). Create with the resolved config (written as config.json by
   :meth:`write_config`)."""
