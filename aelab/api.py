@@ -4,7 +4,11 @@
   run = aelab.load('runs/vae')
   z = run.encode(x_NxD)                # codes (a VAE's posterior mean), N x Z
   x_hat = run.reconstruct(x_NxD)       # reconstruction means, N x D
-  x = run.sample(16, seed=0)           # decoded prior samples (VAE, AAE), 16 x D
+  x = run.sample(16, seed=0)           # decoded prior samples (VAE, AAE), 16 x D; NoPriorError for an AE
+
+Inputs are checked (:meth:`Trained.inputs`): examples as stored (uint8 images, ``ds.test``) or as floats
+(``ds.x_test``) give the same codes, and a wrong shape, an empty batch or a bad count is a DataError
+naming the expected shape.
 """
 import dataclasses
 import json
@@ -28,23 +32,87 @@ class CheckpointError(RuntimeError):
   """A run's checkpoint could not be read (truncated, deleted or damaged files); the message says which."""
 
 
+class NoPriorError(TypeError):
+  """``Trained.sample`` of a family without a prior ``p(z)`` (e.g. ``ae``): there is nothing to sample."""
+
+
 @dataclasses.dataclass
 class Trained:
   """A trained run: its ``config``, ``params``, the epoch of its checkpoint, its ``Family``, and jitted
   functions of host or device arrays (``x_NxD`` flattened examples as in ``data.load``, ``z_NxZ`` codes).
 
   ``encode(x_NxD) -> z_NxZ``; ``decode(z_NxZ) -> x_NxD`` (likelihood means); ``reconstruct(x_NxD) ->
-  x_hat_NxD`` (from the clean input); ``sample(num, seed=0) -> x_NxD`` (None for families without a prior).
+  x_hat_NxD`` (from the clean input); ``sample(num, seed=0) -> x_NxD`` (raises NoPriorError for a family
+  without a prior, ``has_prior`` False). ``x`` may be ``N x D`` or ``N x H x W [x C]`` (``data_shape``),
+  stored (uint8, ``0..x_max`` meaning ``0..1``) or float32, numpy, jax or nested lists.
   """
   config: ml_collections.ConfigDict
   params: Any
   epoch: int
   family: Any
   data_shape: tuple[int, ...]
-  encode: Callable
-  decode: Callable
-  reconstruct: Callable
-  sample: Callable | None
+  x_max: float
+  code_shape: tuple[int, ...]
+  _encode: Callable
+  _decode: Callable
+  _reconstruct: Callable
+  _sample: Callable | None
+
+  @property
+  def has_prior(self) -> bool:
+    """Whether the family has a prior to :meth:`sample` from (VAE, AAE, ...; not an AE)."""
+    return self._sample is not None
+
+  def inputs(self, x: Any) -> jax.Array:
+    """``x`` as float32 ``N x D`` (D = prod(data_shape)): uint8 divided by ``x_max`` as the stored data is.
+    Raises DataError naming the expected shape for an empty batch, a wrong shape or rank, or non-numbers."""
+    x = _numbers(x, 'x')
+    size = int(np.prod(self.data_shape))
+    shapes = {(size,), tuple(self.data_shape)} | ({tuple(self.data_shape[:-1])} if self.data_shape[-1:] == (1,) else set())
+    if x.ndim < 2 or tuple(x.shape[1:]) not in shapes or not len(x):
+      wanted = ' or '.join(f'N x {" x ".join(map(str, s))}' for s in sorted(shapes, key=len))
+      raise data.DataError(f'x of shape {x.shape}: this run takes examples of shape {wanted} with N >= 1 (its '
+                           f'data_shape is {tuple(self.data_shape)}); add a leading axis for one example.')
+    return jnp.asarray(data.to_float32(x.reshape(len(x), size), self.x_max), jnp.float32)
+
+  def codes(self, z: Any) -> jax.Array:
+    """``z`` as float32 ``N x Z``; raises DataError naming the expected shape (``N x code_shape``)."""
+    z = _numbers(z, 'z')
+    if z.ndim < 1 or tuple(z.shape[1:]) != self.code_shape or not len(z):
+      raise data.DataError(f'z of shape {z.shape}: this run\'s codes have shape N x '
+                           f'{" x ".join(map(str, self.code_shape))} with N >= 1.')
+    return jnp.asarray(z, jnp.float32)
+
+  def encode(self, x: Any) -> np.ndarray:
+    """Codes ``z_NxZ`` of ``x`` (a VAE's posterior mean)."""
+    return np.asarray(self._encode(self.params, self.inputs(x)))
+
+  def decode(self, z: Any) -> np.ndarray:
+    """Likelihood means ``x_NxD`` of codes ``z_NxZ``."""
+    return np.asarray(self._decode(self.params, self.codes(z)))
+
+  def reconstruct(self, x: Any) -> np.ndarray:
+    """Reconstruction means ``x_hat_NxD`` of the clean ``x``."""
+    return np.asarray(self._reconstruct(self.params, self.inputs(x)))
+
+  def sample(self, num: int, seed: int = 0) -> np.ndarray:
+    """Means of ``num`` decoded prior samples, ``num x D``. Raises NoPriorError for a family without a
+    prior, DataError for ``num`` not a positive int."""
+    if self._sample is None:
+      raise NoPriorError(f'run.sample: model.name={self.config.model.name!r} has no prior p(z) to sample from (a '
+                         'deterministic code); encode and decode examples instead, or train a family with a prior '
+                         '(vae, aae, ...).')
+    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
+      raise data.DataError(f'run.sample(num={num!r}): num must be a positive int, the number of samples.')
+    return np.asarray(self._sample(self.params, jax.random.key(seed), int(num)))
+
+
+def _numbers(x: Any, name: str) -> np.ndarray:
+  """``x`` as a numpy array of numbers; DataError for one of objects or strings."""
+  x = np.asarray(x)
+  if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+    raise data.DataError(f'{name} of dtype {x.dtype}: give an array of numbers.')
+  return x
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
@@ -88,13 +156,9 @@ def load(workdir: str, dataset: data.Dataset | None = None) -> Trained:
     raise FileNotFoundError(f'No checkpoint in {workdir}: train first (python -m aelab.main).')
   params, family = jax.device_put(state['params']), run.family
   encode = jax.jit(lambda p, x: metrics.encode_split(family.encode, p, x, config.train.eval_batch_size))
-  decode = jax.jit(family.decode)
   recon = jax.jit(lambda p, x: family.decode(p, family.encode(p, x)))
-  sample = None
-  if family.sample is not None:
-    sample_fn = jax.jit(family.sample, static_argnums=2)
-    sample = lambda num, seed=0: np.asarray(sample_fn(params, jax.random.key(seed), num))  # noqa: E731
-  return Trained(config, params, epoch, family, tuple(dataset.shape),
-                 lambda x: np.asarray(encode(params, jnp.asarray(x, jnp.float32))),
-                 lambda z: np.asarray(decode(params, jnp.asarray(z, jnp.float32))),
-                 lambda x: np.asarray(recon(params, jnp.asarray(x, jnp.float32))), sample)
+  sample = None if family.sample is None else jax.jit(family.sample, static_argnums=2)
+  size = int(np.prod(dataset.shape))
+  code_shape = jax.eval_shape(family.encode, params, jax.ShapeDtypeStruct((1, size), jnp.float32)).shape[1:]
+  return Trained(config, params, epoch, family, tuple(dataset.shape), float(dataset.x_max), tuple(code_shape),
+                 encode, jax.jit(family.decode), recon, sample)
