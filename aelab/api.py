@@ -68,7 +68,9 @@ class Trained:
     Raises DataError naming the expected shape for an empty batch, a wrong shape or rank, or non-numbers."""
     x = _numbers(x, 'x')
     size = int(np.prod(self.data_shape))
-    shapes = {(size,), tuple(self.data_shape)} | ({tuple(self.data_shape[:-1])} if self.data_shape[-1:] == (1,) else set())
+    shapes = {(size,), tuple(self.data_shape)}
+    if self.data_shape[-1:] == (1,):  # one channel: N x H x W too
+      shapes.add(tuple(self.data_shape[:-1]))
     if x.ndim < 2 or tuple(x.shape[1:]) not in shapes or not len(x):
       wanted = ' or '.join(f'N x {" x ".join(map(str, s))}' for s in sorted(shapes, key=len))
       raise data.DataError(f'x of shape {x.shape}: this run takes examples of shape {wanted} with N >= 1 (its '
