@@ -10,10 +10,13 @@ Inputs are checked (:meth:`Trained.inputs`): examples as stored (uint8 images, `
 (``ds.x_test``) give the same codes, and a wrong shape, an empty batch or a bad count is a DataError
 naming the expected shape.
 """
+import contextlib
 import dataclasses
 import json
+import logging
 import os
-from typing import Any, Callable
+import sys
+from typing import Any, Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -133,18 +136,51 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
   return config
 
 
+class _DropClosedLoop(logging.Filter):
+  """Drops the log records of asyncio callbacks that ran after a failed restore closed orbax's loop."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return 'Event loop is closed' not in record.getMessage() and not (
+        record.exc_info and 'Event loop is closed' in str(record.exc_info[1]))
+
+
+@contextlib.contextmanager
+def _quiet_restore() -> Iterator[None]:
+  """While a checkpoint is read: no "Event loop is closed" tracebacks of TensorStore / orbax callbacks
+  into a loop that a failed read closed (logged, or raised where Python can only print them); a failed
+  read is told once, by the caller's error."""
+  drop, loggers = _DropClosedLoop(), [logging.getLogger(n) for n in ('absl', 'asyncio')]
+  for logger in loggers:
+    logger.addFilter(drop)
+  unraisablehook, held = sys.unraisablehook, []
+  sys.unraisablehook = held.append
+  try:
+    yield
+  finally:
+    sys.unraisablehook = unraisablehook
+    for logger in loggers:
+      logger.removeFilter(drop)
+    for unraisable in held:
+      if 'Event loop is closed' not in str(unraisable.exc_value):
+        unraisablehook(unraisable)
+
+
 def load(workdir: str, dataset: data.Dataset | None = None) -> Trained:
   """The latest checkpoint of the run in ``workdir`` (a single run, or one run's folder of a sweep).
 
   ``dataset`` (default: ``data.load`` of the run's config, relative paths from the current directory)
-  gives the example shape. Raises FileNotFoundError without config.json or a checkpoint, ConfigError
-  for a damaged config.json, CheckpointError when the checkpoint's files cannot be read.
+  gives the example shape. A newest checkpoint that does not read back intact (truncated, deleted, or
+  damaged: its arrays' checksums differ) is skipped for the one before it, saying so on stderr. Raises
+  FileNotFoundError without config.json or a checkpoint, ConfigError for a damaged config.json,
+  CheckpointError (one line) when no checkpoint reads back intact.
   """
   config = read_config(workdir)
   dataset = dataset or data.load(config.data)
   run = engine.make_run(config, dataset.shape)
+  skipped: list[str] = []  # one line per checkpoint that did not read back
   try:
-    state, epoch = engine.restore(Workdir(workdir, config), engine.abstract_state(run, dataset))
+    with _quiet_restore():
+      state, epoch = engine.restore(Workdir(workdir, config), engine.abstract_state(run, dataset), log=skipped.append)
   except config_lib.ConfigError:
     raise
   except Exception as e:  # orbax, TensorStore and json errors of a damaged checkpoint share no type
@@ -154,8 +190,13 @@ def load(workdir: str, dataset: data.Dataset | None = None) -> Trained:
     raise CheckpointError(f'The checkpoint of {workdir} could not be read ({config_lib.describe(root)[:400]}): its '
                           'files are truncated, deleted or damaged. Rerun training with the same --workdir to '
                           'resume from an intact checkpoint, or retrain.') from e
+  if state is None and skipped:
+    raise CheckpointError(f'No checkpoint of {workdir} reads back intact ({skipped[0][:400]}): its files are '
+                          'truncated, deleted or damaged. Retrain (rerun training with the same --workdir).')
   if state is None:
     raise FileNotFoundError(f'No checkpoint in {workdir}: train first (python -m aelab.main).')
+  for line in skipped:  # an older intact checkpoint was read instead
+    print(line.replace('trying the one before', 'read the one before'), file=sys.stderr, flush=True)
   params, family = jax.device_put(state['params']), run.family
   encode = jax.jit(lambda p, x: metrics.encode_split(family.encode, p, x, config.train.eval_batch_size))
   recon = jax.jit(lambda p, x: family.decode(p, family.encode(p, x)))

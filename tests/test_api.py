@@ -108,3 +108,31 @@ def test_bad_codes_and_counts_are_refused(vae_run):
       trained.sample(num)  # before: sample(-1) raised an MLIRError
   with pytest.raises(data.DataError, match='give an array of numbers'):
     trained.encode([['a'] * 64])
+
+
+def _damage_every_checkpoint(workdir, how: str) -> None:
+  for step in (workdir / 'checkpoints').iterdir():
+    files = [p for p in (step / 'state').rglob('*') if p.is_file()]
+    biggest = max(files, key=lambda p: p.stat().st_size)
+    raw = bytearray(biggest.read_bytes())
+    if how == 'truncated':
+      raw = raw[:len(raw) // 2]
+    else:
+      raw[len(raw) // 2:len(raw) // 2 + 4] = bytes(b ^ 0xFF for b in raw[len(raw) // 2:len(raw) // 2 + 4])
+    biggest.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize('how', ['truncated', 'flipped'])
+def test_load_of_damaged_checkpoints_is_one_checkpoint_error_without_library_noise(ae_run, tmp_path, capfd, how):
+  copy = tmp_path / 'copy'
+  shutil.copytree(ae_run[0], copy)
+  _damage_every_checkpoint(copy, how)
+  capfd.readouterr()
+  with pytest.raises(api.CheckpointError) as info:  # before: FileNotFoundError / loaded off by 2e19
+    aelab.load(str(copy))
+  message = str(info.value)
+  assert message.startswith(f'No checkpoint of {copy} reads back intact (The checkpoint of epoch')
+  assert '\n' not in message
+  assert ('is damaged' if how == 'flipped' else 'does not read back') in message
+  printed = capfd.readouterr()
+  assert 'Event loop is closed' not in printed.err + printed.out and 'Traceback' not in printed.err
