@@ -28,7 +28,7 @@ from aelab import config as config_lib, data
 from aelab.train import engine
 
 from aelab.eval import metrics
-from aelab.train.workdir import Workdir
+from aelab.train.workdir import Workdir, split_fingerprint
 
 
 class CheckpointError(RuntimeError):
@@ -128,7 +128,7 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     raise FileNotFoundError(f'{path} not found: the workdir must be the directory of a training run.')
   try:
     with open(path) as f:
-      config = config_lib.from_dict(json.load(f))
+      config = config_lib.from_dict(split_fingerprint(json.load(f))[0])
     config_lib.validate(config)
   except (config_lib.ConfigError, ValueError) as e:  # json.JSONDecodeError is a ValueError
     raise config_lib.ConfigError(f'{path} is damaged or not a config aelab wrote ({e}); restore it from '
