@@ -12,7 +12,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / 'aelab'
 LAYERS = [
     {'aelab.errors', 'aelab.nn', 'aelab.nn.losses', 'aelab.nn.corruption', 'aelab.nn.nets', 'aelab.nn.schedules',
      'aelab.data', 'aelab.data.superposition', 'aelab.data.shapes2d', 'aelab.data.stream', 'aelab.data.images',
-     'aelab.data.arrays', 'aelab.data.fingerprint', 'aelab.data.sources', 'aelab.data.sources.digits',
+     'aelab.data.arrays', 'aelab.data.fingerprints', 'aelab.data.sources', 'aelab.data.sources.digits',
      'aelab.data.sources.idx',
      'aelab.data.sources.npz', 'aelab.data.sources.csv', 'aelab.data.sources.images', 'aelab.data.sources.tfds',
      'aelab.data.sources.shapes2d', 'aelab.data.sources.superposition',

@@ -17,7 +17,7 @@ import ml_collections
 
 from aelab import config as config_lib
 from aelab.config import ConfigError
-from aelab.data import fingerprint as fingerprints
+from aelab.data import fingerprints
 from aelab.train import files, history
 
 LOCK = '.lock'

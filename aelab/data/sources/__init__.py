@@ -13,7 +13,7 @@ A source module (``aelab/data/sources/npz.py`` is a complete example to copy) de
 - optionally ``fingerprint(data_config) -> dict``: a JSON-able identity of the data it reads, stored in a
   run's config.json so that a rerun on other data is refused (:func:`fingerprint`; the default for a
   source with a ``PATH``: sizes, times and content hashes of ``data.path`` and ``data.test_path``,
-  ``aelab/data/fingerprint.py``).
+  ``aelab/data/fingerprints.py``).
 
 ``data.name`` is a built-in source (:func:`available`), the dotted path of a module with this contract
 (``data.name=my_lab.my_source``, its folder on ``PYTHONPATH``), or else a tensorflow-datasets name
@@ -25,7 +25,7 @@ import importlib
 from types import ModuleType
 from typing import Any
 
-from aelab.data import fingerprint as fingerprints
+from aelab.data import fingerprints
 from aelab.errors import ConfigError
 
 BUILTIN = ('digits', 'idx', 'npz', 'csv', 'images', 'tfds', 'shapes2d', 'superposition')

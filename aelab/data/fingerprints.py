@@ -82,6 +82,9 @@ def _when(seconds: float) -> str:
 def _entry_changes(field: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
   """What differs between two fingerprints of one ``data.<field>`` (:func:`of_path`)."""
   where = f'data.{field} {new.get("path", "")}'.rstrip()
+  if old.get('path') != new.get('path'):
+    same = old.get('sha256') == new.get('sha256') and old.get('kind') == new.get('kind')
+    return [f'data.{field} {old.get("path")} -> {new.get("path")} ({"same" if same else "other"} content)']
   if old.get('kind') != new.get('kind'):
     return [f'{where} was a {old.get("kind")}, is now a {new.get("kind")}']
   if new.get('kind') == 'file':
