@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
       summary = evaluate_workdir(args.workdir, args.k, True if args.final_metrics else None)
     except data.DataError as e:
-      raise data.DataError(f'{e} (data paths in config.json are relative to where training ran)') from e
+      raise data.DataError(f'{e} (config.json names the data the run trained on; a relative path, written by an '
+                           'older aelab, is read from the current directory)') from e
   shown = ', '.join(f'{k}={v:.4g}' for k, v in summary.items() if k.startswith('test/'))
   print(f'{os.path.normpath(args.workdir)}/summary.json: {shown}', flush=True)
 

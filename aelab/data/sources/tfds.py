@@ -126,7 +126,6 @@ def _unavailable_message(name: str, data_dir: str | None) -> str:
           f'--config.data.tfds.data_dir (now: {data_dir}).')
 
 
-@contextlib.contextmanager
 def fingerprint(data_config: Any) -> dict[str, Any]:
   """``{'tfds': name, 'version': ..., 'splits': {split: examples}}`` of the prepared dataset (name alone when
   tensorflow-datasets cannot tell: not installed, or not prepared)."""
@@ -142,6 +141,7 @@ def fingerprint(data_config: Any) -> dict[str, Any]:
   return found
 
 
+@contextlib.contextmanager
 def _few_download_retries() -> Iterator[None]:
   """Lowers tfds's download retries (10, about 200 s of backoff offline) for the duration."""
   from tensorflow_datasets.core.download import downloader  # noqa: PLC0415
