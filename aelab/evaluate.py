@@ -16,6 +16,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from aelab import api, cli, data
+from aelab.errors import ConfigError
 
 from aelab.train import engine
 
@@ -30,26 +31,49 @@ def evaluate_workdir(workdir: str, num_samples: int | None = None, final_metrics
 
   Rebuilds the run from ``workdir/config.json`` (``aelab.load``) and writes every key of
   :func:`evaluators.final_metrics` (``k = num_samples`` or ``eval.nll_samples``), as training did; the
-  other keys of summary.json are kept. ``final_metrics`` (default ``eval.final_metrics``) True adds the
-  end-of-training evaluators to a run trained without them. Returns the updated summary. Raises
-  FileNotFoundError when the workdir has no config.json or no checkpoint, ConfigError for a damaged
-  config.json, api.CheckpointError for a checkpoint whose files cannot be read.
+  other keys of summary.json (``train/*``, ``num_params``, timings) are kept. It holds the workdir's lock
+  meanwhile (as training does), so it never writes into a run that is training. ``final_metrics``
+  (default ``eval.final_metrics``) True adds the end-of-training evaluators to a run trained without
+  them. Returns the updated summary. Raises FileNotFoundError when the workdir has no config.json or no
+  checkpoint, ConfigError for a damaged config.json or a summary.json of a later epoch than the newest
+  intact checkpoint, WorkdirBusy (a ConfigError) naming the process that trains in the workdir,
+  api.CheckpointError for a checkpoint whose files cannot be read.
   """
   config = api.read_config(workdir)
-  dataset = data.load(config.data)
-  trained = api.load(workdir, dataset)
+  out = Workdir(workdir, config)
+  with out.locked():  # training holds it while it runs: WorkdirBusy names its process
+    dataset = data.load(config.data)
+    trained = api.load(workdir, dataset)
+    summary = _summary_to_update(out, trained.epoch)
+    final = _final_metrics(config, dataset, trained, num_samples, final_metrics)
+    summary.update(final)
+    out.write_summary(summary)
+  return summary
+
+
+def _summary_to_update(out: Workdir, epoch: int) -> dict[str, Any]:
+  """summary.json if it is of the checkpoint's ``epoch`` (its ``train/*``, ``num_params`` and timings are
+  kept), else ``{'epochs': epoch}`` (no summary, or one of an older epoch). Raises ConfigError when the
+  summary is of a later epoch than the newest intact checkpoint: evaluating would replace newer results."""
+  summary = out.read_summary()
+  if summary is None or not isinstance(summary.get('epochs'), int) or summary['epochs'] < epoch:
+    return {'epochs': epoch}
+  if summary['epochs'] > epoch:
+    raise ConfigError(f'{out.path}/summary.json is of epoch {summary["epochs"]}, but its newest intact checkpoint '
+                      f'is of epoch {epoch}: evaluating it would replace newer results. Rerun training with the '
+                      'same --workdir to restore that epoch\'s checkpoint, or use summary.json as it is.')
+  return summary
+
+
+def _final_metrics(config, dataset, trained, num_samples, final_metrics) -> dict[str, Any]:
+  """The evaluators' metrics of ``trained`` on ``dataset``'s stored test split (as training computes them)."""
   family = on_stored_inputs(trained.family, dataset.to_float32)  # as training evaluates: the stored test split
   hp = engine.make_run(config, dataset.shape).hp
   evaluated = config.copy_and_resolve_references()
   if final_metrics is not None:
     evaluated.eval.final_metrics = final_metrics
-  final = evaluators.final_metrics(family, evaluated, trained.params, hp, dataset, jnp.asarray(dataset.test),
-                                   num_samples)
-  out = Workdir(workdir, config)
-  summary = out.read_summary() or {'epochs': trained.epoch}
-  summary.update(final)
-  out.write_summary(summary)
-  return summary
+  return evaluators.final_metrics(family, evaluated, trained.params, hp, dataset, jnp.asarray(dataset.test),
+                                  num_samples)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,12 +85,14 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument('--debug', action='store_true', help='show the traceback of an error instead of one line')
   args = parser.parse_args(argv)
   if args.k is not None and args.k < 1:
-    parser.error(f'--k={args.k}: the importance-sampled NLL needs k >= 1.')
+    raise SystemExit(f'error: --k={args.k}: the importance-sampled NLL needs k >= 1 samples; give --k=1 or more '
+                     '(or leave it out for eval.nll_samples).')
   with cli.reporting(args.debug, args.workdir, exiting=__name__ == '__main__'):
     try:
       summary = evaluate_workdir(args.workdir, args.k, True if args.final_metrics else None)
     except data.DataError as e:
-      raise data.DataError(f'{e} (data paths in config.json are relative to where training ran)') from e
+      raise data.DataError(f'{e} (config.json names the data the run trained on; a relative path, written by an '
+                           'older aelab, is read from the current directory)') from e
   shown = ', '.join(f'{k}={v:.4g}' for k, v in summary.items() if k.startswith('test/'))
   print(f'{os.path.normpath(args.workdir)}/summary.json: {shown}', flush=True)
 

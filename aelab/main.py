@@ -38,7 +38,7 @@ from ml_collections import config_flags  # noqa: E402
 
 from aelab import cli, config as config_lib  # noqa: E402
 
-from aelab.train import engine, sweep
+from aelab.train import engine, sweep, workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file, e.g. configs/dae.py:mnist.',
                                           lock_config=True)
@@ -78,6 +78,7 @@ def main(argv: list[str]) -> None:
   workdir, existed = _WORKDIR.value, os.path.exists(_WORKDIR.value)
   try:
     with cli.reporting(_DEBUG.value, workdir, exiting=__name__ == '__main__'):
+      workdir_lib.check_path(workdir)
       config = config_lib.with_family(_CONFIG.value)  # the sections of model.name, also when set by a flag
       config = cli.apply_overrides(config, _FAMILY_OVERRIDES)
       if _SWEEP.value:

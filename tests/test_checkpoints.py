@@ -1,9 +1,12 @@
 """Group checkpoints: one stacked save per epoch (with the data iterator's state as a second item), orbax's
 preservation policies keeping the latest and the pinned epochs, and run pointers."""
+import hashlib
+import json
 import os
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import orbax.checkpoint as ocp
 
 from aelab.train import checkpoints
@@ -86,4 +89,30 @@ def test_a_checkpoint_of_an_older_aelab_restores(tmp_path):
   ckpt = checkpoints.GroupCheckpoints(str(tmp_path))
   assert ckpt.shapes(3) == [(3, 4, 2), (3,)] and ckpt.data_iterator(3) is None
   assert ckpt.restore(3, _state(0.0))['step'].tolist() == [3, 3, 3]
+  ckpt.close()
+
+
+def _flip_bytes(step_dir: str, count: int = 4) -> None:
+  """XORs ``count`` bytes in the middle of the biggest data file of a step: same size, other content."""
+  files = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(step_dir, 'state')) for f in fs]
+  biggest = max(files, key=os.path.getsize)
+  raw = bytearray(open(biggest, 'rb').read())
+  for i in range(count):
+    raw[len(raw) // 2 + i] ^= 0xFF
+  with open(biggest, 'wb') as f:
+    f.write(raw)
+
+
+def test_a_checkpoint_with_flipped_bytes_is_found_damaged(tmp_path):  # issue 20, finding 4
+  ckpt = checkpoints.GroupCheckpoints(str(tmp_path / 'checkpoints'))
+  state = {'params': {'w': jnp.asarray(np.random.default_rng(0).normal(size=(3, 64, 32)), jnp.float32)},
+           'step': jnp.zeros((3,), jnp.int32)}
+  ckpt.save(1, state)
+  ckpt.wait()
+  stored = json.load(open(tmp_path / 'checkpoints' / '1' / 'checksums' / 'metadata'))
+  assert stored['arrays']["['params']['w']"] == hashlib.sha256(np.asarray(state['params']['w']).tobytes()).hexdigest()
+  _flip_bytes(str(tmp_path / 'checkpoints' / '1'))
+  with pytest.raises(checkpoints.DamagedCheckpoint, match=r"^1 of 2 arrays of the checkpoint of epoch 1 in .* read "
+                     r"back with other bytes than were saved: checksums differ for \['params'\]\['w'\]$"):
+    ckpt.restore(1, state)  # before: restored, values off by up to 1e34
   ckpt.close()

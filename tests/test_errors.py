@@ -257,3 +257,10 @@ def test_main_label_only_csv_is_one_line_and_leaves_no_workdir_and_debug_shows_t
   debug = _main(*args, '--debug')
   assert debug.returncode == 1 and 'Traceback (most recent call last)' in debug.stderr
   assert 'aelab.errors.DataError: csv train file' in debug.stderr and not (tmp_path / 'w').exists()
+
+
+def test_main_with_an_empty_workdir_is_one_line_and_writes_nothing(tmp_path):
+  done = _main(f'--config={ROOT / "configs" / "ae.py"}', '--workdir=', cwd=tmp_path)  # issue 20, finding 5
+  assert done.returncode == 1 and done.stderr == ('error: --workdir is empty: name a directory for the run\'s '
+                                                  'outputs, e.g. --workdir=runs/ae.\n'), done.stderr
+  assert os.listdir(tmp_path) == []  # before: .lock, checkpoints/, config.json, summary.json, ... here

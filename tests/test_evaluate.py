@@ -12,6 +12,7 @@ import pytest
 from aelab.train import engine
 
 from aelab import evaluate
+from aelab.train.workdir import Workdir
 from conftest import ROOT, load_config, small
 
 
@@ -126,7 +127,8 @@ def test_without_final_metrics_both_write_only_the_test_split_metrics(tmp_path):
 def test_errors_name_the_problem(vae_workdir, tmp_path, capsys):
   with pytest.raises(SystemExit) as exit_info:
     evaluate.main([f'--workdir={vae_workdir[0]}', '--k=0'])
-  assert exit_info.value.code == 2 and '--k=0' in capsys.readouterr().err
+  assert str(exit_info.value.code).startswith('error: --k=0: the importance-sampled NLL needs k >= 1')  # not usage
+  assert '\n' not in str(exit_info.value.code) and 'usage:' not in capsys.readouterr().err
   with pytest.raises(FileNotFoundError, match='config.json'):
     evaluate.evaluate_workdir(str(tmp_path / 'missing'))
   with pytest.raises(SystemExit, match=r'error: .*config.json not found'):
@@ -186,3 +188,31 @@ def test_a_damaged_workdir_is_one_error_line_and_debug_shows_the_traceback(vae_w
   with pytest.raises(Exception) as raw:  # --debug: the exception itself, with its traceback
     evaluate.main([f'--workdir={copy}', '--k=10', '--debug'])
   assert not isinstance(raw.value, SystemExit)
+
+
+# ---- issue 20, finding 3: evaluate respects the run ----
+
+def test_evaluate_refuses_a_workdir_in_use_naming_the_process(vae_workdir, tmp_path):
+  copy = tmp_path / 'copy'
+  shutil.copytree(vae_workdir[0], copy)
+  before = (copy / 'summary.json').read_text()
+  with Workdir(str(copy), load_config('vae')).locked():  # as training holds it
+    with pytest.raises(SystemExit, match=rf'^error: {copy} is in use by process {os.getpid()} '):
+      evaluate.main([f'--workdir={copy}', '--k=10'])
+  assert (copy / 'summary.json').read_text() == before  # before: replaced while training ran
+
+
+def test_evaluate_never_replaces_a_newer_summary_and_keeps_train_keys_and_timings(vae_workdir, tmp_path):
+  copy = tmp_path / 'copy'
+  shutil.copytree(vae_workdir[0], copy)
+  newer = {**vae_workdir[1], 'epochs': 2}  # a summary of a later epoch than the only checkpoint (epoch 1)
+  (copy / 'summary.json').write_text(json.dumps(newer))
+  with pytest.raises(SystemExit, match=r'^error: .*summary.json is of epoch 2, but its newest intact checkpoint is '
+                     r'of epoch 1: evaluating it would replace newer results'):
+    evaluate.main([f'--workdir={copy}', '--k=10'])
+  assert json.loads((copy / 'summary.json').read_text()) == newer
+  (copy / 'summary.json').write_text(json.dumps(vae_workdir[1]))
+  updated = evaluate.evaluate_workdir(str(copy), 10)
+  kept = {k: v for k, v in vae_workdir[1].items() if not k.startswith('test/')}
+  assert {k: updated[k] for k in kept} == kept and updated['test/nll_k'] == 10
+  assert any(k.startswith('time_') for k in kept) and 'train/loss' in kept and 'wall_time_s' in kept

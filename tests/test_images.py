@@ -113,3 +113,36 @@ def test_empty_and_imageless_folders_and_mixtures_are_clear_errors(tmp_path):
     images.ImageFolder(tmp_path / 'loose.png')
   with pytest.raises(data.DataError, match='data.images.size'):
     images.ImageFolder(tmp_path / 'sub', image_size=-3, channels=1)
+
+
+# ---- issue 20, finding 2: images decode faithfully ----
+
+def test_16_bit_pngs_are_scaled_to_the_unit_interval_not_clipped(tmp_path):
+  gradient_HxW = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)  # 0 .. 65520
+  _write(tmp_path / 'g.png', gradient_HxW)
+  assert Image.open(tmp_path / 'g.png').mode == 'I;16'
+  source = images.ImageFolder(tmp_path)
+  x_HxW = source[0]['image'][..., 0]
+  assert source.channels == 1 and x_HxW.dtype == np.uint8
+  np.testing.assert_array_equal(x_HxW, np.round(gradient_HxW * (255 / 65535)).astype(np.uint8))
+  assert len(np.unique(x_HxW)) == 256  # was 2: convert('L') clipped at 255
+  assert abs(x_HxW.mean() / 255 - gradient_HxW.mean() / 65535) < 2e-3  # was 0.998 (white)
+  colour = images.decode(tmp_path / 'g.png', (64, 64), 3)
+  np.testing.assert_array_equal(colour, np.repeat(x_HxW[..., None], 3, axis=-1))
+
+
+@pytest.mark.parametrize('mode', ['1', 'L', 'LA', 'P', 'RGB', 'RGBA'])
+def test_every_png_mode_decodes_to_its_grey_or_colour_pixels(tmp_path, mode):
+  rgb = np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+  image = Image.fromarray(rgb).convert(mode)
+  image.save(tmp_path / 'x.png')
+  assert Image.open(tmp_path / 'x.png').mode == mode
+  np.testing.assert_array_equal(images.decode(tmp_path / 'x.png', (6, 5), 1)[..., 0], np.asarray(image.convert('L')))
+  np.testing.assert_array_equal(images.decode(tmp_path / 'x.png', (6, 5), 3), np.asarray(image.convert('RGB')))
+
+
+def test_a_mode_aelab_does_not_decode_is_refused_naming_file_and_mode(tmp_path):
+  with pytest.raises(data.DataError, match=r"^image .*x.tif has Pillow mode 'F', which aelab does not decode"):
+    images.to_8_bit(Image.new('F', (4, 4)), tmp_path / 'x.tif')
+  with pytest.raises(data.DataError, match=r'x.png has Pillow mode I with values in \[-5, -5\], outside the 16-bit'):
+    images.to_8_bit(Image.fromarray(np.full((2, 2), -5, np.int32), 'I'), tmp_path / 'x.png')

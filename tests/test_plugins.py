@@ -82,7 +82,7 @@ def test_a_family_outside_aelab_trains_resumes_sweeps_loads_and_evaluates(my_lab
   assert runs['penalty.weight=0.5']['test/code_mean_abs'] < runs['penalty.weight=0']['test/code_mean_abs']
 
   trained = aelab.load(str(copy))
-  assert trained.config.model.name == 'my_lab.ae_copy' and trained.epoch == 3 and trained.sample is None
+  assert trained.config.model.name == 'my_lab.ae_copy' and trained.epoch == 3 and not trained.has_prior
   assert trained.encode(np.zeros((2, 64), np.float32)).shape == (2, config.model.latent_dim)
   summary = evaluate.evaluate_workdir(str(copy))
   assert summary['test/recon'] == pytest.approx(expected['test/recon'], rel=1e-5)

@@ -187,6 +187,8 @@ def test_tfds_data_source_streams_under_mock_data(tmp_path):
                                 loaded.x_train)  # data.load's split (mock mnist has no test split here)
   np.testing.assert_array_equal(dataset.x_test, loaded.x_test)
   assert np.isfinite(summary['test/neg_elbo']) and summary['test/neg_elbo'] > 0
+  stored = json.load(open(tmp_path / 'config.json'))['data_fingerprint']  # issue 20: a run knows its data
+  assert stored['tfds'] == 'mnist' and stored['version'].count('.') == 2, stored
 
 
 def test_a_sweep_shares_one_stream_and_equals_single_runs(npz, tmp_path, uninterrupted):

@@ -268,10 +268,45 @@ def test_main_runs_a_sweep_and_reports_bad_sweep_files(tmp_path):
 def test_a_diverged_model_stops_alone_and_the_others_finish(tmp_path):
   runs = [{'optimizer.learning_rate': 1e-3}, {'optimizer.learning_rate': 1e30}]
   lines = []
-  with pytest.raises(FloatingPointError, match=r'stopped being finite in 1 runs: \[.optimizer.learning_rate=1e\+30'):
+  with pytest.raises(FloatingPointError, match=r'^1 runs diverged and stopped \(optimizer.learning_rate=1e\+30: The '
+                     r'training loss became nan at epoch 1'):
     sweep.run_sweep(tiny_vae(), runs, str(tmp_path), log=lines.append)
   good, bad = (tmp_path / sweep.run_name(r) for r in runs)
   assert json.load(open(good / 'summary.json'))['epochs'] == 2
   assert not (bad / 'summary.json').exists()
   assert any('The training loss became' in line and str(bad) in line for line in lines), lines
   assert any('1/2 models' in line for line in lines), lines
+
+
+# ---- issue 20, finding 9: sweeps ----
+
+def test_the_same_config_in_any_override_order_is_one_run_and_close_floats_are_two():
+  with pytest.raises(sweep.SweepError, match=r"same run more than once: \{'seed': 1, 'model.latent_dim': 8\} and "
+                     r"\{'model.latent_dim': 8, 'seed': 1\} give the same config"):  # before: trained twice
+    sweep.members(tiny_vae(), [{'seed': 1, 'model.latent_dim': 8}, {'model.latent_dim': 8, 'seed': 1}])
+  with pytest.raises(sweep.SweepError, match='same run more than once'):  # 0 is the default seed
+    sweep.members(tiny_vae(), [{}, {'seed': 0}])
+  runs = sweep.members(tiny_vae(), [{'optimizer.learning_rate': 1e-3}, {'optimizer.learning_rate': 1.0000001e-3}])
+  assert [m.name for m in runs] == ['optimizer.learning_rate=0.001', 'optimizer.learning_rate=0.0010000001']
+  assert sweep.run_name({'vae.kl_weight': 4.0, 'seed': 1}) == 'vae.kl_weight=4,seed=1'  # short names kept
+
+
+def test_every_groups_data_is_checked_before_the_first_group_trains(tmp_path, monkeypatch):
+  trained = []
+  monkeypatch.setattr(engine, 'train_runs', lambda *args, **kwargs: trained.append(args) or [])
+  runs = [{}, {'model.latent_dim': 3, 'data.name': 'npz', 'data.path': str(tmp_path / 'missing.npz')}]
+  with pytest.raises(data.DataError, match='missing.npz does not exist'):
+    sweep.run_sweep(tiny_vae(), runs, str(tmp_path / 'w'), log=lambda line: None)
+  assert not trained and not (tmp_path / 'w').exists()  # before: group 1 trained first
+
+
+def test_sweep_json_is_written_before_the_first_group_trains(tmp_path, monkeypatch):
+  def stopped(*args, **kwargs):
+    raise KeyboardInterrupt
+  monkeypatch.setattr(sweep, 'train_group', stopped)
+  runs = [{'seed': 0}, {'seed': 1}, {'model.latent_dim': 3}]
+  with pytest.raises(KeyboardInterrupt):
+    sweep.run_sweep(tiny_vae(), runs, str(tmp_path), log=lambda line: None)
+  index = json.load(open(tmp_path / 'sweep.json'))
+  assert [r['name'] for r in index] == ['seed=0', 'seed=1', 'model.latent_dim=3']
+  assert all(r['summary'] is None for r in index)

@@ -1,6 +1,7 @@
 """A run's directory: metrics truncated to a checkpoint, atomic JSON and files, TensorBoard without PyTorch."""
 import json
 import os
+import re
 import sys
 
 import numpy as np
@@ -54,3 +55,23 @@ def test_tensorboard_writes_events_without_importing_pytorch(tmp_path):
   writer.close()
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(tmp_path / 'tensorboard'))
   assert ('torch' in sys.modules) == had_torch
+
+
+# ---- issue 20, finding 5: --workdir must name a directory ----
+
+def test_workdir_must_name_a_directory_of_its_own(tmp_path, monkeypatch):
+  from conftest import ROOT  # noqa: PLC0415
+  monkeypatch.chdir(tmp_path)
+  (tmp_path / 'file').write_text('x')
+  os.symlink(tmp_path / 'gone', tmp_path / 'dangling')
+  cases = {'': '--workdir is empty', ' ': '--workdir is empty', '.': '--workdir=. is the current directory',
+           str(tmp_path): 'is the current directory', str(ROOT): f'is the aelab repository {ROOT}',
+           '/': 'is the aelab repository', 'file': '--workdir=file is a file, not a directory',
+           'dangling': f'--workdir=dangling is a link to {tmp_path / "gone"}, which does not exist'}
+  for path, message in cases.items():
+    with pytest.raises(workdir.ConfigError, match=re.escape(message)) as info:
+      workdir.check_path(path)
+    assert '\n' not in str(info.value)
+  for fine in ('runs/ae', str(tmp_path / 'new'), str(ROOT / 'runs' / 'ae')):
+    assert workdir.check_path(fine) == fine
+  assert os.listdir(tmp_path) == ['file', 'dangling'] or sorted(os.listdir(tmp_path)) == ['dangling', 'file']

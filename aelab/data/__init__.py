@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from typing import Any, NamedTuple
 
 import jax
@@ -158,6 +159,25 @@ def source(data_config: ml_collections.ConfigDict) -> Any:
   except ConfigError as e:
     raise DataError(str(e)) from None
   return module
+
+
+def fingerprint(data_config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The fingerprint of the data ``data_config`` reads (``sources.fingerprint``): stored with a run."""
+  return sources.fingerprint(data_config)
+
+
+PATH_FIELDS = ('path', 'test_path')
+
+
+def resolve_paths(data_config: ml_collections.ConfigDict) -> None:
+  """Makes ``data.path`` / ``data.test_path`` absolute (``~`` expanded) in place, for a source with a
+  ``PATH``: a run's config.json then names the data it read, whatever the current directory."""
+  if sources.module(data_config.get('name') or 'digits').PATH is None:
+    return
+  for field in PATH_FIELDS:
+    value = data_config.get(field)
+    if isinstance(value, str) and value:
+      data_config[field] = os.path.abspath(os.path.expanduser(value))
 
 
 def _in_memory(split: arrays.Split) -> _Split:

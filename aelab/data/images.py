@@ -23,7 +23,9 @@ from aelab.errors import DataError
 
 SUFFIXES = ('.png', '.jpg', '.jpeg')
 _MODES = {1: 'L', 3: 'RGB'}
-_GREY_MODES = ('1', 'L', 'LA', 'I', 'I;16', 'F', 'P')  # P: only when its palette is grey (checked below)
+_GREY_MODES = ('1', 'L', 'LA', 'La', 'I', 'I;16', 'I;16L', 'I;16B', 'I;16N', 'P')  # P: when its palette is grey
+_16_BIT_MODES = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I')  # 16-bit grey PNGs (older Pillow: 'I')
+_8_BIT_MODES = ('1', 'L', 'LA', 'La', 'P', 'PA', 'RGB', 'RGBA', 'RGBa', 'RGBX', 'CMYK', 'YCbCr', 'LAB', 'HSV')
 
 
 def _image_files(directory: pathlib.Path) -> list[pathlib.Path]:
@@ -81,10 +83,29 @@ def _is_grey(image: Image.Image) -> bool:
   return image.mode in _GREY_MODES
 
 
+def to_8_bit(image: Image.Image, path: pathlib.Path) -> Image.Image:
+  """``image`` in a Pillow mode of 8 bits per channel that ``convert('L' / 'RGB')`` maps faithfully: a
+  16-bit grey image (mode ``I;16*``, or ``I`` with values in [0, 65535]) scaled by 255 / 65535 and rounded
+  (Pillow's own ``convert('L')`` clips it at 255, so almost every pixel would be white); the 8-bit modes
+  as they are. Raises DataError naming the file and its mode for any other mode (e.g. ``F``, or ``I``
+  outside the 16-bit range)."""
+  if image.mode in _16_BIT_MODES:
+    x_HxW = np.asarray(image).astype(np.int64)
+    if x_HxW.size and (x_HxW.min() < 0 or x_HxW.max() > 65535):
+      raise DataError(f'image {path} has Pillow mode {image.mode} with values in [{x_HxW.min()}, {x_HxW.max()}], '
+                      'outside the 16-bit range [0, 65535]: save it as an 8-bit or 16-bit PNG.')
+    return Image.fromarray(np.round(x_HxW * (255 / 65535)).astype(np.uint8), 'L')
+  if image.mode not in _8_BIT_MODES:
+    raise DataError(f'image {path} has Pillow mode {image.mode!r}, which aelab does not decode: save it as an '
+                    '8-bit grey or colour PNG / JPEG, or a 16-bit grey PNG.')
+  return image
+
+
 def decode(path: pathlib.Path, size_hw: tuple[int, int], channels: int) -> np.ndarray:
-  """One image file as uint8 ``H x W x C`` (``size_hw``, ``channels`` 1 or 3). Raises DataError naming
-  the file when it cannot be decoded."""
-  image = _open(path).convert(_MODES[channels])
+  """One image file as uint8 ``H x W x C`` (``size_hw``, ``channels`` 1 or 3; 16-bit grey scaled to 8
+  bits, :func:`to_8_bit`). Raises DataError naming the file when it cannot be decoded or its mode is not
+  one aelab decodes."""
+  image = to_8_bit(_open(path), path).convert(_MODES[channels])
   if image.size != (size_hw[1], size_hw[0]):  # Pillow sizes are (width, height)
     image = image.resize((size_hw[1], size_hw[0]), Image.Resampling.BILINEAR)
   return np.asarray(image, np.uint8).reshape(size_hw[0], size_hw[1], channels)

@@ -1,5 +1,7 @@
 """Checkpoints of a group of models: one orbax save per checkpointed epoch, written in the background
-while training goes on, holding two items: ``state`` (the stacked state, leading model axis) and, for
+while training goes on, holding the items ``state`` (the stacked state, leading model axis),
+``checksums`` (JSON: a SHA-256 of every saved array's bytes, checked on restore, so that a checkpoint
+whose files were damaged without changing size is found out: :class:`DamagedCheckpoint`) and, for
 streamed data, ``data_iterator`` (the grain iterator's state, JSON), and a pointer in each run's directory.
 
 A group's checkpoints live in one directory (``<workdir>/checkpoints`` for a single run, a group of one;
@@ -17,6 +19,7 @@ public API is used.
 """
 import asyncio
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -31,7 +34,7 @@ import tensorstore as ts
 from aelab.train import files
 
 POINTER = 'checkpoint.json'
-STATE, DATA_ITERATOR = 'state', 'data_iterator'  # the items of a step
+STATE, DATA_ITERATOR, CHECKSUMS = 'state', 'data_iterator', 'checksums'  # the items of a step
 LEGACY_STATE = 'default'  # the state of a checkpoint written before the steps had named items
 
 
@@ -58,6 +61,32 @@ class PinnedSteps(ocp.checkpoint_managers.PreservationPolicy):
     return [info.step in self.steps for info in checkpoints]
 
 
+class DamagedCheckpoint(ValueError):
+  """A checkpoint's arrays read back with other bytes than were saved (their checksums differ)."""
+
+
+def checksums(state: Any) -> dict[str, dict[str, str]]:
+  """``{'arrays': {array path: SHA-256 hex digest of its bytes}, 'dtypes': {array path: dtype}}`` of every
+  array of ``state`` (host copies)."""
+  leaves = [(jax.tree_util.keystr(path), np.ascontiguousarray(leaf))
+            for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(state))[0]]
+  return {'arrays': {k: hashlib.sha256(leaf.tobytes()).hexdigest() for k, leaf in leaves},
+          'dtypes': {k: str(leaf.dtype) for k, leaf in leaves}}
+
+
+def verify(state: Any, stored: dict[str, Any], where: str) -> None:
+  """Raises DamagedCheckpoint naming the arrays of ``state`` whose checksums are not ``stored``'s (arrays
+  restored as another dtype than was saved are not checked: their bytes differ anyway)."""
+  found = checksums(state)
+  saved_dtypes = stored.get('dtypes', {})
+  wrong = sorted(k for k, digest in stored['arrays'].items()
+                 if found['dtypes'].get(k) == saved_dtypes.get(k) and found['arrays'].get(k) != digest)
+  if wrong:
+    raise DamagedCheckpoint(f'{len(wrong)} of {len(found["arrays"])} arrays of the checkpoint {where} read back with '
+                            f'other bytes than were saved: checksums differ for {", ".join(wrong[:3])}'
+                            f'{", ..." if len(wrong) > 3 else ""}')
+
+
 class GroupCheckpoints:
   """Asynchronous orbax checkpoints of one group's stacked state in ``directory``.
 
@@ -76,15 +105,19 @@ class GroupCheckpoints:
                                            enable_background_delete=True, multiprocessing_options=multiprocessing)
     handlers = {STATE: ocp.StandardCheckpointHandler(multiprocessing_options=multiprocessing),
                 LEGACY_STATE: ocp.StandardCheckpointHandler(multiprocessing_options=multiprocessing),
-                DATA_ITERATOR: ocp.JsonCheckpointHandler(multiprocessing_options=multiprocessing)}
+                DATA_ITERATOR: ocp.JsonCheckpointHandler(multiprocessing_options=multiprocessing),
+                CHECKSUMS: ocp.JsonCheckpointHandler(multiprocessing_options=multiprocessing)}
     self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
   def save(self, epoch: int, state: Any, pinned: set[int] = frozenset(), data_iterator: dict | None = None) -> None:
     """Starts writing ``state`` (leading model axis) as ``epoch``, with ``data_iterator`` (a JSON-able
     dict: the grain iterator's state) as a second item when given; returns once it is copied off the
-    device. orbax then deletes the epochs beyond the ``keep`` latest that are not ``pinned``."""
+    device, with the checksums of its arrays (:func:`checksums`). orbax then deletes the epochs beyond
+    the ``keep`` latest that are not ``pinned``."""
     self.pinned.steps.update(pinned)
-    items = {STATE: ocp.args.StandardSave(_this_process(state))}
+    state = _this_process(state)
+    items = {STATE: ocp.args.StandardSave(state),
+             CHECKSUMS: ocp.args.JsonSave({'algorithm': 'sha256', **checksums(state)})}
     if data_iterator is not None:
       items[DATA_ITERATOR] = ocp.args.JsonSave(data_iterator)
     self.manager.save(epoch, args=ocp.args.Composite(**items))
@@ -101,11 +134,19 @@ class GroupCheckpoints:
     return [tuple(leaf.shape) for leaf in jax.tree.leaves(self.manager.item_metadata(epoch)[self._state_item(epoch)])]
 
   def restore(self, epoch: int, abstract_state: Any) -> Any:
-    """The stored state of ``epoch`` (host arrays) shaped like ``abstract_state`` (leading model axis)."""
+    """The stored state of ``epoch`` (host arrays) shaped like ``abstract_state`` (leading model axis).
+    Raises DamagedCheckpoint when its arrays' checksums are not those saved (checkpoints of an aelab
+    that wrote none are not checked), and orbax's errors for files it cannot read."""
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract_state)
-    item = self._state_item(epoch)
-    restored = self.manager.restore(epoch, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(abstract)}))
-    return jax.tree.map(np.asarray, restored[item])
+    item, items = self._state_item(epoch), self.manager.item_metadata(epoch)
+    wanted = {item: ocp.args.StandardRestore(abstract)}
+    if CHECKSUMS in items:
+      wanted[CHECKSUMS] = ocp.args.JsonRestore()
+    restored = self.manager.restore(epoch, args=ocp.args.Composite(**wanted))
+    state = jax.tree.map(np.asarray, restored[item])
+    if CHECKSUMS in wanted:
+      verify(state, restored[CHECKSUMS], f'of epoch {epoch} in {self.directory}')
+    return state
 
   def _state_item(self, epoch: int) -> str:
     """``state``, or ``default`` in a checkpoint of an older aelab (one unnamed item, the state)."""

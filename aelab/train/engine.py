@@ -103,7 +103,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, log: Log
   metrics, end-of-training metrics (``eval.final_metrics``), ``num_params``, ``wall_time_s`` (since the
   process started) and ``time_<part>_s`` (compile, epochs, checkpoints, final_eval, figures, ...).
   A finished run's summary is returned as it is. The workdir is one run: a config that changes its
-  result is refused before anything is written (``Workdir.check_same_run``; a higher
+  result, or other data than the run's (its fingerprint, stored in config.json with ``data.path``
+  made absolute), is refused before anything is written (``Workdir.check_same_run``; a higher
   ``train.num_epochs`` continues it), and a second process is kept out (``Workdir.locked``). Raises
   ConfigError or data.DataError for bad input (before training), workdir.WorkdirBusy (a ConfigError)
   while another process trains in ``workdir``, FloatingPointError when the model diverges
@@ -112,9 +113,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, log: Log
   """
   config_lib.validate(config)
   writers.validate(config.log)
+  config = config.copy_and_resolve_references()
+  data.resolve_paths(config.data)  # config.json names the data whatever the current directory
   dataset = stream.load(config.data)
   check_compatible(config, dataset)
-  out = Workdir(workdir, config)
+  out = Workdir(workdir, config, data.fingerprint(config.data))
   with out.locked():
     out.check_same_run(log)
     summary = out.read_summary(log)

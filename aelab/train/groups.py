@@ -36,8 +36,9 @@ def restore(out: Workdir, abstract: Any, cache: dict | None = None, log: Log = p
             discard_corrupt: bool = False) -> tuple[Any, int]:
   """``(state, epoch)`` of the run in ``out`` from its newest checkpoint that reads back intact (host
   arrays without the model axis), or ``(None, 0)``. A checkpoint that does not read back (a truncated or
-  deleted file) is reported in one line through ``log`` and the one before it is tried; with
-  ``discard_corrupt`` (training, which saves that epoch again) it is deleted.
+  deleted file, or arrays whose checksums differ from those saved: ``checkpoints.DamagedCheckpoint``) is
+  reported in one line through ``log`` and the one before it is tried; with ``discard_corrupt``
+  (training, which saves that epoch again) it is deleted.
   ``cache`` (a dict kept across calls) restores a group's stacked checkpoint once for all of its runs.
   Raises ConfigError when the stored arrays do not fit ``abstract`` (the workdir holds a run of another
   model), naming the config fields that changed."""
@@ -50,7 +51,9 @@ def restore(out: Workdir, abstract: Any, cache: dict | None = None, log: Log = p
         raise
       except Exception as e:  # noqa: BLE001  (orbax and TensorStore raise many kinds for a damaged file)
         reason = ' '.join(str(e).split())[:200]
-        log(f'The checkpoint of epoch {epoch} in {directory} does not read back ({type(e).__name__}: {reason}); '
+        what = (f'is damaged ({e})' if isinstance(e, checkpoints.DamagedCheckpoint) else
+                f'does not read back ({type(e).__name__}: {reason})')
+        log(f'The checkpoint of epoch {epoch} in {directory} {what}; '
             f'{"deleted it, " if discard_corrupt else ""}trying the one before.')
         if discard_corrupt:
           checkpoints.discard(directory, epoch)

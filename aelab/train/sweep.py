@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 import jax
 import ml_collections
 
-from aelab import config as config_lib
+from aelab import config as config_lib, data
 from aelab.train import engine, parallel, writers
 from aelab import models
 from aelab.data import stream
@@ -117,9 +117,13 @@ def run_name(overrides: Overrides) -> str:
 
 
 def _format(value: Any) -> str:
+  """A value in a run name: floats short (``0.001``, ``4``) unless that loses digits (``0.0010000001``)."""
   if isinstance(value, (list, tuple)):
     return '-'.join(map(str, value)) or 'none'
-  return f'{value:g}' if isinstance(value, float) else str(value)
+  if isinstance(value, float):
+    short = f'{value:g}'
+    return short if float(short) == value else repr(value)
+  return str(value)
 
 
 @dataclasses.dataclass
@@ -133,16 +137,23 @@ class Member:
 def members(config: ml_collections.ConfigDict, sweep: list[Overrides]) -> list[Member]:
   """The validated runs of ``sweep`` over ``config``. Raises SweepError (empty sweep, unknown field,
   two runs with the same name) or ConfigError (an invalid value), before anything trains."""
-  result = []
+  result, seen = [], {}
   for overrides in check(sweep):
     run_config = apply(config, overrides)
     config_lib.validate(run_config)
     writers.validate(run_config.log)
+    data.resolve_paths(run_config.data)
+    resolved = run_config.to_json_best_effort(sort_keys=True)
+    if resolved in seen:  # the same config, whatever the order or spelling of its overrides
+      raise SweepError(f'The sweep lists the same run more than once: {seen[resolved]!r} and {dict(overrides)!r} give '
+                       'the same config; remove one.')
+    seen[resolved] = dict(overrides)
     result.append(Member(run_name(overrides), dict(overrides), run_config))
   names = [m.name for m in result]
   repeated = sorted({n for n in names if names.count(n) > 1})
   if repeated:
-    raise SweepError(f'The sweep lists the same run more than once: {repeated}.')
+    raise SweepError(f'Runs of different configs share the folder name {repeated}: give their overrides values that '
+                     'differ in the name.')
   return result
 
 
@@ -198,17 +209,23 @@ def run_sweep(config: ml_collections.ConfigDict, sweep: list[Overrides], workdir
   (``parallel.wait_for_other_processes``; not when interrupted).
 
   Returns ``{run name: summary}`` (this process's runs) and writes ``workdir/sweep.json``. Raises
-  SweepError / ConfigError / DataError before training, engine.Interrupted on SIGTERM / SIGINT (after
-  checkpointing), and FloatingPointError after the other runs finished when some runs' loss stopped
-  being finite (their last good checkpoints are kept).
+  SweepError / ConfigError / DataError before training (every group's data is read and checked, and
+  sweep.json written, before the first group trains), engine.Interrupted on SIGTERM / SIGINT (after
+  checkpointing), and FloatingPointError after the other runs finished when some runs diverged, naming
+  for each the check that fired (a non-finite training loss or test metric, a parameter's or the codes'
+  magnitude; their last good checkpoints are kept).
   """
   runs = _runs_of_this_process(members(config, sweep))
   groups = group(runs)
   log(f'Sweep of {len(runs)} runs in {len(groups)} groups: ' + ', '.join(str(len(g)) for g in groups))
-  summaries, diverged = {}, []
+  datasets = load_data(groups)  # every group's data read and checked before the first group trains
+  _write_index(workdir, runs, {m.name: s for m in runs if (s := read_summary(workdir, m)) is not None})
+  summaries, diverged, reasons = {}, [], {}
+  logged = _noting_divergence(workdir, runs, reasons, log)
   try:
     for i, runs_of_group in enumerate(groups):
-      done, bad = train_group(runs_of_group, workdir, devices, f'group {i + 1}/{len(groups)} ', log)
+      done, bad = train_group(runs_of_group, workdir, devices, f'group {i + 1}/{len(groups)} ', logged,
+                              datasets[data_key(runs_of_group[0].config)])
       summaries.update(done)
       diverged += bad
     _write_index(workdir, runs, summaries)
@@ -219,27 +236,63 @@ def run_sweep(config: ml_collections.ConfigDict, sweep: list[Overrides], workdir
     raise
   parallel.wait_for_other_processes(log)
   if diverged:
-    raise FloatingPointError(f'The training loss stopped being finite in {len(diverged)} runs: {diverged} '
-                             f'(see their lines above); the other runs finished in {workdir}.')
+    why = '; '.join(f'{name}: {reasons.get(name, "diverged")}' for name in diverged)
+    raise FloatingPointError(f'{len(diverged)} runs diverged and stopped ({why}); the other runs finished in '
+                             f'{workdir}.')
   return summaries
 
 
+def _noting_divergence(workdir: str, runs: list[Member], reasons: dict[str, str],
+                       log: Callable[[str], None]) -> Callable[[str], None]:
+  """``log`` that also keeps, in ``reasons``, why each run diverged: the check that fired, from the
+  divergence guard's line ``<run dir>: <reason>; stopped ...`` (``hooks.DivergenceGuard``)."""
+  prefixes = {os.path.abspath(run_dir(workdir, m)) + ': ': m.name for m in runs}
+
+  def logged(line: str) -> None:
+    for prefix, name in prefixes.items():
+      if line.startswith(prefix) and '; stopped without saving' in line:
+        reasons[name] = line[len(prefix):].split('; stopped without saving')[0]
+    log(line)
+  return logged
+
+
+def data_key(config: ml_collections.ConfigDict) -> str:
+  """The data config as JSON: groups with equal keys read the same data."""
+  return config.data.to_json_best_effort(sort_keys=True)
+
+
+def load_data(groups: list[list[Member]]) -> dict[str, Any]:
+  """``{data_key: dataset}`` of every group (each distinct data config read once; streamed training data
+  is read as it trains), checked against every run's config. Raises DataError / ConfigError naming the
+  run, before anything trains."""
+  datasets: dict[str, Any] = {}
+  for members_of_group in groups:
+    key = data_key(members_of_group[0].config)
+    if key not in datasets:
+      datasets[key] = stream.load(members_of_group[0].config.data)
+    for member in members_of_group:
+      engine.check_compatible(member.config, datasets[key])
+  return datasets
+
+
 def train_group(group: list[Member], workdir: str, devices: Sequence[jax.Device] | None, label: str,
-                log: Callable[[str], None]) -> tuple[dict[str, dict], list[str]]:
+                log: Callable[[str], None], dataset: Any = None) -> tuple[dict[str, dict], list[str]]:
   """Trains the runs of one group that have not finished; returns ``({name: summary}, diverged names)``.
-  Every run's folder is locked and its config.json compared with the run's whole config first
-  (``Workdir.locked``, ``Workdir.check_same_run``: ConfigError naming the changed fields). The data is
-  loaded once and checked against every run's config (ConfigError / DataError)."""
+  Every run's folder is locked and its config.json compared with the run's whole config and data first
+  (``Workdir.locked``, ``Workdir.check_same_run``: ConfigError naming the changed fields or data).
+  ``dataset`` (default: loaded here) is checked against every run's config (ConfigError / DataError)."""
+  dataset = dataset if dataset is not None else load_data([group])[data_key(group[0].config)]
+  fingerprint = data.fingerprint(group[0].config.data)
   with contextlib.ExitStack() as held:
-    outs = {m.name: Workdir(run_dir(workdir, m), m.config) for m in group}
+    outs = {m.name: Workdir(run_dir(workdir, m), m.config, fingerprint) for m in group}
     for out in outs.values():
       held.enter_context(out.locked())
       out.check_same_run(log)
-    return _train_unfinished(group, outs, workdir, devices, label, log)
+    return _train_unfinished(group, outs, workdir, devices, label, log, dataset)
 
 
 def _train_unfinished(group: list[Member], outs: dict[str, Workdir], workdir: str,
-                      devices: Sequence[jax.Device] | None, label: str, log: Callable[[str], None]
+                      devices: Sequence[jax.Device] | None, label: str, log: Callable[[str], None], dataset: Any
                       ) -> tuple[dict[str, dict], list[str]]:
   summaries = {m.name: s for m in group if (s := read_summary(workdir, m, log)) is not None}
   todo = [m for m in group if m.name not in summaries]
@@ -247,9 +300,6 @@ def _train_unfinished(group: list[Member], outs: dict[str, Workdir], workdir: st
     log(f'{label}{len(summaries)} of {len(group)} runs already finished, skipped')
   if not todo:
     return summaries, []
-  dataset = stream.load(todo[0].config.data)
-  for member in todo:
-    engine.check_compatible(member.config, dataset)
   runs = [engine.make_run(m.config, dataset.shape, m.name) for m in todo]
   done = engine.train_runs(runs, dataset, [outs[m.name] for m in todo], os.path.join(workdir, 'groups'), log,
                            label, devices)

@@ -126,6 +126,21 @@ def _unavailable_message(name: str, data_dir: str | None) -> str:
           f'--config.data.tfds.data_dir (now: {data_dir}).')
 
 
+def fingerprint(data_config: Any) -> dict[str, Any]:
+  """``{'tfds': name, 'version': ..., 'splits': {split: examples}}`` of the prepared dataset (name alone when
+  tensorflow-datasets cannot tell: not installed, or not prepared)."""
+  found: dict[str, Any] = {'tfds': data_config.name}
+  try:
+    import tensorflow_datasets as tfds  # noqa: PLC0415
+    builder = tfds.builder(data_config.name, data_dir=data_dir_of(data_config))
+    found['version'] = str(builder.version)
+    if builder.is_prepared():
+      found['splits'] = {k: int(v.num_examples) for k, v in sorted(builder.info.splits.items())}
+  except Exception:  # noqa: BLE001  (tfds raises many kinds for a name it cannot build offline)
+    pass
+  return found
+
+
 @contextlib.contextmanager
 def _few_download_retries() -> Iterator[None]:
   """Lowers tfds's download retries (10, about 200 s of backoff offline) for the duration."""
