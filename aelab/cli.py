@@ -23,10 +23,10 @@ import ml_collections
 
 from aelab import api, config as config_lib, data, models
 
-from aelab.train import workdir as workdir_lib
+from aelab.train import parallel, workdir as workdir_lib
 
 USER_ERRORS = (config_lib.ConfigError, data.DataError, data.DatasetUnavailableError, api.CheckpointError,
-               FloatingPointError, OSError)
+               FloatingPointError, OSError, parallel.PeerLost)
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 _DISK_FULL_TEXT = os.strerror(errno.ENOSPC)  # 'No space left on device'
 

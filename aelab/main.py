@@ -105,14 +105,15 @@ def main(argv: list[str]) -> None:
 
 def _train_single_run(config) -> dict | None:
   """The run of ``--config``. With several processes only process 0 trains it, on its local devices (every
-  process would train the same model into the same workdir), and the others wait for it (None)."""
-  if jax.process_count() == 1:
+  process would train the same model into the same workdir); the others return None (independent
+  processes at once; those of a jax.distributed job after waiting for it)."""
+  if parallel.process_count() == 1:
     return engine.train_and_evaluate(config, _WORKDIR.value)
   try:
-    if jax.process_index() == 0:
+    if parallel.process_index() == 0:
       return engine.train_and_evaluate(config, _WORKDIR.value)
-    print(f'process {jax.process_index()} of {jax.process_count()}: a run without --sweep trains on process 0 '
-          'only; waiting for it', flush=True)
+    print(f'process {parallel.process_index()} of {parallel.process_count()}: a run without --sweep trains on '
+          'process 0 only' + ('; waiting for it' if jax.process_count() > 1 else ''), flush=True)
     return None
   finally:
     parallel.wait_for_other_processes()

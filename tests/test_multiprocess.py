@@ -4,7 +4,10 @@ comes. The processes checkpoint independently (aelab/checkpoints.py), so none wa
 import json
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -93,11 +96,58 @@ def test_two_processes_split_three_runs_unevenly_with_the_numbers_of_one_process
 
 
 def test_a_process_whose_peer_never_comes_stops_with_one_line(tmp_path):
+  sweep_file = tmp_path / 'two.py'
+  sweep_file.write_text("def get_sweep(arg=None):\n  return [{'seed': 0}, {'seed': 1}]\n")
   env = {**ENV, 'AELAB_DISTRIBUTED_TIMEOUT_S': '3'}
-  (alone,) = local.run(_command(tmp_path / 'none.py', tmp_path / 'w'), 2, timeout_s=60, env=env, process_ids=[1])
+  (alone,) = local.run(_command(sweep_file, tmp_path / 'w'), 2, timeout_s=120, env=env, process_ids=[1])
   assert alone.returncode == 1, alone.output[-2000:]
   last = alone.output.strip().splitlines()[-1]
-  assert last.startswith('error: process 1 of 2 at coordinator 127.0.0.1:') and 'within 3 s' in last, alone.output
+  assert last.startswith('error: process 0 of 2 was lost (it did not start within 3 s)'), alone.output[-2000:]
+  assert 'rerun the same command' in last and (tmp_path / 'w' / sweep.run_name({'seed': 1}) / 'summary.json').exists()
+
+
+KILLED = [{'seed': 0}, {'seed': 1}]
+
+
+def _start_two(sweep_file, workdir, env):
+  """Both processes of a job (as launch.local starts them), their output read line by line."""
+  port = local.free_port()
+  base = {**os.environ, **env, 'JAX_COORDINATOR_ADDRESS': f'127.0.0.1:{port}', 'JAX_NUM_PROCESSES': '2'}
+  command = _command(sweep_file, workdir)
+  command[command.index('--config.train.num_epochs=1')] = '--config.train.num_epochs=40'
+  return [subprocess.Popen(command, env={**base, 'JAX_PROCESS_ID': str(i)}, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True) for i in (0, 1)]
+
+
+@pytest.mark.parametrize('victim,sig', [(1, 'SIGTERM'), (1, 'SIGKILL'), (0, 'SIGTERM'), (0, 'SIGKILL')])
+def test_one_process_dies_the_other_finishes_and_names_it(tmp_path, victim, sig):
+  """A signal to one process in its first epoch: the other finishes its run and ends within a minute with one
+  line naming the lost process and the rerun command (no hang in JAX's shutdown barrier, no C++ abort); the
+  rerun finishes the sweep."""
+  sweep_file = tmp_path / 'two.py'
+  sweep_file.write_text(f'def get_sweep(arg=None):\n  return {KILLED!r}\n')
+  workdir = tmp_path / 'w'
+  env = {**ENV, 'AELAB_PEER_TIMEOUT_S': '4'}
+  procs = _start_two(sweep_file, workdir, env)
+  for line in procs[victim].stdout:
+    if 'epoch 1/' in line:
+      break
+  started = time.time()
+  procs[victim].send_signal(getattr(signal, sig))
+  outputs = [p.communicate(timeout=120)[0] for p in procs]
+  survivor = procs[1 - victim]
+  assert time.time() - started < 60
+  lines = outputs[1 - victim].strip().splitlines()
+  assert survivor.returncode == 1 and lines[-1].startswith(f'error: process {victim} of 2 '), outputs[1 - victim]
+  assert ('stopped (by SIGTERM)' if sig == 'SIGTERM' else 'was lost') in lines[-1]
+  assert 'rerun the same command' in lines[-1] and not any('Traceback' in o or 'F1204' in o for o in outputs)
+  if sig == 'SIGTERM':
+    assert procs[victim].returncode == 128 + signal.SIGTERM
+    assert outputs[victim].strip().splitlines()[-1].startswith('Stopped by SIGTERM')
+  if (victim, sig) == (0, 'SIGKILL'):  # the rerun finishes the sweep
+    for p, out in zip(_start_two(sweep_file, workdir, ENV), (0, 1)):
+      assert p.wait(timeout=300) == 0, p.stdout.read()[-2000:]
+    assert all((workdir / sweep.run_name(m) / 'summary.json').exists() for m in KILLED)
 
 
 def test_an_incomplete_job_environment_is_a_clear_error(monkeypatch):

@@ -248,11 +248,19 @@ def test_distributed_is_initialized_only_in_multi_process_environments(monkeypat
   assert parallel.wants_distributed({'TPU_WORKER_HOSTNAMES': 'host0,host1'})
   calls = []
   monkeypatch.setattr(jax.distributed, 'initialize', lambda *args, **kwargs: calls.append(args))
+  monkeypatch.setattr(parallel, '_job', None)
   monkeypatch.setenv('JAX_COORDINATOR_ADDRESS', '127.0.0.1:1234')
   monkeypatch.setenv('JAX_NUM_PROCESSES', '2')
   monkeypatch.setenv('JAX_PROCESS_ID', '1')
+  assert parallel.initialize_distributed()  # on CPUs and GPUs: independent processes, no jax.distributed client
+  assert calls == [] and (parallel.process_index(), parallel.process_count()) == (1, 2)
+  monkeypatch.setattr(parallel, '_job', None)
+  monkeypatch.setenv('AELAB_JAX_DISTRIBUTED', '1')  # as on a multi-host TPU slice
   assert parallel.initialize_distributed()
   assert calls == [('127.0.0.1:1234', 2, 1)]
+  assert parallel.job_from_environment({'SLURM_PROCID': '3', 'SLURM_NTASKS': '4'}) == (3, 4)
+  with pytest.raises(parallel.DistributedError, match=r'SLURM_PROCID=4 must lie in \[0, SLURM_NTASKS=4\)'):
+    parallel.job_from_environment({'SLURM_PROCID': '4', 'SLURM_NTASKS': '4'})
 
 
 def test_main_runs_a_sweep_and_reports_bad_sweep_files(tmp_path):

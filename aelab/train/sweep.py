@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import re
+import signal
 from typing import Any, Callable, Sequence
 
 import jax
@@ -222,19 +223,23 @@ def run_sweep(config: ml_collections.ConfigDict, sweep: list[Overrides], workdir
   _write_index(workdir, runs, {m.name: s for m in runs if (s := read_summary(workdir, m)) is not None})
   summaries, diverged, reasons = {}, [], {}
   logged = _noting_divergence(workdir, runs, reasons, log)
-  try:
-    for i, runs_of_group in enumerate(groups):
-      done, bad = train_group(runs_of_group, workdir, devices, f'group {i + 1}/{len(groups)} ', logged,
-                              datasets[data_key(runs_of_group[0].config)])
-      summaries.update(done)
-      diverged += bad
-    _write_index(workdir, runs, summaries)
-  except (engine.Interrupted, KeyboardInterrupt):
-    raise
-  except Exception:
-    parallel.wait_for_other_processes(log)  # process 0 hosts the coordinator: it must outlive the others
-    raise
-  parallel.wait_for_other_processes(log)
+  with _peers(workdir) as peers:
+    try:
+      for i, runs_of_group in enumerate(groups):
+        done, bad = train_group(runs_of_group, workdir, devices, f'group {i + 1}/{len(groups)} ', logged,
+                                datasets[data_key(runs_of_group[0].config)])
+        summaries.update(done)
+        diverged += bad
+      _write_index(workdir, runs, summaries)
+    except (engine.Interrupted, KeyboardInterrupt):
+      raise
+    except Exception:
+      parallel.wait_for_other_processes(log)  # process 0 hosts the coordinator: it must outlive the others
+      raise
+    parallel.wait_for_other_processes(log)
+    if peers is not None:
+      peers.finish('done')
+      peers.wait(log)
   if diverged:
     why = '; '.join(f'{name}: {reasons.get(name, "diverged")}' for name in diverged)
     raise FloatingPointError(f'{len(diverged)} runs diverged and stopped ({why}); the other runs finished in '
@@ -307,16 +312,38 @@ def _train_unfinished(group: list[Member], outs: dict[str, Workdir], workdir: st
   return summaries, [m.name for m, s in zip(todo, done) if s is None]
 
 
+@contextlib.contextmanager
+def _peers(workdir: str):
+  """With independent processes (``parallel.initialize_distributed``), this process's :class:`parallel.Peers`
+  record, marked stopped (with the reason) when the sweep ends in an exception or a signal; else None."""
+  if parallel.process_count() == 1 or jax.process_count() > 1:
+    yield None
+    return
+  peers = parallel.Peers(workdir)
+  try:
+    yield peers
+  except BaseException as e:
+    if not peers.ended:
+      peers.finish('stopped', _reason(e))
+    raise
+
+
+def _reason(error: BaseException) -> str:
+  """Why a process stopped, in a few words (a signal's name, or the error's type)."""
+  signum = getattr(error, 'signum', None)
+  return f'by {signal.Signals(signum).name}' if signum else f'by {type(error).__name__}'
+
+
 def _runs_of_this_process(runs: list[Member]) -> list[Member]:
   """Runs ``i, i + P, ...`` of the whole sweep for process ``i`` of ``P`` (every process computes the same
   split, finished runs included, so a rerun gives each process the runs it had). Processes never wait for
   each other (checkpoints are per process, ``aelab/checkpoints.py``): any ``P``, any split, runs of
   different lengths or structures."""
-  return runs[jax.process_index()::jax.process_count()]
+  return runs[parallel.process_index()::parallel.process_count()]
 
 
 def _write_index(workdir: str, runs: list[Member], summaries: dict[str, dict]) -> None:
   index = [{'name': m.name, 'overrides': m.overrides, 'summary': summaries.get(m.name)} for m in runs]
-  suffix = f'.{jax.process_index()}' if jax.process_count() > 1 else ''
+  suffix = f'.{parallel.process_index()}' if parallel.process_count() > 1 else ''
   os.makedirs(workdir, exist_ok=True)
   write_json(os.path.join(workdir, f'sweep{suffix}.json'), index)
