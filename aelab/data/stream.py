@@ -12,6 +12,8 @@ reader (``aelab.data.sources``), the same one ``data.load`` reads, so both raise
 - a tensorflow-datasets name: ``tfds.data_source`` (ArrayRecord files, read a batch at a time).
 - ``data.name='images'``: a folder of PNG / JPEG files (``aelab.data.images.ImageFolder``), each decoded and
   resized as it is read.
+- ``data.name='shapes3d'`` (h5py) and ``'mpi3d'`` (rows read in place), with their factors (the source's
+  ``finish`` runs on the streamed dataset: ``aelab.data.factors``).
 - a source read into memory (digits, idx, shapes2d): ``data.load``'s arrays, streamed from host memory.
 - any other object: :func:`dataset` takes any random-access object with ``__len__`` and ``__getitem__``
   (records are image arrays, or dicts with an ``'image'`` array).
@@ -24,6 +26,7 @@ saved as the ``data_iterator`` item of the group's orbax checkpoint (``aelab/tra
 """
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +41,10 @@ from aelab import data
 from aelab.data import arrays, sources
 from aelab.data.sources import tfds
 from aelab.data.sources.npz import NpyFile
+
+# Benchmark sources whose module tells the images' float32 size from the file's header (float32_megabytes).
+SIZED = ('dsprites', 'shapes3d', 'mpi3d')
+
 
 class Stream:
   """The training examples of a streamed dataset: ``len``, ``shape`` (N, D) and ``read(indices)``.
@@ -107,6 +114,8 @@ def _float32_megabytes(data_config: ml_collections.ConfigDict) -> float:
       return float(np.prod(NpyFile(path).shape)) * 4 / 2**20
     except data.DataError:
       return 0.0  # data.load reports what is wrong with the file, or reads a compressed one
+  if name in SIZED and path and pathlib.Path(path).is_file():
+    return sources.module(name).float32_megabytes(data_config)
   if name in sources.available() or '.' in name:
     return 0.0
   return tfds.float32_megabytes(data_config)
@@ -147,7 +156,9 @@ def _streamed(read: arrays.Read, data_config: ml_collections.ConfigDict) -> data
     test_idx = np.arange(len(test))[:data_config.get('max_test_examples') or None]
   x_test, y_test = test.read(test_idx)
   shape = x_test.shape[1:]
-  return dataset(reader, data.test_images(x_test, data_config, where), y_test, shape, data_config, train_idx, where)
+  ds = dataset(reader, data.test_images(x_test, data_config, where), y_test, shape, data_config, train_idx, where)
+  ds = dataclasses.replace(ds, extras=dict(read.extras))
+  return read.finish(ds) if read.finish else ds
 
 
 def dataset(source: Any, x_test: np.ndarray, y_test: np.ndarray | None, shape: tuple[int, ...],

@@ -23,7 +23,8 @@ from typing import Any
 
 from aelab.errors import ConfigError
 
-BUILTIN = ('digits', 'idx', 'npz', 'csv', 'images', 'tfds', 'shapes2d', 'superposition', 'dsprites')
+BUILTIN = ('digits', 'idx', 'npz', 'csv', 'images', 'tfds', 'shapes2d', 'superposition', 'dsprites', 'shapes3d',
+           'mpi3d')
 CONTRACT = ('SECTION', 'CONFIG', 'PATH', 'validate', 'adapt', 'read')
 
 

@@ -105,3 +105,11 @@ def _as_255(x: np.ndarray, where: str) -> np.ndarray:
   if x.size and x.max() > 1:
     raise DataError(f"{where}: 'imgs' holds values up to {x.max()}, expected {{0, 1}} as dSprites stores them.")
   return arrays.images(np.asarray(x) * np.uint8(255), where)
+
+
+def float32_megabytes(data_config: Any) -> float:
+  """The images' size as float32 in MB when ``imgs`` is stored uncompressed (it can stream), else 0."""
+  try:
+    return float(np.prod(NpyFile(data_config.path, 'imgs').shape)) * 4 / 2**20
+  except (DataError, *arrays.READ_ERRORS):
+    return 0.0
