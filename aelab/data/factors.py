@@ -14,7 +14,7 @@ import dataclasses
 import math
 import pathlib
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -87,13 +87,14 @@ def extras(reader: arrays.Reader, flat_N: np.ndarray, counts: tuple[int, ...], n
   return found
 
 
-def finish(flat_N: np.ndarray, counts: tuple[int, ...], label_factor: int):
+def finish(flat_N: np.ndarray | Callable[[], np.ndarray], counts: tuple[int, ...], label_factor: int):
   """The ``Read.finish`` of a benchmark source whose labels are flat factor indices (``flat_N`` of every row
-  of the file): the dataset with ``factors_train`` / ``factors_test`` in its extras and factor
-  ``label_factor`` as its labels. A streamed dataset (no ``y_train``) takes its training factors from the
-  rows its stream reads."""
+  of the file, or a function returning it): the dataset with ``factors_train`` / ``factors_test`` in its
+  extras and factor ``label_factor`` as its labels. A streamed dataset (no ``y_train``) takes its training
+  factors from the rows its stream reads."""
   def done(ds: Any) -> Any:
-    y_train = ds.y_train if ds.y_train is not None else flat_N[ds.train.indices]
+    every = flat_N() if callable(flat_N) and ds.y_train is None else flat_N
+    y_train = ds.y_train if ds.y_train is not None else every[ds.train.indices]
     f_train, f_test = (np.stack(np.unravel_index(y, counts), -1).astype(np.int32) for y in (y_train, ds.y_test))
     more = {'factors_train': f_train, 'factors_test': f_test}
     return dataclasses.replace(ds, y_train=f_train[:, label_factor], y_test=f_test[:, label_factor],

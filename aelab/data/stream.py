@@ -116,7 +116,7 @@ def _float32_megabytes(data_config: ml_collections.ConfigDict) -> float:
       return 0.0  # data.load reports what is wrong with the file, or reads a compressed one
   if name in SIZED and path and pathlib.Path(path).is_file():
     return sources.module(name).float32_megabytes(data_config)
-  if name in sources.available() or '.' in name:
+  if (name in sources.available() and name != 'tfds') or '.' in name:
     return 0.0
   return tfds.float32_megabytes(data_config)
 

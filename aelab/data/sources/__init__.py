@@ -24,7 +24,7 @@ from typing import Any
 from aelab.errors import ConfigError
 
 BUILTIN = ('digits', 'idx', 'npz', 'csv', 'images', 'tfds', 'shapes2d', 'superposition', 'dsprites', 'shapes3d',
-           'mpi3d')
+           'mpi3d', 'cars3d')
 CONTRACT = ('SECTION', 'CONFIG', 'PATH', 'validate', 'adapt', 'read')
 
 
