@@ -102,14 +102,17 @@ def finish(flat_N: np.ndarray | Callable[[], np.ndarray], counts: tuple[int, ...
   return done
 
 
-def check_array(where: str, key: str, shape: tuple, expected: tuple, dtype: Any = None, expected_dtype: Any = None):
-  """Raises DataError naming the file, the key and the expected shape (None: any length) and dtype."""
+def check_array(where: str, key: str, array: Any, expected: tuple, expected_dtype: Any = None) -> None:
+  """Raises DataError naming the file, the key and the expected shape (None: any length) and dtype of
+  ``array`` (anything with ``shape`` and ``dtype``: numpy, h5py, ``NpyFile``)."""
+  shape, dtype = tuple(array.shape), array.dtype
   fits = len(shape) == len(expected) and all(e is None or s == e for s, e in zip(shape, expected))
   if not fits or (expected_dtype is not None and np.dtype(dtype) != np.dtype(expected_dtype)):
     want = 'x'.join('N' if e is None else str(e) for e in expected)
     has = 'x'.join(map(str, shape))
-    raise DataError(f'{where}: {key!r} is {dtype} {has or "a scalar"}, expected {expected_dtype or ""} {want}; is it '
-                    'the published file?'.replace('  ', ' '))
+    want_dtype = f'{np.dtype(expected_dtype)} ' if expected_dtype is not None else ''
+    raise DataError(f'{where}: {key!r} is {np.dtype(dtype)} {has or "a scalar"}, expected {want_dtype}{want}; is it '
+                    'the published file?')
 
 
 def write_npz(path: str | pathlib.Path, members: dict[str, tuple[tuple[int, ...], Any, Iterable[np.ndarray]]]) -> None:

@@ -74,7 +74,7 @@ def mesh_images(path: pathlib.Path) -> np.ndarray:
       raise DataError(f'{where} could not be read as a MATLAB file ({e}); expected {PATH}.') from None
   if 'im' not in mat:
     raise DataError(f"{where} has no 'im'; expected {PATH}.")
-  factors.check_array(where, 'im', mat['im'].shape, MESH_SHAPE, mat['im'].dtype, np.uint8)
+  factors.check_array(where, 'im', mat['im'], MESH_SHAPE, np.uint8)
   mesh = np.einsum('abcde->deabc', mat['im']).reshape(-1, *MESH_SHAPE[:3])
   out = np.empty((len(mesh), IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
   for k, image in enumerate(mesh):

@@ -77,9 +77,9 @@ class Sprites(arrays.Reader):
         values = members['latents_values']
         self.imgs = _imgs(path, members, self.where)
     n = len(self.imgs)
-    factors.check_array(self.where, 'imgs', self.imgs.shape, (None, IMAGE_SIZE, IMAGE_SIZE), self.imgs.dtype, np.uint8)
+    factors.check_array(self.where, 'imgs', self.imgs, (None, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     for key, array in (('latents_classes', self.classes_NxK), ('latents_values', values)):
-      factors.check_array(self.where, key, array.shape, (n, len(PUBLISHED_COUNTS)))
+      factors.check_array(self.where, key, array, (n, len(PUBLISHED_COUNTS)))
     if not np.issubdtype(self.classes_NxK.dtype, np.integer):
       raise DataError(f"{self.where}: 'latents_classes' is {self.classes_NxK.dtype}, expected int64 N x 6.")
 

@@ -90,8 +90,7 @@ class Mpi3DFile(arrays.Reader):
           raise DataError(f"{self.where} has no 'images' (it has {[n[:-4] for n in names]}); expected {PATH}.")
         stored = archive.getinfo('images.npy').compress_type == zipfile.ZIP_STORED
       self.images = NpyFile(path, 'images') if stored else np.load(path, allow_pickle=False)['images']
-    factors.check_array(self.where, 'images', self.images.shape, (math.prod(counts), *IMAGE_SHAPE),
-                        self.images.dtype, np.uint8)
+    factors.check_array(self.where, 'images', self.images, (math.prod(counts), *IMAGE_SHAPE), np.uint8)
     self.y = np.arange(len(self.images), dtype=np.int32)
 
   def __len__(self) -> int:

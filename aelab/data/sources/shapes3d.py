@@ -79,9 +79,9 @@ class Shapes3DFile(arrays.Reader):
     if missing:
       raise DataError(f'{self.where} has no {missing[0]!r} (it has {sorted(self.file)}); expected {PATH}.')
     self.images = self.file['images']
-    factors.check_array(self.where, 'images', self.images.shape, (None, *IMAGE_SHAPE), self.images.dtype, np.uint8)
+    factors.check_array(self.where, 'images', self.images, (None, *IMAGE_SHAPE), np.uint8)
     labels = self.file['labels']
-    factors.check_array(self.where, 'labels', labels.shape, (len(self.images), len(FACTOR_NAMES)))
+    factors.check_array(self.where, 'labels', labels, (len(self.images), len(FACTOR_NAMES)))
     self.labels = self._read(labels, slice(None))
     arrays.check_finite(self.labels, f"{self.where}: 'labels'")
 
