@@ -266,3 +266,22 @@ def test_malformed_cars3d_folders(tmp_path):
   assert 'car_001_mesh.mat' in line and "'im' uint8 128 x 128 x 3 x 24 x 4" in line
   (tmp_path / 'empty').mkdir()
   assert 'holds no *_mesh.mat file' in _error_line(name='cars3d', path=str(tmp_path / 'empty'))
+
+
+def test_cars3d_streamed_keeps_its_factors(tmp_path):
+  write_mesh(tmp_path / 'car_001_mesh.mat', np.random.default_rng(3).integers(0, 256, (128, 128, 3, 24, 4), np.uint8))
+  memory, streamed = load(name='cars3d', path=str(tmp_path)), load(True, name='cars3d', path=str(tmp_path))
+  assert np.array_equal(streamed.extras['factors_train'], memory.extras['factors_train'])
+  assert np.array_equal(streamed.train.read(np.arange(5)), memory.x_train[:5])
+
+
+def test_the_command_line_names_a_malformed_file(tmp_path):
+  import subprocess  # noqa: PLC0415
+  import sys  # noqa: PLC0415
+  np.savez(tmp_path / 'mpi3d_toy.npz', images=np.zeros((10, 64, 64, 3), np.uint8))
+  done = subprocess.run([sys.executable, '-m', 'aelab.main', f'--config=configs/vae.py:mpi3d={tmp_path}/mpi3d_toy.npz',
+                         f'--workdir={tmp_path / "w"}'], capture_output=True, text=True, timeout=300)
+  assert done.returncode == 1 and done.stderr == (
+      f"error: mpi3d file {tmp_path}/mpi3d_toy.npz: 'images' is uint8 10x64x64x3, expected uint8 1036800x64x64x3; "
+      'is it the published file?\n'), done.stderr
+  assert not (tmp_path / 'w').exists()

@@ -139,8 +139,9 @@ def load(data_config: ml_collections.ConfigDict) -> data.Dataset:
                          'tabular: set data.stream=False.')
   if isinstance(read.train.reader, arrays.Rows) or read.train.x_max != 255:  # in memory already (digits, idx, ...)
     loaded = data.load(data_config)
-    return dataset(loaded.x_train.reshape(-1, *loaded.shape), loaded.x_test, loaded.y_test, loaded.shape,
-                   data_config, where=f'{data_config.name} in memory')
+    streamed = dataset(loaded.x_train.reshape(-1, *loaded.shape), loaded.x_test, loaded.y_test, loaded.shape,
+                       data_config, where=f'{data_config.name} in memory')
+    return dataclasses.replace(streamed, extras=loaded.extras)  # the factors of shapes2d, cars3d: same order
   return _streamed(read, data_config)
 
 

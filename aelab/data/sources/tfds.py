@@ -64,7 +64,8 @@ def read(data_config: Any) -> arrays.Read:
   if 'image' not in features.keys() or None in features['image'].shape:
     raise DataError(f'tfds dataset {name!r} has no fixed-size "image" feature ({features}); '
                     'aelab reads fixed-size image datasets from tfds; use npz / csv for others.')
-  keys = tuple(k for k in features.keys() if k.startswith('label_') and hasattr(features[k], 'num_classes'))
+  class_label = tfds.features.ClassLabel
+  keys = tuple(k for k in features.keys() if k.startswith('label_') and isinstance(features[k], class_label))
   counts = tuple(int(features[k].num_classes) for k in keys)
   has_test = 'test' in train.dataset_info.splits
   test = Records(_source(tfds, name, data_dir, 'test'), name, 'test', keys, counts) if has_test else None
