@@ -5,11 +5,11 @@
   python experiments/bench_mpi3d.py --max-train=65536   # the same file, the epoch capped at 1,024 steps
 
 Writes ``--npz`` (reused when it exists): an uncompressed npz (what ``np.savez`` writes, as MPI3D is
-published) whose ``images`` are uint8 1,036,800 x 64 x 64 x 3 (12.7 GB; 50.9 GB as float32) in MPI3D's
+published) whose ``images`` are uint8 1,036,800 x 64 x 64 x 3 (12.7 GB; 51.0 GB as float32) in MPI3D's
 factor order, written 8,192 rows at a time (4,096 random base images tiled: the content does not matter
 for memory or speed). Then, in a fresh process, trains ``configs/vae.py:mpi3d=FILE`` (an MLP VAE
 12288-256-10, Bernoulli likelihood, batch 64) for one epoch streamed from the file (``data.name=mpi3d``
-decides to stream by itself: 50.9 GB as float32 is above ``data.stream_above_mb``), with the factors in
+decides to stream by itself: 51.0 GB as float32 is above ``data.stream_above_mb``), with the factors in
 ``Dataset.extras`` and the disentanglement metrics at the end on few points (``eval.disent_points=1000``,
 ``score_points=(100, 50)``, ``dci_model='forest'``); ``data.max_test_examples`` caps the in-memory test
 split (``--test``, 2,000: 98 MB as float32) and ``--max-train`` the epoch. The child prints its peak
@@ -54,7 +54,7 @@ def one_epoch(npz: str, n: int, max_train: int, test: int) -> dict:
   config.data.binarize = 'none'
   config.train.update(num_epochs=1, batch_size=64, figures_every=0, compilation_cache=False)
   config.eval.update(nll_samples=1, disent_points=1000, score_points=(100, 50), dci_model='forest')
-  streamed = stream.should_stream(config.data)  # decided by the source: the full file is 50.9 GB as float32
+  streamed = stream.should_stream(config.data)  # decided by the source: the full file is 51.0 GB as float32
   config.data.stream = True  # a smaller --n streams too
   workdir = tempfile.mkdtemp(prefix='aelab-mpi3d-')
   t0 = time.perf_counter()

@@ -51,12 +51,13 @@ class FactorRows:
     return np.stack([rng.integers(0, c, num) for c in self.counts], axis=-1).astype(np.int32)
 
   def images(self, factors_NxK: np.ndarray) -> np.ndarray:
-    """The images of ``factors_NxK``: float32 ``N x D`` in [0, 1] (flattened H x W x C)."""
+    """The images of ``factors_NxK`` as the dataset stores them: uint8 ``N x D`` (0..255, flattened H x W x C;
+    a run's encoder converts each batch, as for the stored test split: a quarter of float32's memory)."""
     rows = self.row_of[np.ravel_multi_index(tuple(np.asarray(factors_NxK).T), self.counts)]
     order = np.argsort(rows, kind='stable')  # read in file order (h5py needs increasing rows)
     x = np.empty((len(rows), *self.reader[rows[:1]].shape[1:]), np.uint8)
     x[order] = self.reader[rows[order]]
-    return x.reshape(len(rows), -1).astype(np.float32) * np.float32(1 / 255)
+    return x.reshape(len(rows), -1)
 
 
 def flat_index(factors_NxK: np.ndarray, counts: tuple[int, ...], where: str) -> np.ndarray:

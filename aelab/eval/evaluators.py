@@ -140,7 +140,12 @@ def disentanglement_scores(ctx: Context) -> dict[str, float]:
   else:
     return {}
   encode = ctx.compiled('encode', lambda: jax.jit(ctx.family.encode))
-  return score_encoder(lambda x: np.asarray(encode(ctx.params, x)), sampler, ctx.config)
+  batch = ctx.config.train.eval_batch_size
+
+  def encode_NxD(x_NxD):  # in batches: a score's 8,192 images of 64 x 64 x 3 are 403 MB as float32
+    return np.concatenate([np.asarray(encode(ctx.params, x_NxD[i:i + batch])) for i in range(0, len(x_NxD), batch)])
+
+  return score_encoder(encode_NxD, sampler, ctx.config)
 
 
 # With eval.final_metrics: run for every model.
