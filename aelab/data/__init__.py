@@ -3,7 +3,8 @@
 `load(config.data)` returns a `Dataset`: flattened train and test examples (uint8 images, float32
 tables: see `Dataset`), optional int32 labels, the shape of one example and its kind ('image' or
 'tabular'). `data.name` names the source, one module of `aelab.data.sources` (digits, idx, npz, csv,
-images, shapes2d, superposition; any other plain name is a tensorflow-datasets name read by
+images, shapes2d, superposition, and the disentanglement benchmarks dsprites, shapes3d, mpi3d, cars3d; any
+other plain name is a tensorflow-datasets name read by
 `aelab.data.sources.tfds`) or the dotted path of a user's module with the same contract
 (`data.name=my_lab.my_source`). A source reads its data through one reader (`aelab.data.arrays`), which
 `aelab.data.stream` uses too.
