@@ -43,7 +43,9 @@ def validate(data_config: Any) -> None:
 
 
 def adapt(config: Any) -> Any:
-  """The config unchanged."""
+  """No binarization (``data.binarize='none'``): the colour images are the Bernoulli likelihood's targets as
+  they are, as in disentanglement_lib. Returns ``config``, changed."""
+  config.data.binarize = 'none'
   return config
 
 
