@@ -285,3 +285,11 @@ def test_the_command_line_names_a_malformed_file(tmp_path):
       f"error: mpi3d file {tmp_path}/mpi3d_toy.npz: 'images' is uint8 10x64x64x3, expected uint8 1036800x64x64x3; "
       'is it the published file?\n'), done.stderr
   assert not (tmp_path / 'w').exists()
+
+
+def test_benchmark_configs_are_adapted(tmp_path):
+  dsprites = config_lib.load(f'configs/beta_vae.py:dsprites={tmp_path}/d.npz')
+  assert (dsprites.model.hidden, dsprites.model.latent_dim, dsprites.data.binarize) == ((1200, 1200), 10, 'none')
+  for arg in (f'shapes3d={tmp_path}/3dshapes.h5', f'mpi3d={tmp_path}/m.npz', f'cars3d={tmp_path}'):
+    assert config_lib.load(f'configs/beta_vae.py:{arg}').data.binarize == 'none', arg  # beta_vae.py: 'dynamic'
+  assert config_lib.load('configs/beta_vae.py:tfds').data.tfds.name is None
