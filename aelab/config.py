@@ -184,7 +184,8 @@ def set_data(config: ml_collections.ConfigDict, arg: str | None) -> ml_collectio
 def adapt_to_data(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """``config`` adapted by its data source's ``adapt`` (``aelab.data.sources``): csv gives tabular data an
   identity output and an MSE likelihood, a Gaussian one for a family that needs a normalized likelihood (its
-  ``LIKELIHOODS``: the VAEs); shapes2d the setting of Locatello et al. 2019; other sources leave it unchanged."""
+  ``LIKELIHOODS``: the VAEs); shapes2d and dsprites the setting of Locatello et al. 2019; shapes3d, mpi3d and
+  cars3d no binarization; other sources leave it unchanged."""
   config = sources.module(config.data.name).adapt(config)
   if config.model.likelihood == 'mse' and 'mse' not in models.likelihoods(config.model.name):
     config.model.likelihood = 'gaussian'  # MSE's density: a Gaussian of fixed std (model.likelihood_std)

@@ -3,7 +3,8 @@
 `load(config.data)` returns a `Dataset`: flattened train and test examples (uint8 images, float32
 tables: see `Dataset`), optional int32 labels, the shape of one example and its kind ('image' or
 'tabular'). `data.name` names the source, one module of `aelab.data.sources` (digits, idx, npz, csv,
-images, shapes2d, superposition; any other plain name is a tensorflow-datasets name read by
+images, shapes2d, superposition, and the disentanglement benchmarks dsprites, shapes3d, mpi3d, cars3d; any
+other plain name is a tensorflow-datasets name read by
 `aelab.data.sources.tfds`) or the dotted path of a user's module with the same contract
 (`data.name=my_lab.my_source`). A source reads its data through one reader (`aelab.data.arrays`), which
 `aelab.data.stream` uses too.
@@ -52,8 +53,10 @@ class Dataset:
     kind: 'image' or 'tabular'.
     name: data.name of the source.
     extras: source-specific ground truth beside the examples, empty for most sources: for 'superposition'
-      ``feature_directions`` (n x D); for 'shapes2d' ``factors_train`` (int32 [N, K]), ``factors_test``
-      (int32 [M, K]) and ``factor_counts`` (int [K]).
+      ``feature_directions`` (n x D); for 'shapes2d' and the disentanglement benchmarks (dsprites,
+      shapes3d, mpi3d, cars3d, tfds' ``label_*`` datasets) ``factors_train`` (int32 [N, K]), ``factors_test``
+      (int32 [M, K]), ``factor_counts`` (int [K]), ``factor_names`` and, for a benchmark file holding every
+      combination, ``factor_sampler`` (``aelab.data.factors.FactorRows``).
     x_max: the stored uint8 value that means 1.0 (ignored for float32 arrays).
 
   Properties `x_train` and `x_test` are the float32 [N, D] views (images in [0, 1], {0, 1} when

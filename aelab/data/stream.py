@@ -13,6 +13,8 @@ reader (``aelab.data.sources``), the same one ``data.load`` reads, so both raise
 - a tensorflow-datasets name: ``tfds.data_source`` (ArrayRecord files, read a batch at a time).
 - ``data.name='images'``: a folder of PNG / JPEG files (``aelab.data.images.ImageFolder``), each decoded and
   resized as it is read.
+- ``data.name='shapes3d'`` (h5py) and ``'mpi3d'`` (rows read in place), with their factors (the source's
+  ``finish`` runs on the streamed dataset: ``aelab.data.factors``).
 - a source read into memory (digits, idx, shapes2d): ``data.load``'s arrays, streamed from host memory.
 - any other object: :func:`dataset` takes any random-access object with ``__len__`` and ``__getitem__``
   (records are image arrays, or dicts with an ``'image'`` array).
@@ -25,6 +27,7 @@ saved as the ``data_iterator`` item of the group's orbax checkpoint (``aelab/tra
 """
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +42,10 @@ from aelab import data
 from aelab.data import arrays, sources
 from aelab.data.sources import tfds
 from aelab.data.sources.npz import NpyFile
+
+# Benchmark sources whose module tells the images' stored size from the file's header (stored_megabytes).
+SIZED = ('dsprites', 'shapes3d', 'mpi3d')
+
 
 class Stream:
   """The training examples of a streamed dataset: ``len``, ``shape`` (N, D) and ``read(indices)``.
@@ -115,7 +122,9 @@ def in_memory_megabytes(data_config: ml_collections.ConfigDict) -> float:
     except data.DataError:
       return 0.0  # data.load reports what is wrong with the file, or reads a compressed one
     return float(np.prod(npy.shape)) * npy.dtype.itemsize * IN_MEMORY_COPIES / 2**20
-  if name in sources.available() or '.' in name:
+  if name in SIZED and path and pathlib.Path(path).is_file():
+    return sources.module(name).stored_megabytes(data_config) * IN_MEMORY_COPIES
+  if (name in sources.available() and name != 'tfds') or '.' in name:
     return 0.0
   return tfds.stored_megabytes(data_config) * IN_MEMORY_COPIES
 
@@ -138,8 +147,9 @@ def load(data_config: ml_collections.ConfigDict) -> data.Dataset:
                          'tabular: set data.stream=False.')
   if isinstance(read.train.reader, arrays.Rows) or read.train.x_max != 255:  # in memory already (digits, idx, ...)
     loaded = data.load(data_config)
-    return dataset(loaded.train.reshape(-1, *loaded.shape), loaded.test, loaded.y_test, loaded.shape,
-                   data_config, where=f'{data_config.name} in memory', x_max=loaded.x_max)
+    streamed = dataset(loaded.train.reshape(-1, *loaded.shape), loaded.test, loaded.y_test, loaded.shape,
+                       data_config, where=f'{data_config.name} in memory', x_max=loaded.x_max)
+    return dataclasses.replace(streamed, extras=loaded.extras)  # the factors of shapes2d, cars3d: same order
   return _streamed(read, data_config)
 
 
@@ -155,7 +165,9 @@ def _streamed(read: arrays.Read, data_config: ml_collections.ConfigDict) -> data
     test_idx = np.arange(len(test))[:data_config.get('max_test_examples') or None]
   x_test, y_test = test.read(test_idx)
   shape = x_test.shape[1:]
-  return dataset(reader, data.test_images(x_test, data_config, where), y_test, shape, data_config, train_idx, where)
+  ds = dataset(reader, data.test_images(x_test, data_config, where), y_test, shape, data_config, train_idx, where)
+  ds = dataclasses.replace(ds, extras=dict(read.extras))
+  return read.finish(ds) if read.finish else ds
 
 
 def dataset(source: Any, x_test: np.ndarray, y_test: np.ndarray | None, shape: tuple[int, ...],

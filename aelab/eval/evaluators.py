@@ -10,8 +10,8 @@ value}`` that returns ``{}`` where it does not apply. The evaluators of a run, i
 - with ``eval.final_metrics`` (the default), ``EVALUATORS``: :func:`active_units` and
   :func:`importance_nll` (families with ``log_weights``);
 - those keyed on the dataset's ``extras`` (``EXTRAS_EVALUATORS``: :func:`disentanglement_scores` for a dataset
-  with ``factor_counts``, i.e. ``data.name=shapes2d``), then those a data source lists in
-  ``extras['evaluators']``;
+  with ``factor_counts``: shapes2d and the benchmark sources of ``aelab.data.factors``), then those a data
+  source lists in ``extras['evaluators']``;
 - those the family declares (``Family.evaluators``).
 
 A later evaluator's key replaces an earlier one's. Sampling in evaluation is keyed by
@@ -127,12 +127,25 @@ def score_encoder(encode: Callable[[np.ndarray], np.ndarray], sampler: disentang
 
 def disentanglement_scores(ctx: Context) -> dict[str, float]:
   """``test/mig``, ``test/sap``, ``test/dci_*``, ``test/modularity``, ``test/beta_vae_score``,
-  ``test/factor_vae_score`` (in [0, 1]): :func:`score_encoder` of the model's encoder on the factor grid of
-  ``extras['factor_counts']`` (``data.shapes2d.size`` pixels), encoded on the host in jitted batches."""
-  counts = tuple(ctx.dataset.extras['factor_counts'])
-  sampler = ctx.compiled('factor_sampler', lambda: shapes2d.Shapes2D(counts, ctx.config.data.shapes2d.size))
+  ``test/factor_vae_score`` (in [0, 1]): :func:`score_encoder` of the model's encoder on the source's
+  ``extras['factor_sampler']`` (a benchmark file's rows, ``aelab.data.factors.FactorRows``) or else the
+  shapes2d grid of ``extras['factor_counts']`` (``data.shapes2d.size`` pixels), encoded on the host in jitted
+  batches; ``{}`` for a source with factors but no sampler (an incomplete grid)."""
+  extras = ctx.dataset.extras
+  if 'factor_sampler' in extras:
+    sampler = extras['factor_sampler']
+  elif ctx.config.data.name == 'shapes2d':
+    counts = tuple(extras['factor_counts'])
+    sampler = ctx.compiled('factor_sampler', lambda: shapes2d.Shapes2D(counts, ctx.config.data.shapes2d.size))
+  else:
+    return {}
   encode = ctx.compiled('encode', lambda: jax.jit(ctx.family.encode))
-  return score_encoder(lambda x: np.asarray(encode(ctx.params, x)), sampler, ctx.config)
+  batch = ctx.config.train.eval_batch_size
+
+  def encode_NxD(x_NxD):  # in batches: a score's 8,192 images of 64 x 64 x 3 are 403 MB as float32
+    return np.concatenate([np.asarray(encode(ctx.params, x_NxD[i:i + batch])) for i in range(0, len(x_NxD), batch)])
+
+  return score_encoder(encode_NxD, sampler, ctx.config)
 
 
 # With eval.final_metrics: run for every model.

@@ -28,7 +28,8 @@ from typing import Any
 from aelab.data import fingerprints
 from aelab.errors import ConfigError
 
-BUILTIN = ('digits', 'idx', 'npz', 'csv', 'images', 'tfds', 'shapes2d', 'superposition')
+BUILTIN = ('digits', 'idx', 'npz', 'csv', 'images', 'tfds', 'shapes2d', 'superposition', 'dsprites', 'shapes3d',
+           'mpi3d', 'cars3d')
 CONTRACT = ('SECTION', 'CONFIG', 'PATH', 'validate', 'adapt', 'read')
 
 

@@ -1,22 +1,31 @@
 """Any other plain ``data.name``: a tensorflow-datasets image dataset (``mnist``, ``fashion_mnist``,
 ``cifar10``, ...) read through ``tfds.data_source`` (ArrayRecord files, no TensorFlow needed; tfds is
 imported only when such a name is read), downloaded and prepared into ``data.tfds.data_dir`` if needed.
-Its ``train`` and ``test`` splits, or ``train`` alone (then held out by ``data.test_fraction``)."""
+Its ``train`` and ``test`` splits, or ``train`` alone (then held out by ``data.test_fraction``).
+
+``data.name=tfds`` with ``data.tfds.name=NAME`` reads tfds's ``NAME`` where a built-in source has that name
+(``data.tfds.name=dsprites``, ``shapes3d``: tfds's copies of DeepMind's files). A dataset with ``label_*``
+class features (``smallnorb``: category, elevation, azimuth, lighting; ``dsprites``; ``shapes3d``) has them
+as its ground-truth factors, in ``Dataset.extras`` as ``aelab.data.factors`` describes (and a factor sampler
+over the train split when it holds every combination); the label of an example is its first factor."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import urllib.error
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from aelab.data import arrays
+from aelab.data import arrays, factors
 from aelab.errors import ConfigError, DataError
 
 SECTION = 'tfds'
 CONFIG: dict[str, tuple[Any, str]] = {
     'data_dir': (None, 'where tensorflow-datasets keeps prepared datasets; None: its default, ~/tensorflow_datasets'),
+    'name': (None, "the tfds dataset of data.name='tfds' (e.g. 'dsprites', whose plain name is the npz source); "
+             'None: data.name'),
 }
 PATH = None
 # tfds retries a failed download 10 times with exponential backoff: about 200 s before an offline
@@ -27,9 +36,13 @@ READ_CHUNK = 1024  # records per batched read of a tfds data source
 
 def validate(data_config: Any) -> None:
   """Raises ConfigError unless data.tfds.data_dir is a path (a string) or None."""
-  data_dir = arrays.section(data_config, SECTION, CONFIG)['data_dir']
-  if not isinstance(data_dir, (str, type(None))):
-    raise ConfigError(f'data.tfds.data_dir={data_dir!r} must be a path (a string).')
+  fields = arrays.section(data_config, SECTION, CONFIG)
+  if not isinstance(fields['data_dir'], (str, type(None))):
+    raise ConfigError(f'data.tfds.data_dir={fields["data_dir"]!r} must be a path (a string).')
+  if not isinstance(fields['name'], (str, type(None))):
+    raise ConfigError(f'data.tfds.name={fields["name"]!r} must be a tfds dataset name (a string).')
+  if data_config.get('name') == 'tfds' and not fields['name']:
+    raise ConfigError("data.name='tfds' needs data.tfds.name, the tensorflow-datasets name (e.g. 'dsprites').")
 
 
 def adapt(config: Any) -> Any:
@@ -45,17 +58,36 @@ def read(data_config: Any) -> arrays.Read:
     DatasetUnavailableError: the download failed (no network?), with offline alternatives.
   """
   import tensorflow_datasets as tfds  # noqa: PLC0415  (heavy; only here)
-  name, data_dir = data_config.name, data_dir_of(data_config)
+  name, data_dir = name_of(data_config), data_dir_of(data_config)
   train = _source(tfds, name, data_dir, 'train')
   features = train.dataset_info.features
   if 'image' not in features.keys() or None in features['image'].shape:
     raise DataError(f'tfds dataset {name!r} has no fixed-size "image" feature ({features}); '
                     'aelab reads fixed-size image datasets from tfds; use npz / csv for others.')
+  class_label = tfds.features.ClassLabel
+  keys = tuple(k for k in features.keys() if k.startswith('label_') and isinstance(features[k], class_label))
+  counts = tuple(int(features[k].num_classes) for k in keys)
   has_test = 'test' in train.dataset_info.splits
-  test = Records(_source(tfds, name, data_dir, 'test'), name, 'test') if has_test else None
-  train = Records(train, name, 'train')
+  test = Records(_source(tfds, name, data_dir, 'test'), name, 'test', keys, counts) if has_test else None
+  train = Records(train, name, 'train', keys, counts)
+  names = tuple(k[len('label_'):] for k in keys)
+  extras = {'factor_counts': counts, 'factor_names': names} if keys else {}
   return arrays.Read(arrays.Split(train, train.where), None if test is None else arrays.Split(test, test.where),
-                     'image')
+                     'image', extras=extras, finish=_with_factors(train, counts, names) if keys else None)
+
+
+def name_of(data_config: Any) -> str:
+  """The tfds dataset's name: ``data.tfds.name`` when set, else ``data.name``."""
+  return arrays.section(data_config, SECTION, CONFIG)['name'] or data_config.name
+
+
+def _with_factors(train: Records, counts: tuple[int, ...], names: tuple[str, ...]) -> Any:
+  """``Read.finish``: the factors in ``extras`` (:func:`aelab.data.factors.finish`) and, where the train split
+  holds every combination, its :class:`aelab.data.factors.FactorRows` sampler."""
+  def done(ds: Any) -> Any:
+    ds = factors.finish(train.flat_all, counts, 0)(ds)
+    return dataclasses.replace(ds, extras={**ds.extras, **factors.extras(train, train.flat_all(), counts, names)})
+  return done
 
 
 def data_dir_of(data_config: Any) -> str | None:
@@ -66,11 +98,13 @@ def data_dir_of(data_config: Any) -> str | None:
 class Records(arrays.Reader):
   """A tfds data source's records ({'image': H x W x C uint8, 'label'}) as a reader, read in batches."""
 
-  def __init__(self, source: Any, name: str, split: str):
+  def __init__(self, source: Any, name: str, split: str, factor_keys: tuple[str, ...] = (),
+               counts: tuple[int, ...] = ()):
     self.source, self.where = source, f'tfds {name!r} split {split!r}'
     if len(source) == 0:
       raise DataError(f'{self.where} has 0 examples; delete its folder in data.tfds.data_dir to re-prepare.')
-    self.has_labels = 'label' in source[0]
+    self.factor_keys, self.counts, self._flat = factor_keys, counts, None
+    self.has_labels = bool(factor_keys) or 'label' in source[0]
 
   def __len__(self) -> int:
     return len(self.source)
@@ -84,8 +118,22 @@ class Records(arrays.Reader):
       for i, record in enumerate(_records(self.source, rows_R[start:start + READ_CHUNK]), start):
         x[i] = record['image']
         if y is not None:
-          y[i] = record['label']
+          y[i] = self._label(record)
+    if y is not None and len(rows_R) == len(self) and self.factor_keys:
+      self._flat = y.astype(np.int32)
     return arrays.images(x, self.where), arrays.labels(y, len(x), self.where)
+
+  def _label(self, record: dict[str, Any]) -> int:
+    """The record's ``label``, or with factors its flat factor index."""
+    if not self.factor_keys:
+      return record['label']
+    return int(np.ravel_multi_index(tuple(int(record[k]) for k in self.factor_keys), self.counts))
+
+  def flat_all(self) -> np.ndarray:
+    """The flat factor index of every record (int32 N), kept from a whole read or read once."""
+    if self._flat is None:
+      self._flat = self.read(None)[1]
+    return self._flat
 
 
 def _records(source: Any, rows: np.ndarray) -> list[dict[str, Any]]:
@@ -158,7 +206,7 @@ def stored_megabytes(data_config: Any) -> float:
   prepared dataset's metadata (0 when it is not prepared or unknown: then it is read in memory)."""
   import tensorflow_datasets as tfds  # noqa: PLC0415
   try:
-    builder = tfds.builder(data_config.name, data_dir=data_dir_of(data_config))
+    builder = tfds.builder(name_of(data_config), data_dir=data_dir_of(data_config))
   except tfds.core.registered.DatasetNotFoundError:
     return 0.0
   if not builder.is_prepared():
