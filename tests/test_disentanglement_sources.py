@@ -112,7 +112,7 @@ def test_shapes3d_streams_with_its_factors(tmp_path, stream_it):
 
 def test_shapes3d_is_streamed_automatically_above_the_limit(tmp_path):
   write_3dshapes(tmp_path / '3dshapes.h5')
-  ds = load(name='shapes3d', path=str(tmp_path / '3dshapes.h5'), stream_above_mb=1.0)  # 96 images: 3.4 MB (stored x 3 copies)
+  ds = load(name='shapes3d', path=str(tmp_path / '3dshapes.h5'), stream_above_mb=1.0)  # 96 images: 3.4 MB x 3
   assert type(ds.train).__name__ == 'Stream' and ds.extras['factors_train'].shape == (len(ds.train), 6)
 
 
