@@ -36,6 +36,11 @@ K_VALUES = (1, 2, 3, 4, 6, 8, 12)
 BATCHTOPK_K_VALUES = (2, 4, 8)
 L0_WEIGHTS = (0.003, 0.01, 0.03, 0.1, 0.3)
 L1_WEIGHTS = (0.003, 0.01, 0.03, 0.1, 0.3)
+GATED_L1_WEIGHTS = (0.01, 0.03, 0.1, 0.3, 1.0)
+MATRYOSHKA_K_VALUES = (2, 4, 8)
+MATRYOSHKA_PREFIXES = (12, 24, 48)
+P_ANNEAL_STEPS = 1000
+WARMUP_STEPS = 200
 METRICS = {'test/l0': ('L0', '.2f'), 'test/explained_variance': ('explained variance', '.3f'),
            'test/dead_fraction': ('dead latents', '.3f'), 'test/mmcs': ('MMCS', '.3f')}
 
@@ -51,6 +56,15 @@ def families() -> dict[str, tuple[str, dict, list[dict]]]:
       'ReLU + L1': ('sae.l1_weight', {'sae.activation': 'relu', 'sae.aux_weight': 0.0,
                                       'sae.unit_norm_decoder': False},
                     sweep.axis('sae.l1_weight', L1_WEIGHTS)),
+      'Gated': ('sae.l1_weight', {'sae.activation': 'gated', 'sae.aux_weight': 0.0},
+                sweep.axis('sae.l1_weight', GATED_L1_WEIGHTS)),
+      'Matryoshka TopK': ('sae.k', {'sae.activation': 'topk', 'sae.matryoshka_prefixes': MATRYOSHKA_PREFIXES},
+                          sweep.axis('sae.k', MATRYOSHKA_K_VALUES)),
+      'ReLU + Lp (p 1 to 0.5)': ('sae.l1_weight', {'sae.activation': 'relu', 'sae.aux_weight': 0.0,
+                                                   'sae.unit_norm_decoder': False, 'sae.p_final': 0.5,
+                                                   'sae.p_anneal_steps': P_ANNEAL_STEPS,
+                                                   'sae.sparsity_warmup_steps': WARMUP_STEPS},
+                                 sweep.axis('sae.l1_weight', L1_WEIGHTS)),
   }
 
 
@@ -127,14 +141,61 @@ def done_mean(args) -> str:
   return '\n'.join(lines)
 
 
+HIERARCHY = {'data.superposition.num_features': 64, 'data.superposition.dim': 24, 'data.superposition.hierarchy': 3,
+             'data.superposition.probability': 0.1, 'data.superposition.child_probability': 1.0,
+             'model.latent_dim': 64}
+HIERARCHY_K = 3
+HIERARCHY_PREFIXES = (16, 32)
+
+
+def seeds_table(label_overrides: dict[str, dict], metrics: tuple[str, ...], args, name: str) -> list[str]:
+  """One row per label: each metric per seed and their mean (a sweep over the seeds per label)."""
+  lines = []
+  for label, overrides in label_overrides.items():
+    config = base_config(args.epochs, overrides)
+    runs = sweep.axis('seed', range(args.seeds))
+    workdir = os.path.join(args.workdir, name, label.replace(' ', '_').replace('+', ''))
+    summaries = sweep.run_sweep(config, runs, workdir, log=lambda line: print(f'[{name} {label}] {line}'))
+    s = [summaries[sweep.run_name(r)] for r in runs]
+    cells = [', '.join(f'{x[m]:.3f}' for x in s) + f' (mean {np.mean([x[m] for x in s]):.3f})' for m in metrics]
+    lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
+  return lines
+
+
+def hierarchy_study(args) -> str:
+  """TopK against Matryoshka TopK at the same k (so the same L0) on hierarchical superposition data: parent
+  MMCS, absorption and L0 per seed."""
+  base = {**HIERARCHY, 'sae.activation': 'topk', 'sae.k': HIERARCHY_K}
+  labels = {'TopK': base, 'Matryoshka TopK': {**base, 'sae.matryoshka_prefixes': HIERARCHY_PREFIXES}}
+  metrics = ('test/parent_mmcs', 'test/absorption', 'test/mmcs', 'test/l0', 'test/explained_variance')
+  head = ['| SAE | parent MMCS | absorption | MMCS (all) | L0 | explained variance |', '| --- ' * 6 + '|']
+  return '\n'.join(head + seeds_table(labels, metrics, args, 'hierarchy'))
+
+
+def resample_study(args) -> str:
+  """BatchTopK (the family with the most dead latents) with and without resampling (every 500 steps), AuxK
+  off in both: dead fraction per seed."""
+  base = {'sae.activation': 'batchtopk', 'sae.k': 2, 'sae.aux_weight': 0.0, 'sae.dead_steps': 250}
+  labels = {'BatchTopK k=2, no AuxK': base,
+            'BatchTopK k=2, no AuxK, resampling every 500 steps': {**base, 'sae.resample_every': 500}}
+  metrics = ('test/dead_fraction', 'test/explained_variance', 'test/mmcs')
+  head = ['| SAE | dead latents | explained variance | MMCS |', '| --- ' * 4 + '|']
+  return '\n'.join(head + seeds_table(labels, metrics, args, 'resample'))
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--epochs', type=int, default=20, help='epochs of every run')
   parser.add_argument('--seeds', type=int, default=3, help='seeds per swept value')
   parser.add_argument('--workdir', default=str(ROOT / 'runs' / 'sae_study'), help='the runs and the report')
   parser.add_argument('--figure', default=None, help='also copy the figure here (experiments/figures/sae_study.png)')
+  parser.add_argument('--only', default='all', choices=('all', 'frontier', 'hierarchy', 'resample', 'target'),
+                      help='run one part of the study')
   args = parser.parse_args()
   os.makedirs(args.workdir, exist_ok=True)
+  if args.only in ('hierarchy', 'resample', 'target'):
+    print({'hierarchy': hierarchy_study, 'resample': resample_study, 'target': done_mean}[args.only](args))
+    return
   fams = families()
   rows = [row for label, (field, overrides, values) in fams.items()
           for row in run_family(label, field, overrides, values, args)]
