@@ -1,7 +1,7 @@
 """The sparsity-fidelity frontier of sparse autoencoders on superposition data (ground truth known), feature
 absorption on hierarchical features (Matryoshka against TopK) and resampling of dead latents.
 
-  python experiments/sae_study.py --figure=docs/figures/sae_study.png       # the docs' numbers (frontier,
+  python experiments/sae_study.py --figure=experiments/figures/sae_study.png  # the docs' numbers (frontier,
                                                                               # hierarchy, resample)
   python experiments/sae_study.py --only=target --epochs=20                  # TopK k = 4 at two sizes
   python experiments/sae_study.py --epochs=2 --seeds=1 --workdir=/tmp/sae_study     # quick
@@ -21,9 +21,9 @@ Seven families, each a sweep of its sparsity knob times ``--seeds`` seeds:
 Each run reports (summary.json) L0, explained variance, the fraction of dead latents and MMCS (mean over
 the true features of the largest cosine similarity with a decoder row). ``hierarchy``: TopK and Matryoshka
 TopK at the same k on HIERARCHY data (parents whose children fire only with them): parent MMCS and
-absorption per seed. ``resample``: TopK with 192 latents without AuxK, with and without resampling: dead
-latents per seed. Writes ``<workdir>/sae_study_<part>.md`` and ``sae_study.png`` (explained variance, MMCS and dead
-latents against L0).
+absorption per seed. ``resample``: TopK without AuxK at a high learning rate, with and without
+resampling: dead latents per seed. Writes ``<workdir>/sae_study_<part>.md`` and ``sae_study.png``
+(explained variance, MMCS and dead latents against L0).
 """
 import argparse
 import os
@@ -184,11 +184,14 @@ def hierarchy_study(args) -> str:
 
 
 def resample_study(args) -> str:
-  """TopK with twice as many latents as true features and AuxK off (so that latents die), with and without
-  resampling every 400 steps (dead: no firing for 100 steps): dead latents on the test split per seed."""
-  base = {'sae.activation': 'topk', 'sae.k': 2, 'model.latent_dim': 192, 'sae.aux_weight': 0.0, 'sae.dead_steps': 100}
-  labels = {'TopK k=2, 192 latents, no AuxK': base,
-            'the same, resampling every 400 steps': {**base, 'sae.resample_every': 400}}
+  """TopK, k = 2, AuxK off and a learning rate of 1e-2 (so that latents die), without resampling and with
+  resampling every 400 or 200 steps (dead: no firing for 100 steps): dead latents on the test split per
+  seed, and the latents resampled over training."""
+  base = {'sae.activation': 'topk', 'sae.k': 2, 'sae.aux_weight': 0.0, 'sae.dead_steps': 100,
+          'optimizer.learning_rate': 1e-2}
+  labels = {'TopK k=2, no AuxK, lr 1e-2': base,
+            'the same, resampling every 400 steps': {**base, 'sae.resample_every': 400},
+            'the same, resampling every 200 steps': {**base, 'sae.resample_every': 200}}
   metrics = ('test/dead_fraction', 'test/explained_variance', 'test/mmcs', 'train/resampled')
   head = ['| SAE | dead latents | explained variance | MMCS | latents resampled |', '| --- ' * 5 + '|']
   return '\n'.join(head + seeds_table(labels, metrics, args, 'resample'))

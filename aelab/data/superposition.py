@@ -168,8 +168,9 @@ def absorption(parents_PxD, children_Pxh, features_test_Mxn, codes_MxZ, learned_
   child's latent carries the parent), ``parent_alone_miss``: the same fraction on examples where the
   parent fires without a child (a latent that misses its parent even then is not absorbing, just
   poor), and ``parent_mmcs``: the mean over parents of that largest cosine. Parents without such
-  examples are left out of the means (NaN when none has any). Host numpy; ``codes_MxZ`` nonzero where a
-  latent fires."""
+  examples are left out of the means; a fraction that no parent has examples for is left out of the
+  result (``parent_alone_miss`` when ``child_probability`` is 1). Host numpy; ``codes_MxZ`` nonzero where
+  a latent fires."""
   unit = lambda a: a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)  # noqa: E731
   cos_PxZ = unit(np.asarray(parents_PxD, np.float32)) @ unit(np.asarray(learned_ZxD, np.float32)).T
   latent_P = np.argmax(cos_PxZ, axis=1)
@@ -181,7 +182,8 @@ def absorption(parents_PxD, children_Pxh, features_test_Mxn, codes_MxZ, learned_
   def miss(mask_MxP):
     counts = mask_MxP.sum(axis=0)
     rates = (mask_MxP & ~fires_MxP).sum(axis=0) / np.maximum(counts, 1)
-    return float(np.mean(rates[counts > 0])) if np.any(counts > 0) else float('nan')
+    return float(np.mean(rates[counts > 0])) if np.any(counts > 0) else None
 
-  return {'absorption': miss(parent_MxP & child_MxP), 'parent_alone_miss': miss(parent_MxP & ~child_MxP),
-          'parent_mmcs': float(np.mean(np.max(cos_PxZ, axis=1)))}
+  out = {'absorption': miss(parent_MxP & child_MxP), 'parent_alone_miss': miss(parent_MxP & ~child_MxP),
+         'parent_mmcs': float(np.mean(np.max(cos_PxZ, axis=1)))}
+  return {k: v for k, v in out.items() if v is not None}
