@@ -49,7 +49,8 @@ MATRYOSHKA_PREFIXES = (12, 24, 48)
 P_ANNEAL_STEPS = 1000
 WARMUP_STEPS = 200
 METRICS = {'test/l0': ('L0', '.2f'), 'test/explained_variance': ('explained variance', '.3f'),
-           'test/dead_fraction': ('dead latents', '.3f'), 'test/mmcs': ('MMCS', '.3f')}
+           'test/dead_fraction': ('dead latents', '.3f'), 'test/mmcs': ('MMCS', '.3f'),
+           'test/log10_density_q50': ('median log10 firing frequency', '.2f')}
 
 
 def families() -> dict[str, tuple[str, dict, list[dict]]]:

@@ -50,8 +50,9 @@ Architectures and training aids of the last two years (the pure parts in ``aelab
   inputs, the optimizer state of the rewritten rows reset to zero (Bricken et al. 2023; in
   :func:`make_update`, inside the compiled epoch).
 
-These four step-dependent or structural aids read the step from the training state; the warm-up and the
-p-annealing fields are traced, ``matryoshka_prefixes`` and ``resample_every`` are static.
+The warm-up, the p-annealing and the resampling read the step from the training state; the warm-up and
+p-annealing fields are traced (a sweep over them is one program), ``matryoshka_prefixes`` and
+``resample_every`` are static.
 """
 import dataclasses
 import math
