@@ -66,7 +66,7 @@ def test_gated_sae_loss_is_the_sum_of_its_terms():
   x = jax.random.normal(jax.random.key(1), (8, 12))
   hp = {k: jnp.float32(v) for k, v in dict(l1_weight=0.3, aux_weight=0.0, l0_weight=0.0, sparsity_warmup_steps=0,
                                            p_final=1.0, p_anneal_start=0, p_anneal_steps=0).items()}
-  total, (metrics, *_) = sae.make_loss(model)(params, jnp.asarray(x), hp, jnp.zeros(24, bool), jnp.int32(0))
+  total, (metrics, *_) = jax.jit(sae.make_loss(model))(params, jnp.asarray(x), hp, jnp.zeros(24, bool), jnp.int32(0))
   p = {k: np.asarray(v) for k, v in params.items()}
   x = np.asarray(x)
   pi_gate = (x - p['b_dec']) @ p['W_enc'] + p['b_enc']
@@ -96,7 +96,7 @@ def test_matryoshka_losses_reconstruct_from_each_prefix():
   params = sae.init(model, jax.random.key(0))
   xb = jax.random.normal(jax.random.key(1), (16, 12))
   hp = {k: jnp.float32(0) for k in sae.HYPERPARAMS} | {'p_final': jnp.float32(1)}
-  total, (metrics, *_) = sae.make_loss(model)(params, xb, hp, jnp.zeros(24, bool), jnp.int32(0))
+  total, (metrics, *_) = jax.jit(sae.make_loss(model))(params, xb, hp, jnp.zeros(24, bool), jnp.int32(0))
   z, w, b = (np.asarray(a) for a in (sae.topk(sae.pre_activations(params, xb), 2), params['W_dec'], params['b_dec']))
   inner = [np.mean(np.sum(np.square(np.asarray(xb) - z[:, :m] @ w[:m] - b), 1)) for m in (4, 12)]
   assert float(metrics['matryoshka']) == pytest.approx(sum(inner), rel=1e-5)
@@ -141,7 +141,7 @@ def test_relu_sae_applies_the_warm_up_and_the_annealed_p_at_the_training_step():
   x = jax.random.normal(jax.random.key(1), (8, 12))
   hp = {k: jnp.float32(v) for k, v in dict(l1_weight=0.2, aux_weight=0.0, l0_weight=0.0, sparsity_warmup_steps=100,
                                            p_final=0.5, p_anneal_start=0, p_anneal_steps=40).items()}
-  loss = sae.make_loss(model)
+  loss = jax.jit(sae.make_loss(model))
   total, (metrics, *_) = loss(params, x, hp, jnp.zeros(24, bool), jnp.int32(20))
   z = np.maximum(np.asarray(sae.pre_activations(params, x)), 0)
   lp = np.mean(np.sum(z ** 0.75, axis=1))  # p = 1 - 0.5 * 20 / 40
@@ -160,7 +160,7 @@ def test_resample_dead_gives_the_worst_input_with_the_specified_norms():
   x = jax.random.normal(jax.random.key(1), (32, 12))
   error = jnp.zeros(32).at[7].set(100.0)  # one badly reconstructed input: every draw picks it
   dead = jnp.arange(24) % 3 == 0
-  new = sparse_coding.resample_dead(jax.random.key(2), params, x, error, dead)
+  new = jax.jit(sparse_coding.resample_dead)(jax.random.key(2), params, x, error, dead)
   target = (x[7] - 0.5) / jnp.linalg.norm(x[7] - 0.5)  # b_dec = 0.5
   alive_norm = float(jnp.mean(jnp.linalg.norm(params['W_enc'], axis=0)[~dead]))
   np.testing.assert_allclose(new['W_dec'][dead], jnp.broadcast_to(target, (8, 12)), rtol=1e-5, atol=1e-6)
