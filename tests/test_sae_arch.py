@@ -10,6 +10,7 @@ import pytest
 from aelab import config as config_lib
 from aelab import data
 from aelab.data import superposition
+from aelab.eval import plots
 from aelab.models import sae
 from aelab.nn import sparse_coding
 from aelab.train import engine, sweep
@@ -222,6 +223,14 @@ def test_density_quantiles_on_a_constructed_code():
   assert float(stats['dense_fraction']) == pytest.approx(0.5)  # 1.0 and 0.2 exceed 10%
 
 
+def test_feature_density_figure_is_drawn_for_sparse_codes(tmp_path):
+  z = np.zeros((10, 4), np.float32)
+  z[:, 0], z[0, 1] = 1.0, 2.0
+  assert plots.is_sparse(z) and not plots.is_sparse(np.ones((10, 4)))
+  plots.feature_density(z, str(tmp_path / 'feature_density.png'))
+  assert (tmp_path / 'feature_density.png').stat().st_size > 0
+
+
 # ---- hierarchical superposition and absorption ----
 
 
@@ -252,10 +261,14 @@ def test_absorption_counts_a_silent_parent_latent_when_a_child_fires():
 def test_hierarchical_run_reports_absorption_and_density_in_the_summary(tmp_path):
   config = _tiny('gated', l1_weight=0.1)
   config.data.superposition.update(hierarchy=3, probability=0.2)
-  runs = sweep.axis('sae.l1_weight', [0.03, 0.3])
+  config.train.figures_every = 1
+  # The gate's L1 weight, p-annealing and the warm-up are traced: one program.
+  runs = sweep.zipped(sweep.axis('sae.l1_weight', [0.03, 0.3]), sweep.axis('sae.p_final', [1.0, 0.5]),
+                      sweep.axis('sae.sparsity_warmup_steps', [0, 10]))
   logs = []
   summaries = sweep.run_sweep(config, runs, str(tmp_path), log=logs.append)
-  assert any('1 groups' in line for line in logs)  # the gate's L1 weight is traced: one program
+  assert any('1 groups' in line for line in logs)
+  assert (tmp_path / sweep.run_name(runs[0]) / 'figures' / 'feature_density.png').exists()
   s = [summaries[sweep.run_name(r)] for r in runs]
   for summary in s:
     assert 0 <= summary['test/absorption'] <= 1 and -1 <= summary['test/parent_mmcs'] <= 1
