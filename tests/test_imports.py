@@ -11,7 +11,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / 'aelab'
 # Lower layers first; a module may import only from its own layer's listed modules below it and lower layers.
 LAYERS = [
     {'aelab.errors', 'aelab.interrupts', 'aelab.nn', 'aelab.nn.losses', 'aelab.nn.corruption', 'aelab.nn.nets',
-     'aelab.nn.schedules',
+     'aelab.nn.schedules', 'aelab.nn.sparse_coding',
      'aelab.data', 'aelab.data.superposition', 'aelab.data.shapes2d', 'aelab.data.stream', 'aelab.data.images',
      'aelab.data.arrays', 'aelab.data.fingerprints', 'aelab.data.sources', 'aelab.data.sources.digits',
      'aelab.data.sources.idx',

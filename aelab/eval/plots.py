@@ -1,5 +1,5 @@
 """Figures (matplotlib's object-oriented API on the Agg canvas, no pyplot state, so a background thread
-may draw): reconstructions, denoising triplets, samples, learning curves, latent scatters, filters.
+may draw): reconstructions, denoising triplets, samples, learning curves, latent scatters, filters, feature density.
 
 Image grids are one tiled image drawn with one ``imshow`` (not one Axes per image).
 """
@@ -79,6 +79,29 @@ def learning_curves(history: list[dict], path: str) -> None:
   fig.subplots_adjust(left=0.8 / fig.get_figwidth(), right=0.98, bottom=0.45 / fig.get_figheight(),
                       top=1 - 0.35 / fig.get_figheight(), hspace=0.55, wspace=0.3)
   fig.savefig(path, dpi=80)
+
+
+def feature_density(codes_NxZ: np.ndarray, path: str, eps: float = 1e-10) -> None:
+  """The feature-density histogram (Bricken et al. 2023, "Towards Monosemanticity"; SAELens): per latent,
+  ``log10`` of the fraction of the ``N`` examples on which it is nonzero (plus ``eps``, so dead latents sit
+  at ``log10(eps)``, drawn as their own bar and counted in the title)."""
+  frequency_Z = np.mean(np.asarray(codes_NxZ) != 0, axis=0)
+  log_density = np.log10(frequency_Z + eps)
+  fig = _figure(figsize=(4.8, 3.2))
+  ax = fig.subplots()
+  ax.hist(log_density, bins=np.linspace(np.log10(eps) - 0.25, 0.25, 42))
+  ax.set_xlabel('log10 firing frequency (per latent)')
+  ax.set_ylabel('latents')
+  ax.set_title(f'{len(frequency_Z)} latents: {int(np.sum(frequency_Z == 0))} dead, '
+               f'{int(np.sum(frequency_Z > 0.1))} firing on > 10%', fontsize=9)
+  fig.subplots_adjust(left=0.14, right=0.97, bottom=0.16, top=0.9)
+  fig.savefig(path, dpi=80)
+
+
+def is_sparse(codes_NxZ: np.ndarray) -> bool:
+  """Whether more than half of the code's entries are exactly 0 (an SAE's, a ReLU code's): such codes get
+  :func:`feature_density`."""
+  return codes_NxZ.size > 0 and float(np.mean(np.asarray(codes_NxZ) == 0)) > 0.5
 
 
 def filters(kernel_DxH: np.ndarray, shape: Sequence[int], ax=None, num: int = 100, title: str = '') -> np.ndarray:

@@ -8,7 +8,9 @@ does not wait for a figure. Figures and their files:
 - ``reconstructions_epochNNN.png`` every ``train.figures_every`` epochs (input / corrupted / reconstruction)
   and ``reconstructions_over_epochs.png`` at the end (``reconstructions_by_epoch.npz`` keeps the rows);
 - ``learning_curves.png``, ``interpolation.png``, ``traversal.png``, ``latent_scatter.png`` (with labels)
-  and ``samples.png`` (families with a prior) at the end.
+  and ``samples.png`` (families with a prior) at the end;
+- ``feature_density.png`` (the histogram of log10 firing frequency per latent) at the end, for sparse codes
+  (an SAE's; any data).
 
 ``train.figures_every = 0`` draws none of them.
 """

@@ -225,7 +225,10 @@ class Figures(Hook):
       self.painter.submit(plots.learning_curves, records, self.paths[m]('learning_curves.png'))
 
   def draw_final(self, m: int, arrays: dict) -> None:
-    """Submits model ``m``'s end-of-training image figures (its row of ``figures.make_final_arrays``)."""
+    """Submits model ``m``'s end-of-training figures (its row of ``figures.make_final_arrays``): for sparse
+    codes (``plots.is_sparse``: an SAE's) ``feature_density.png``, for images the image figures."""
+    if 'codes' in arrays and plots.is_sparse(arrays['codes']):
+      self.painter.submit(plots.feature_density, np.asarray(arrays['codes']), self.paths[m]('feature_density.png'))
     if self.images:
       self.painter.submit(figures.final, self.paths[m], arrays, self.dataset, self.configs[m], self.by_epoch[m])
 
