@@ -11,7 +11,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / 'aelab'
 # Lower layers first; a module may import only from its own layer's listed modules below it and lower layers.
 LAYERS = [
     {'aelab.errors', 'aelab.nn', 'aelab.nn.losses', 'aelab.nn.corruption', 'aelab.nn.nets', 'aelab.nn.schedules',
-     'aelab.nn.flows',
+     'aelab.nn.flows', 'aelab.nn.distributions',
      'aelab.data', 'aelab.data.superposition', 'aelab.data.shapes2d', 'aelab.data.stream', 'aelab.data.images',
      'aelab.data.arrays', 'aelab.data.sources', 'aelab.data.sources.digits', 'aelab.data.sources.idx',
      'aelab.data.sources.npz', 'aelab.data.sources.csv', 'aelab.data.sources.images', 'aelab.data.sources.tfds',
@@ -20,7 +20,7 @@ LAYERS = [
     {'aelab.models', 'aelab.models.family', 'aelab.models.common', 'aelab.models.ae', 'aelab.models.vae',
      'aelab.models.aae', 'aelab.models.sae', 'aelab.models.beta_tcvae', 'aelab.models.dip_vae',
      'aelab.models.factor_vae', 'aelab.models.vqvae',
-     'aelab.models.vae_iaf', 'aelab.models.vae_planar'},
+     'aelab.models.vae_iaf', 'aelab.models.vae_planar', 'aelab.models.gumbel_vae'},
     {'aelab.config', 'aelab.train.optimizers'},
     {'aelab.train.files'},
     {'aelab.train.history'},
