@@ -21,7 +21,7 @@ LAYERS = [
      'aelab.models.aae', 'aelab.models.sae', 'aelab.models.beta_tcvae', 'aelab.models.dip_vae',
      'aelab.models.factor_vae', 'aelab.models.vqvae',
      'aelab.models.vae_iaf', 'aelab.models.vae_planar', 'aelab.models.gumbel_vae',
-     'aelab.models.svae'},
+     'aelab.models.svae', 'aelab.models.ladder_vae'},
     {'aelab.config', 'aelab.train.optimizers'},
     {'aelab.train.files'},
     {'aelab.train.history'},

@@ -160,3 +160,22 @@ def uniform_sphere(key: jax.Array, num: int, dim: int) -> jax.Array:
   """``num`` samples of the uniform distribution on ``S^{dim-1}`` (normalized Gaussians): ``num x dim``."""
   z = jax.random.normal(key, (num, dim))
   return z / jnp.linalg.norm(z, axis=-1, keepdims=True)
+
+
+# ---- diagonal Gaussians (the ladder VAE's levels) ----
+
+
+def kl_gaussians(mean_q: jax.Array, log_var_q: jax.Array, mean_p: jax.Array, log_var_p: jax.Array) -> jax.Array:
+  """``KL(N(mean_q, diag exp(log_var_q)) || N(mean_p, diag exp(log_var_p)))`` summed over the last axis:
+  ``1/2 sum(log_var_p - log_var_q + (exp(log_var_q) + (mean_q - mean_p)^2) / exp(log_var_p) - 1)``, nats."""
+  return 0.5 * jnp.sum(log_var_p - log_var_q + (jnp.exp(log_var_q) + jnp.square(mean_q - mean_p))
+                       * jnp.exp(-log_var_p) - 1.0, axis=-1)
+
+
+def precision_weighted_merge(mean_a: jax.Array, log_var_a: jax.Array, mean_b: jax.Array,
+                             log_var_b: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """``(mean, log_var)`` of the normalized product of two diagonal Gaussians: precisions add and the mean is the
+  precision-weighted mean (Sonderby et al. 2016, Ladder Variational Autoencoders, Eq. 18-19)."""
+  precision_a, precision_b = jnp.exp(-log_var_a), jnp.exp(-log_var_b)
+  precision = precision_a + precision_b
+  return (mean_a * precision_a + mean_b * precision_b) / precision, -jnp.log(precision)
