@@ -1,8 +1,9 @@
 """The VAE against its posterior variants on real MNIST: IAF and planar flows, categorical (Gumbel-softmax) and
-hyperspherical (von Mises-Fisher) latents, same 784-400 encoder and decoder, 20 epochs, seed 0.
+hyperspherical (von Mises-Fisher) latents, a two-level ladder, the VAE/GAN; same 784-400 encoder and decoder, 20
+epochs, seed 0.
 
   python experiments/posterior_families.py [--data=../shared/data/mnist] [--out=runs] [--k=1000]
-      [--families=vae,vae_iaf,vae_planar,gumbel_vae,svae]
+      [--families=vae,vae_iaf,vae_planar,gumbel_vae,svae,ladder_vae,vae_gan]
 
 Trains ``configs/<family>.py:idx=DATA`` into ``OUT/<family>_mnist`` (a finished run is only re-read) with
 ``eval.nll_samples = k`` and prints a markdown table of ``test/nll`` (importance-sampled -log p(x)),
@@ -30,7 +31,7 @@ def main():
   parser.add_argument('--data', default='../shared/data/mnist')
   parser.add_argument('--out', default='runs')
   parser.add_argument('--k', type=int, default=1000)
-  parser.add_argument('--families', default='vae,vae_iaf,vae_planar,gumbel_vae,svae')
+  parser.add_argument('--families', default='vae,vae_iaf,vae_planar,gumbel_vae,svae,ladder_vae,vae_gan')
   args = parser.parse_args()
   print(f'| family | {" | ".join(COLUMNS)} |\n|{" --- |" * (len(COLUMNS) + 1)}', flush=True)
   for name in args.families.split(','):

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from aelab import config as config_lib
 from aelab import models
 from aelab.models import vae_iaf
 from aelab.nn import flows
@@ -105,3 +106,17 @@ def test_flow_vae_trains_and_its_nll_is_below_its_neg_elbo(name, tmp_path):
   assert len(losses) == 3 and np.isfinite(losses).all() and losses[2] < losses[0], losses
   assert summary['test/nll_k'] == 100 and summary['test/nll'] <= summary['test/neg_elbo'], summary
   assert summary['test/log_det'] != 0.0
+
+
+@pytest.mark.parametrize('name', ['vae_iaf', 'vae_planar', 'gumbel_vae', 'svae', 'ladder_vae', 'vae_gan'])
+def test_the_new_families_configs_are_valid_and_refuse_bad_values(name):
+  for arg in (None, 'mnist'):
+    config_lib.validate(load_config(name, arg))
+  config = load_config(name)
+  field = {'vae_iaf': 'vae_iaf.num_flows', 'vae_planar': 'vae_planar.num_flows',
+           'gumbel_vae': 'gumbel_vae.num_categories', 'svae': 'model.latent_dim',
+           'ladder_vae': 'ladder_vae.level_hidden', 'vae_gan': 'vae_gan.disc_hidden'}[name]
+  section, _, key = field.partition('.')
+  config[section][key] = () if key.endswith('hidden') else 1 if key != 'num_flows' else 0
+  with pytest.raises(config_lib.ConfigError, match=field):
+    config_lib.validate(config)
