@@ -39,9 +39,9 @@ def test_vae_gan_updates_each_part_by_its_own_loss():
 def test_vae_gan_feature_reconstruction_by_hand():
   config, run, state, _, x = _step_from_init()
   model, params = run.family.model, state['params']
-  parts = vae_gan._losses(model, config, params['vae'], params['discriminator'], x, jax.random.key(1), run.hp)
+  parts = vae_gan.step_losses(model, config, params['vae'], params['discriminator'], x, jax.random.key(1), run.hp)
   mean, log_var = model.vae.apply(params['vae'], x, method=model.vae.encode)
-  sample_key = jax.random.split(jax.random.key(1))[0]  # _losses' first half samples the posterior
+  sample_key = jax.random.split(jax.random.key(1))[0]  # step_losses' first half samples the posterior
   z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(sample_key, mean.shape)
   x_tilde = jax.nn.sigmoid(model.vae.apply(params['vae'], z, method=model.vae.decode))
   feats = [model.discriminator.apply(params['discriminator'], v)[1] for v in (x, x_tilde)]

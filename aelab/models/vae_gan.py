@@ -85,8 +85,10 @@ def init(model: Model, key: jax.Array, x_BxD: jax.Array):
   return {'vae': vae.init(model.vae, vae_key, x_BxD), 'discriminator': model.discriminator.init(disc_key, x_BxD)}
 
 
-def _losses(model: Model, config: ml_collections.ConfigDict, vae_params, disc_params, x_BxD, key, hp) -> dict:
-  """The three losses of Algorithm 1 (scalars, nats per example) and their parts, from one forward pass."""
+def step_losses(model: Model, config: ml_collections.ConfigDict, vae_params, disc_params, x_BxD, key, hp) -> dict:
+  """The three losses of Algorithm 1 from one forward pass (scalars, batch means): ``encoder``, ``decoder``,
+  ``disc`` and their parts ``kl`` (nats per example), ``recon_features``, ``gen_loss``, ``disc_accuracy``. The
+  key's first half samples the posterior, its second the prior."""
   sample_key, prior_key = jax.random.split(key)
   mean, log_var = model.vae.apply(vae_params, x_BxD, method=vae.Model.encode)
   z = vae.reparameterize(sample_key, mean, log_var)
@@ -117,7 +119,7 @@ def make_update(model: Model, config: ml_collections.ConfigDict, tx: optax.Gradi
   def train_step(state, x_BxD, key, hp):
     hp = {**hp, 'kl_weight': hp['kl_weight'] * schedules.kl_warmup_factor(state['step'], hp['kl_warmup_steps'])}
     params, opt = state['params'], state['opt_state']
-    parts = lambda v, d: _losses(model, config, v, d, x_BxD, key, hp)  # noqa: E731
+    parts = lambda v, d: step_losses(model, config, v, d, x_BxD, key, hp)  # noqa: E731
     with_parts = lambda v: (lambda p: (p['encoder'], p))(parts(v, params['discriminator']))  # noqa: E731
     g_enc, metrics = jax.grad(with_parts, has_aux=True)(params['vae'])
     g_dec = jax.grad(lambda v: parts(v, params['discriminator'])['decoder'])(params['vae'])
