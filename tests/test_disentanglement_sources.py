@@ -272,7 +272,7 @@ def test_cars3d_streamed_keeps_its_factors(tmp_path):
   write_mesh(tmp_path / 'car_001_mesh.mat', np.random.default_rng(3).integers(0, 256, (128, 128, 3, 24, 4), np.uint8))
   memory, streamed = load(name='cars3d', path=str(tmp_path)), load(True, name='cars3d', path=str(tmp_path))
   assert np.array_equal(streamed.extras['factors_train'], memory.extras['factors_train'])
-  assert np.array_equal(streamed.train.read(np.arange(5)), memory.x_train[:5])
+  assert np.array_equal(streamed.train.read(np.arange(5)), memory.train[:5])  # as stored (uint8)
 
 
 def test_the_command_line_names_a_malformed_file(tmp_path):
