@@ -121,15 +121,30 @@ def _quiet_teardown() -> None:
 
 
 def remove_if_empty(path: str) -> None:
-  """Removes the directory ``path`` and its subdirectories if they hold no file but a workdir lock (a failed
-  start leaves no empty workdir behind); anything with another file in it stays."""
+  """Removes the directory ``path`` and its subdirectories if they hold no file but a workdir lock that no
+  process holds (a failed start leaves no empty workdir behind); anything with another file in it, or
+  locked by another process (a sweep's), stays."""
   if not os.path.isdir(path):
     return
   for root, _, files in sorted(os.walk(path), key=lambda entry: -len(entry[0])):  # deepest first
     with contextlib.suppress(OSError):
-      if files == [workdir_lib.LOCK]:  # the lock file of the failed start itself
-        os.remove(os.path.join(root, workdir_lib.LOCK))
+      if files == [workdir_lib.LOCK] and not _held(os.path.join(root, workdir_lib.LOCK)):
+        os.remove(os.path.join(root, workdir_lib.LOCK))  # the lock file of the failed start itself
       os.rmdir(root)  # fails, and so keeps the directory, unless it is empty
+
+
+def _held(lock_path: str) -> bool:
+  """Whether another process holds the workdir lock ``lock_path`` now (another process of a sweep that
+  has just locked its run's folder: its folder stays)."""
+  import fcntl  # noqa: PLC0415
+  fd = os.open(lock_path, os.O_RDONLY)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return False
+  except BlockingIOError:
+    return True
+  finally:
+    os.close(fd)
 
 
 def flag_error(error: Exception, argv: list[str]) -> str:
