@@ -14,7 +14,7 @@ LAYERS = [
      'aelab.data', 'aelab.data.superposition', 'aelab.data.shapes2d', 'aelab.data.stream', 'aelab.data.images',
      'aelab.data.arrays', 'aelab.data.sources', 'aelab.data.sources.digits', 'aelab.data.sources.idx',
      'aelab.data.sources.npz', 'aelab.data.sources.csv', 'aelab.data.sources.images', 'aelab.data.sources.tfds',
-     'aelab.data.sources.shapes2d', 'aelab.data.sources.superposition',
+     'aelab.data.sources.shapes2d', 'aelab.data.sources.superposition', 'aelab.data.sources.activations',
      'aelab.eval.plots', 'aelab.train.parallel', 'aelab.eval.disentanglement'},
     {'aelab.models', 'aelab.models.family', 'aelab.models.common', 'aelab.models.ae', 'aelab.models.vae',
      'aelab.models.aae', 'aelab.models.sae', 'aelab.models.beta_tcvae', 'aelab.models.dip_vae',
@@ -30,7 +30,7 @@ LAYERS = [
     {'aelab.train.loop'},
     {'aelab.train.engine'},
     {'aelab.train.sweep', 'aelab.train.pretrain', 'aelab.api'},
-    {'aelab.main', 'aelab.evaluate', 'aelab.cli', 'aelab'},
+    {'aelab.main', 'aelab.evaluate', 'aelab.cli', 'aelab', 'aelab.export'},
 ]
 
 def _module_name(path: pathlib.Path) -> str:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 from aelab import data
 
 from aelab.data import arrays, sources
-from aelab.data.sources import tfds
+from aelab.data.sources import activations, tfds
 from aelab.data.sources.npz import NpyFile
 
 class Stream:
@@ -102,6 +102,8 @@ def _float32_megabytes(data_config: ml_collections.ConfigDict) -> float:
   """The training images' size as float32 in MB where it is known without reading them: an npz's header, a
   prepared tfds dataset's metadata; else 0."""
   name, path = data_config.name, data_config.get('path')
+  if name == 'activations':
+    return activations.float32_megabytes(data_config)
   if name == 'npz' and path and pathlib.Path(path).exists():
     try:
       return float(np.prod(NpyFile(path).shape)) * 4 / 2**20
@@ -125,9 +127,9 @@ def load(data_config: ml_collections.ConfigDict) -> data.Dataset:
   if not should_stream(data_config):
     return data.load(data_config)
   read = data.source(data_config).read(data_config)
-  if read.kind != 'image':
-    raise data.DataError(f'{read.train.where}: data.stream=True streams images (N x H x W [x C]); this source is '
-                         'tabular: set data.stream=False.')
+  if read.kind != 'image' and not read.streams:
+    raise data.DataError(f'{read.train.where}: data.stream=True streams images (N x H x W [x C]) and activation '
+                         'shards; this source is tabular: set data.stream=False.')
   if isinstance(read.train.reader, arrays.Rows) or read.train.x_max != 255:  # in memory already (digits, idx, ...)
     loaded = data.load(data_config)
     return dataset(loaded.x_train.reshape(-1, *loaded.shape), loaded.x_test, loaded.y_test, loaded.shape,
@@ -139,13 +141,16 @@ def _streamed(read: arrays.Read, data_config: ml_collections.ConfigDict) -> data
   """The training split read as it streams, the test split (or the seeded held-out part of train) in memory."""
   reader, where = read.train.reader, read.train.where
   if read.test is None:
-    train_idx, test_idx = _holdout(len(reader), data_config, where)
+    train_idx, test_idx = _holdout(len(reader), data_config, where, read.test_fraction)
     test = reader
   else:
     train_idx = np.arange(len(reader))[:data_config.get('max_train_examples') or None]
     test = read.test.reader
     test_idx = np.arange(len(test))[:data_config.get('max_test_examples') or None]
   x_test, y_test = test.read(test_idx)
+  if read.kind != 'image':  # tabular shards (activations): float32 rows, as their reader returns them
+    return data.Dataset(Stream(reader, train_idx, where), None, x_test, y_test, x_test.shape[1:], read.kind,
+                        data_config.name, dict(read.extras))
   shape = x_test.shape[1:]
   return dataset(reader, data.test_images(x_test, data_config, where), y_test, shape, data_config, train_idx, where)
 
@@ -162,10 +167,12 @@ def dataset(source: Any, x_test: np.ndarray, y_test: np.ndarray | None, shape: t
   return data.Dataset(train, None, x_test, y_test, tuple(shape), 'image', data_config.name)
 
 
-def _holdout(n: int, data_config: ml_collections.ConfigDict, where: str) -> tuple[np.ndarray, np.ndarray]:
-  """Train and test indices of ``data.load``'s seeded split of ``n`` examples, after ``max_*_examples``."""
-  train, test = data.holdout_indices(n, data_config.get('test_fraction') or 0.2, data_config.get('split_seed') or 0,
-                                     where)
+def _holdout(n: int, data_config: ml_collections.ConfigDict, where: str, fraction: float | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+  """Train and test indices of ``data.load``'s seeded split of ``n`` examples, after ``max_*_examples``
+  (``fraction``: the source's own held-out fraction, else ``data.test_fraction``)."""
+  fraction = fraction or data_config.get('test_fraction') or 0.2
+  train, test = data.holdout_indices(n, fraction, data_config.get('split_seed') or 0, where)
   return train[:data_config.get('max_train_examples') or None], test[:data_config.get('max_test_examples') or None]
 
 

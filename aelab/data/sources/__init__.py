@@ -23,7 +23,7 @@ from typing import Any
 
 from aelab.errors import ConfigError
 
-BUILTIN = ('digits', 'idx', 'npz', 'csv', 'images', 'tfds', 'shapes2d', 'superposition')
+BUILTIN = ('digits', 'idx', 'npz', 'csv', 'images', 'tfds', 'shapes2d', 'superposition', 'activations')
 CONTRACT = ('SECTION', 'CONFIG', 'PATH', 'validate', 'adapt', 'read')
 
 
