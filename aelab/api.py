@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 
 from aelab import config as config_lib, data
+from aelab.data import stream
 
 from aelab.train import engine
 
@@ -66,12 +67,13 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
 def load(workdir: str, dataset: data.Dataset | None = None) -> Trained:
   """The latest checkpoint of the run in ``workdir`` (a single run, or one run's folder of a sweep).
 
-  ``dataset`` (default: ``data.load`` of the run's config, relative paths from the current directory)
-  gives the example shape. Raises FileNotFoundError without config.json or a checkpoint, ConfigError
-  for a damaged config.json, CheckpointError when the checkpoint's files cannot be read.
+  ``dataset`` (default: ``aelab.data.stream.load`` of the run's config, relative paths from the current
+  directory: a large activations folder is not read into memory) gives the example shape. Raises
+  FileNotFoundError without config.json or a checkpoint, ConfigError for a damaged config.json,
+  CheckpointError when the checkpoint's files cannot be read.
   """
   config = read_config(workdir)
-  dataset = dataset or data.load(config.data)
+  dataset = dataset or stream.load(config.data)
   run = engine.make_run(config, dataset.shape)
   try:
     state, epoch = engine.restore(Workdir(workdir, config), engine.abstract_state(run, dataset))

@@ -164,8 +164,11 @@ class SafetensorsFile:
 
 def open_shard(path: pathlib.Path) -> NpyFile | SafetensorsFile:
   """One shard, its header checked (rows are read later). Raises DataError naming a damaged file."""
-  with arrays.reading(f'activation shard {path}', PATH):
-    shard = SafetensorsFile(path) if path.suffix == '.safetensors' else NpyFile(path)
+  try:
+    with arrays.reading(f'activation shard {path}', PATH):
+      shard = SafetensorsFile(path) if path.suffix == '.safetensors' else NpyFile(path)
+  except DataError as e:
+    raise DataError(str(e) if str(e).startswith('activation shard') else f'activation shard {e}') from e
   if isinstance(shard, NpyFile) and shard.dtype == np.dtype('V2'):
     shard.dtype = BFLOAT16  # what np.save writes for ml_dtypes.bfloat16
   return shard
