@@ -14,7 +14,7 @@ import aelab
 from aelab import cli, config as config_lib, data, export
 from aelab.data import stream
 from aelab.data.sources import activations
-from aelab.train import engine
+from aelab.train import engine, sweep
 from conftest import CACHE_DIR, ROOT
 
 D_IN = 6
@@ -190,3 +190,73 @@ def test_sae_lens_loads_the_export_and_encodes_and_decodes_the_same(trained, tmp
     x_hat = sae.decode(sae.encode(torch.from_numpy(raw))).numpy()
   np.testing.assert_allclose(z, run.encode(raw * np.float32(scale)), rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(x_hat, run.reconstruct(raw * np.float32(scale)) / scale, rtol=1e-4, atol=1e-5)
+
+
+# ---- many SAEs on one stream ----
+
+def test_shared_batches_hand_every_reader_every_chunk_read_once():
+  reads, shared = [], stream.SharedBatches(3, ahead=2)
+
+  class Counting:
+    def __init__(self, epoch):
+      self.items = iter(range(10 * epoch, 10 * epoch + 7))
+
+    def __iter__(self):
+      return self
+
+    def __next__(self):
+      reads.append(item := next(self.items))
+      return item
+
+    def get_state(self):
+      return {'done': True}
+
+  got, errors = {}, []
+
+  def reader(name, epochs):
+    slot = shared.slot()
+    try:
+      for epoch in epochs:
+        batches = slot.batches(epoch, lambda epoch=epoch: Counting(epoch))
+        got[name, epoch] = list(batches)
+        assert batches.get_state() == {'done': True}
+    except Exception as e:  # noqa: BLE001
+      errors.append(e)
+    slot.leave()
+
+  import threading
+  threads = [threading.Thread(target=reader, args=(n, (1, 2))) for n in 'ab'] + [
+      threading.Thread(target=reader, args=('c', (1,)))]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join(timeout=30)
+  assert not any(t.is_alive() for t in threads) and errors == []
+  assert sorted(reads) == [*range(10, 17), *range(20, 27)]  # each chunk read once
+  assert got['a', 1] == got['b', 1] == got['c', 1] == list(range(10, 17)) and got['a', 2] == list(range(20, 27))
+  assert shared.epochs == {}
+
+
+def test_a_sweep_over_widths_reads_each_chunk_once_and_trains_as_groups_one_after_another(tmp_path, monkeypatch):
+  path = folder(tmp_path / 'acts', tokens(400))
+  config = sae_config(path, 'topk')
+  config.data.update(stream=True, stream_chunk=2)
+  config.eval.final_metrics = False
+  runs = sweep.product(sweep.axis('model.latent_dim', [8, 16]), sweep.axis('seed', [0, 1]))
+  counted = {'rows': 0}
+  read = activations.Shards.read
+
+  def counting(self, rows_R=None):
+    x = read(self, rows_R)
+    counted['rows'] += len(x[0])
+    return x
+
+  monkeypatch.setattr(activations.Shards, 'read', counting)
+  together = sweep.run_sweep(config, runs, str(tmp_path / 'together'), log=lambda line: None)
+  rows_together, counted['rows'] = counted['rows'], 0
+  monkeypatch.setattr(sweep, 'shared_stream', lambda *args: None)
+  apart = sweep.run_sweep(config, runs, str(tmp_path / 'apart'), log=lambda line: None)
+  train_rows = 2 * (320 // 32) * 32  # 2 epochs of 10 batches
+  assert rows_together < counted['rows'] and counted['rows'] - rows_together == train_rows
+  for name, summary in apart.items():
+    assert together[name]['train/loss'] == pytest.approx(summary['train/loss'], rel=1e-6), name

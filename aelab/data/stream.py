@@ -25,7 +25,8 @@ saved as the ``data_iterator`` item of the group's orbax checkpoint (``aelab/tra
 from __future__ import annotations
 
 import pathlib
-from typing import TYPE_CHECKING, Any
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import ml_collections
 import numpy as np
@@ -210,3 +211,150 @@ def epoch_seed(seed: int, epoch: int) -> int:
   """The shuffle seed of ``epoch`` (an int in [0, 2**32), as grain takes), drawn from ``(seed, epoch)`` by
   numpy's ``SeedSequence``: unrelated orders for neighbouring seeds and epochs."""
   return int(np.random.SeedSequence((seed, epoch)).generate_state(1)[0])
+
+
+class SharedBatches:
+  """One epoch's chunks read once for ``consumers`` readers (the groups of a sweep on one stream): the first
+  reader of an epoch builds its grain iterator (:func:`epoch_batches`), every reader gets every chunk in the
+  same order, and a chunk is dropped once each reader still taking part has taken it. A reader more than
+  ``ahead`` chunks ahead of the slowest waits, so at most ``ahead`` chunks per epoch are held. A reader that
+  stops taking chunks (its group finished or failed) leaves (``slot.leave()``), else the others would wait
+  for it. An error of the read (a damaged shard) is raised in every reader of that epoch.
+  """
+
+  def __init__(self, consumers: int, ahead: int = 4):
+    self.free, self.active, self.ahead = list(range(consumers)), set(range(consumers)), ahead
+    self.cond = threading.Condition()
+    self.epochs: dict[int, _SharedEpoch] = {}
+
+  def slot(self) -> _Slot:
+    """One reader's handle (of the ``consumers``): ``batches(epoch, make)`` and ``leave()`` (idempotent)."""
+    with self.cond:
+      return _Slot(self, self.free.pop(0))
+
+  def leave(self, reader: int) -> None:
+    """Reader ``reader`` takes no more chunks: those only it had not taken yet are dropped."""
+    with self.cond:
+      self.active.discard(reader)
+      for epoch, shared in list(self.epochs.items()):
+        shared.drop_taken(self.active)
+        if self.active <= shared.finished:
+          del self.epochs[epoch]
+      self.cond.notify_all()
+
+  def batches(self, epoch: int, reader: int, make: Callable[[], Any]) -> _SharedReader:
+    """Reader ``reader``'s pass over ``epoch``'s chunks (an iterator with ``get_state()``); ``make()`` builds
+    the grain iterator if this is the epoch's first reader."""
+    with self.cond:
+      shared = self.epochs.setdefault(epoch, _SharedEpoch(make))
+    return _SharedReader(self, epoch, shared, reader)
+
+
+class _Slot:
+  """A reader's handle on :class:`SharedBatches`: its epochs' chunks, and :meth:`leave` once."""
+
+  def __init__(self, owner: SharedBatches, reader: int):
+    self.owner, self.reader, self.left = owner, reader, False
+
+  def batches(self, epoch: int, make: Callable[[], Any]) -> _SharedReader:
+    return self.owner.batches(epoch, self.reader, make)
+
+  def leave(self) -> None:
+    if not self.left:
+      self.left = True
+      self.owner.leave(self.reader)
+
+
+class _SharedEpoch:
+  """The state of one shared epoch: its iterator, the chunks read and not yet taken by every reader
+  (``{index: (chunk, readers that took it)}``), how many were read, whether the iterator ended, and the
+  readers that finished the epoch."""
+
+  def __init__(self, make: Callable[[], Any]):
+    self.make, self.iterator, self.chunks = make, None, {}
+    self.produced, self.producing, self.ended, self.finished = 0, False, False, set()
+    self.error: BaseException | None = None
+    self.state: dict | None = None
+
+  def drop_taken(self, active: set[int]) -> None:
+    for i in [i for i, (_, takers) in self.chunks.items() if active <= takers]:
+      del self.chunks[i]
+
+
+class _SharedReader:
+  """One reader's pass over a shared epoch (see :class:`SharedBatches`)."""
+
+  def __init__(self, owner: SharedBatches, epoch: int, shared: _SharedEpoch, reader: int):
+    self.owner, self.epoch, self.shared, self.reader = owner, epoch, shared, reader
+
+  def __iter__(self) -> Iterator[Any]:
+    index = 0
+    while (chunk := self._take(index)) is not None:
+      yield chunk
+      index += 1
+
+  def _take(self, index: int) -> Any:
+    """Chunk ``index``, reading it when it is this reader's turn; None at the end of the epoch."""
+    while True:
+      with self.owner.cond:
+        found = self._wait_for(index)
+      if found is not _READ:
+        return found
+      self._produce()
+
+  def _wait_for(self, index: int) -> Any:
+    """Under the lock: chunk ``index``, None at the end, or ``_READ`` when this reader is to read the next."""
+    owner, shared = self.owner, self.shared
+    while True:
+      if shared.error is not None:
+        raise shared.error
+      if index in shared.chunks:
+        chunk, takers = shared.chunks[index]
+        takers.add(self.reader)
+        shared.drop_taken(owner.active)
+        owner.cond.notify_all()
+        return chunk
+      if shared.ended and index >= shared.produced:
+        self._finish()
+        return None
+      if index < shared.produced:
+        raise RuntimeError(f'chunk {index} of epoch {self.epoch} was dropped before reader {self.reader} took it')
+      if not shared.producing and len(shared.chunks) < owner.ahead:
+        shared.producing = True
+        return _READ
+      owner.cond.wait()
+
+  def _produce(self) -> None:
+    """Reads the next chunk (outside the lock: the others take what is there meanwhile)."""
+    shared = self.shared
+    try:
+      shared.iterator = shared.iterator or iter(shared.make())
+      chunk, error = next(shared.iterator), None
+    except StopIteration:
+      chunk, error = None, None
+    except Exception as e:  # noqa: BLE001  (a read error goes to every reader of the epoch)
+      chunk, error = None, e
+    with self.owner.cond:
+      shared.producing = False
+      if error is not None:
+        shared.error = error
+      elif chunk is None:
+        shared.ended, shared.state = True, shared.iterator.get_state()
+      else:
+        shared.chunks[shared.produced] = (chunk, set())
+        shared.produced += 1
+      self.owner.cond.notify_all()
+
+  def _finish(self) -> None:
+    """This reader is through the epoch (called under the lock); the last one drops the epoch."""
+    self.shared.finished.add(self.reader)
+    if self.owner.active <= self.shared.finished:
+      self.owner.epochs.pop(self.epoch, None)
+    self.owner.cond.notify_all()
+
+  def get_state(self) -> dict | None:
+    """The grain iterator's state at the end of the epoch (the same for every reader)."""
+    return self.shared.state
+
+
+_READ = object()  # _SharedReader._wait_for: this reader reads the next chunk

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,6 +59,9 @@ class PinnedSteps(ocp.checkpoint_managers.PreservationPolicy):
     return [info.step in self.steps for info in checkpoints]
 
 
+_SAVING = threading.Lock()
+
+
 class GroupCheckpoints:
   """Asynchronous orbax checkpoints of one group's stacked state in ``directory``.
 
@@ -82,12 +86,20 @@ class GroupCheckpoints:
   def save(self, epoch: int, state: Any, pinned: set[int] = frozenset(), data_iterator: dict | None = None) -> None:
     """Starts writing ``state`` (leading model axis) as ``epoch``, with ``data_iterator`` (a JSON-able
     dict: the grain iterator's state) as a second item when given; returns once it is copied off the
-    device. orbax then deletes the epochs beyond the ``keep`` latest that are not ``pinned``."""
+    device. orbax then deletes the epochs beyond the ``keep`` latest that are not ``pinned``. Outside the
+    main thread (the groups of a sweep that train together, ``aelab.train.sweep.shared_stream``) a save
+    finishes before it returns and holds a lock meanwhile: async saves of several managers in one process's
+    threads were seen to wait for each other's orbax signals until a 300 s timeout."""
     self.pinned.steps.update(pinned)
     items = {STATE: ocp.args.StandardSave(_this_process(state))}
     if data_iterator is not None:
       items[DATA_ITERATOR] = ocp.args.JsonSave(data_iterator)
-    self.manager.save(epoch, args=ocp.args.Composite(**items))
+    if threading.current_thread() is threading.main_thread():
+      self.manager.save(epoch, args=ocp.args.Composite(**items))
+      return
+    with _SAVING:  # groups trained in threads (a sweep's groups on one stream) save one at a time, to the end
+      self.manager.save(epoch, args=ocp.args.Composite(**items))
+      self.manager.wait_until_finished()
 
   def wait(self) -> None:
     """Blocks until every started save is on disk."""
