@@ -16,6 +16,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from aelab import api, cli, data
+from aelab.data import stream
 
 from aelab.train import engine
 
@@ -36,7 +37,7 @@ def evaluate_workdir(workdir: str, num_samples: int | None = None, final_metrics
   config.json, api.CheckpointError for a checkpoint whose files cannot be read.
   """
   config = api.read_config(workdir)
-  dataset = data.load(config.data)
+  dataset = stream.load(config.data)  # a large activations folder streams: its test split alone in memory
   trained = api.load(workdir, dataset)
   family = on_stored_inputs(trained.family, dataset.to_float32)  # as training evaluates: the stored test split
   hp = engine.make_run(config, dataset.shape).hp

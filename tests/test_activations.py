@@ -11,7 +11,7 @@ import pytest
 from safetensors.numpy import save_file
 
 import aelab
-from aelab import cli, config as config_lib, data, export
+from aelab import cli, config as config_lib, data, evaluate, export
 from aelab.data import stream
 from aelab.data.sources import activations
 from aelab.train import engine, sweep
@@ -260,3 +260,15 @@ def test_a_sweep_over_widths_reads_each_chunk_once_and_trains_as_groups_one_afte
   assert rows_together < counted['rows'] and counted['rows'] - rows_together == train_rows
   for name, summary in apart.items():
     assert together[name]['train/loss'] == pytest.approx(summary['train/loss'], rel=1e-6), name
+
+
+def test_an_imported_saelens_sae_is_evaluated_on_aelab_data(trained, tmp_path):
+  path, runs = trained
+  export.export_saelens(runs['topk'], str(tmp_path / 'out'))
+  export.main([f'--import_saelens={tmp_path / "out"}', f'--workdir={tmp_path / "new"}', f'--data=activations={path}'])
+  summary = evaluate.evaluate_workdir(str(tmp_path / 'new'))
+  x = data.load(config_lib.set_data(config_lib.base('sae'), f'activations={path}').data).test  # 4 held-out tokens
+  x_hat = aelab.load(str(tmp_path / 'new')).reconstruct(x)
+  explained = 1 - np.sum((x - x_hat) ** 2) / np.sum((x - x.mean(0)) ** 2)
+  assert summary['epochs'] == 1 and summary['test/l0'] <= 3
+  assert summary['test/explained_variance'] == pytest.approx(explained, rel=1e-4)
