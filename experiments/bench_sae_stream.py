@@ -50,11 +50,12 @@ def write_folder(path: str, tokens: int, d_in: int, shard_tokens: int) -> None:
   rng = np.random.default_rng(0)
   for i, start in enumerate(range(0, tokens, shard_tokens)):
     n = min(shard_tokens, tokens - start)
-    shard = np.lib.format.open_memmap(os.path.join(path, f'shard_{i:04d}.npy'), 'w+', np.float32, (n, d_in))
-    for lo in range(0, n, 65536):
-      shard[lo:lo + 65536] = rng.standard_normal((min(65536, n - lo), d_in), np.float32)
-    shard.flush()
-    del shard
+    with open(os.path.join(path, f'shard_{i:04d}.npy'), 'wb') as f:  # written, not mapped: no resident pages
+      header = {'descr': np.lib.format.dtype_to_descr(np.dtype(np.float32)), 'fortran_order': False,
+                'shape': (n, d_in)}
+      np.lib.format.write_array_header_1_0(f, header)
+      for lo in range(0, n, 65536):
+        f.write(rng.standard_normal((min(65536, n - lo), d_in), np.float32).tobytes())
   open(marker, 'w').close()
 
 
