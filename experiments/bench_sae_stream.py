@@ -104,7 +104,8 @@ def main() -> None:
   parser.add_argument('--batch_size', type=int, default=4096)
   parser.add_argument('--chunk', type=int, default=8, help='data.stream_chunk: batches per chunk')
   parser.add_argument('--test_fraction', type=float, default=0.001)
-  parser.add_argument('--serial_runs', type=int, default=1, help='runs of each width timed one after another')
+  parser.add_argument('--serial_runs', type=int, default=1,
+                      help='runs of each width timed one after another (0: none)')
   parser.add_argument('--dir', default=os.path.join(tempfile.gettempdir(), 'aelab_bench_sae_stream'))
   args = parser.parse_args()
   args.widths = [int(w) for w in args.widths.split(',')]
@@ -131,7 +132,8 @@ def main() -> None:
       'batch_reads': train_rows_read / args.batch_size, 'batches_of_the_epochs': train // args.batch_size * args.epochs,
       'sweep_s': round(sweep_s, 1), 'sweep_cpu_s': round(sweep_cpu_s, 1), 'serial_s': round(serial_s, 1),
       'serial_cpu_s': round(serial_cpu_s, 1), 'serial_estimated': estimated,
-      'speedup_wall': round(serial_s / sweep_s, 2), 'speedup_cpu': round(serial_cpu_s / sweep_cpu_s, 2)}))
+      'speedup_wall': round(serial_s / sweep_s, 2) if serial_s else None,
+      'speedup_cpu': round(serial_cpu_s / sweep_cpu_s, 2) if serial_s else None}))
 
 
 def serial(config, args: argparse.Namespace, workdir: str) -> tuple[float, float, bool]:
