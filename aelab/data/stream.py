@@ -225,6 +225,7 @@ class SharedBatches:
   def __init__(self, consumers: int, ahead: int = 4):
     self.free, self.active, self.ahead = list(range(consumers)), set(range(consumers)), ahead
     self.cond = threading.Condition()
+    self.compute = threading.Lock()  # held by the group whose chunk is on the device (see aelab/train/loop.py)
     self.epochs: dict[int, _SharedEpoch] = {}
 
   def slot(self) -> _Slot:
@@ -258,6 +259,11 @@ class _Slot:
 
   def batches(self, epoch: int, make: Callable[[], Any]) -> _SharedReader:
     return self.owner.batches(epoch, self.reader, make)
+
+  def computing(self) -> threading.Lock:
+    """The lock a group holds while its chunk trains: one group's program at a time, so the groups' working
+    memory (models x batch x d_in per intermediate) does not add up."""
+    return self.owner.compute
 
   def leave(self) -> None:
     if not self.left:

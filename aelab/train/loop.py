@@ -131,7 +131,12 @@ class StreamedEpoch:
     batches = make() if self.shared is None else self.shared.batches(epoch, make)  # read once for all groups
     metrics_KxC, in_flight = [], collections.deque()
     for x_CxBxD in batches:
-      state, step_metrics = p.chunk(state, p.replicate(x_CxBxD), epoch, i.train_keys, i.hp)
+      if self.shared is None:
+        state, step_metrics = p.chunk(state, p.replicate(x_CxBxD), epoch, i.train_keys, i.hp)
+      else:
+        with self.shared.computing():  # one group's chunk at a time: their working memories do not add up
+          state, step_metrics = jax.block_until_ready(p.chunk(state, p.replicate(x_CxBxD), epoch, i.train_keys,
+                                                              i.hp))
       metrics_KxC.append(step_metrics)
       in_flight.append(step_metrics)
       if len(in_flight) > IN_FLIGHT_CHUNKS:  # bounds the chunks dispatched and not yet trained on (memory)
