@@ -24,6 +24,7 @@ import ml_collections
 import numpy as np
 
 from aelab import config as config_lib, data
+from aelab.data import stream
 
 from aelab.train import engine
 
@@ -168,14 +169,15 @@ def _quiet_restore() -> Iterator[None]:
 def load(workdir: str, dataset: data.Dataset | None = None) -> Trained:
   """The latest checkpoint of the run in ``workdir`` (a single run, or one run's folder of a sweep).
 
-  ``dataset`` (default: ``data.load`` of the run's config, relative paths from the current directory)
-  gives the example shape. A newest checkpoint that does not read back intact (truncated, deleted, or
-  damaged: its arrays' checksums differ) is skipped for the one before it, saying so on stderr. Raises
-  FileNotFoundError without config.json or a checkpoint, ConfigError for a damaged config.json,
-  CheckpointError (one line) when no checkpoint reads back intact.
+  ``dataset`` (default: ``aelab.data.stream.load`` of the run's config, relative paths from the current
+  directory: a large activations folder is not read into memory) gives the example shape. A newest
+  checkpoint that does not read back intact (truncated, deleted, or damaged: its arrays' checksums differ)
+  is skipped for the one before it, saying so on stderr. Raises FileNotFoundError without config.json or
+  a checkpoint, ConfigError for a damaged config.json, CheckpointError (one line) when no checkpoint reads
+  back intact.
   """
   config = read_config(workdir)
-  dataset = dataset or data.load(config.data)
+  dataset = dataset or stream.load(config.data)
   run = engine.make_run(config, dataset.shape)
   skipped: list[str] = []  # one line per checkpoint that did not read back
   try:

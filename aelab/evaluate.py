@@ -16,6 +16,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from aelab import api, cli, data
+from aelab.data import stream
 from aelab.errors import ConfigError
 
 from aelab.train import engine
@@ -42,7 +43,7 @@ def evaluate_workdir(workdir: str, num_samples: int | None = None, final_metrics
   config = api.read_config(workdir)
   out = Workdir(workdir, config)
   with out.locked():  # training holds it while it runs: WorkdirBusy names its process
-    dataset = data.load(config.data)
+    dataset = stream.load(config.data)  # a large activations folder streams: its test split alone in memory
     trained = api.load(workdir, dataset)
     summary = _summary_to_update(out, trained.epoch)
     final = _final_metrics(config, dataset, trained, num_samples, final_metrics)

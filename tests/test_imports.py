@@ -18,7 +18,7 @@ LAYERS = [
      'aelab.data.sources.npz', 'aelab.data.sources.csv', 'aelab.data.sources.images', 'aelab.data.sources.tfds',
      'aelab.data.sources.shapes2d', 'aelab.data.sources.superposition', 'aelab.data.factors',
      'aelab.data.sources.dsprites', 'aelab.data.sources.shapes3d', 'aelab.data.sources.mpi3d',
-     'aelab.data.sources.cars3d',
+     'aelab.data.sources.cars3d', 'aelab.data.sources.activations',
      'aelab.eval.plots', 'aelab.train.parallel', 'aelab.eval.disentanglement'},
     {'aelab.models', 'aelab.models.family', 'aelab.models.common', 'aelab.models.ae', 'aelab.models.vae',
      'aelab.models.aae', 'aelab.models.sae', 'aelab.models.beta_tcvae', 'aelab.models.dip_vae',
@@ -34,7 +34,7 @@ LAYERS = [
     {'aelab.train.loop'},
     {'aelab.train.engine'},
     {'aelab.train.sweep', 'aelab.train.pretrain', 'aelab.api'},
-    {'aelab.main', 'aelab.evaluate', 'aelab.cli', 'aelab'},
+    {'aelab.main', 'aelab.evaluate', 'aelab.cli', 'aelab', 'aelab.export'},
 ]
 
 # Plugin folders: each module in them (a family, a source, a building block) sits in this layer, so a new

@@ -67,7 +67,7 @@ def _metrics(summary: dict) -> dict:
 
 def test_registry_names_every_source_and_its_contract():
   assert set(sources.available()) == {'digits', 'idx', 'npz', 'csv', 'images', 'tfds', 'shapes2d', 'superposition',
-                                      'dsprites', 'shapes3d', 'mpi3d', 'cars3d'}
+                                      'dsprites', 'shapes3d', 'mpi3d', 'cars3d', 'activations'}
   for name in sources.available():
     module = sources.module(name)
     assert module.__name__ == f'aelab.data.sources.{name}'

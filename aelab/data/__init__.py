@@ -140,7 +140,7 @@ def load(data_config: ml_collections.ConfigDict) -> Dataset:
   read = source(data_config).read(data_config)
   train = _in_memory(read.train)
   if read.test is None:
-    train, test = _holdout(train, opts.test_fraction, opts.split_seed)
+    train, test = _holdout(train, read.test_fraction or opts.test_fraction, opts.split_seed)
   else:
     test = _in_memory(read.test)
   _check_pair(train, test)

@@ -81,6 +81,10 @@ class Read:
     standardize: whether ``data.standardize`` may standardize tabular features (False: keep them as read).
     extras: ground truth beside the examples, copied into ``Dataset.extras``.
     finish: called on the loaded ``Dataset`` (after the split), returns it completed (e.g. shapes2d's factors).
+    streams: whether tabular examples may stream (``aelab.data.stream``; images always may): True for a
+      source whose features need no statistics of the whole split (``standardize`` False).
+    test_fraction: the held-out fraction of a source with a single split when the source has its own field
+      for it (``data.activations.test_fraction``); None: ``data.test_fraction``.
   """
   train: Split
   test: Split | None
@@ -88,6 +92,8 @@ class Read:
   standardize: bool = True
   extras: dict[str, Any] = dataclasses.field(default_factory=dict)
   finish: Callable[[Any], Any] | None = None
+  streams: bool = False
+  test_fraction: float | None = None
 
 
 def section(data_config: Any, name: str, fields: dict[str, tuple[Any, str]]) -> dict[str, Any]:

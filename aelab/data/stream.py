@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from typing import TYPE_CHECKING, Any
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import ml_collections
 import numpy as np
@@ -44,7 +45,7 @@ from aelab.data.sources import tfds
 from aelab.data.sources.npz import NpyFile
 
 # Benchmark sources whose module tells the images' stored size from the file's header (stored_megabytes).
-SIZED = ('dsprites', 'shapes3d', 'mpi3d')
+SIZED = ('dsprites', 'shapes3d', 'mpi3d', 'activations')
 
 
 class Stream:
@@ -122,7 +123,7 @@ def in_memory_megabytes(data_config: ml_collections.ConfigDict) -> float:
     except data.DataError:
       return 0.0  # data.load reports what is wrong with the file, or reads a compressed one
     return float(np.prod(npy.shape)) * npy.dtype.itemsize * IN_MEMORY_COPIES / 2**20
-  if name in SIZED and path and pathlib.Path(path).is_file():
+  if name in SIZED and path and pathlib.Path(path).exists():
     return sources.module(name).stored_megabytes(data_config) * IN_MEMORY_COPIES
   if (name in sources.available() and name != 'tfds') or '.' in name:
     return 0.0
@@ -142,9 +143,9 @@ def load(data_config: ml_collections.ConfigDict) -> data.Dataset:
   if not should_stream(data_config):
     return data.load(data_config)
   read = data.source(data_config).read(data_config)
-  if read.kind != 'image':
-    raise data.DataError(f'{read.train.where}: data.stream=True streams images (N x H x W [x C]); this source is '
-                         'tabular: set data.stream=False.')
+  if read.kind != 'image' and not read.streams:
+    raise data.DataError(f'{read.train.where}: data.stream=True streams images (N x H x W [x C]) and activation '
+                         'shards; this source is tabular: set data.stream=False.')
   if isinstance(read.train.reader, arrays.Rows) or read.train.x_max != 255:  # in memory already (digits, idx, ...)
     loaded = data.load(data_config)
     streamed = dataset(loaded.train.reshape(-1, *loaded.shape), loaded.test, loaded.y_test, loaded.shape,
@@ -157,13 +158,16 @@ def _streamed(read: arrays.Read, data_config: ml_collections.ConfigDict) -> data
   """The training split read as it streams, the test split (or the seeded held-out part of train) in memory."""
   reader, where = read.train.reader, read.train.where
   if read.test is None:
-    train_idx, test_idx = _holdout(len(reader), data_config, where)
+    train_idx, test_idx = _holdout(len(reader), data_config, where, read.test_fraction)
     test = reader
   else:
     train_idx = np.arange(len(reader))[:data_config.get('max_train_examples') or None]
     test = read.test.reader
     test_idx = np.arange(len(test))[:data_config.get('max_test_examples') or None]
   x_test, y_test = test.read(test_idx)
+  if read.kind != 'image':  # tabular shards (activations): float32 rows, as their reader returns them
+    return data.Dataset(Stream(reader, train_idx, where), None, x_test, y_test, x_test.shape[1:], read.kind,
+                        data_config.name, dict(read.extras))
   shape = x_test.shape[1:]
   ds = dataset(reader, data.test_images(x_test, data_config, where), y_test, shape, data_config, train_idx, where)
   ds = dataclasses.replace(ds, extras=dict(read.extras))
@@ -183,10 +187,12 @@ def dataset(source: Any, x_test: np.ndarray, y_test: np.ndarray | None, shape: t
   return data.Dataset(train, None, x_test, y_test, tuple(shape), 'image', data_config.name, x_max=x_max)
 
 
-def _holdout(n: int, data_config: ml_collections.ConfigDict, where: str) -> tuple[np.ndarray, np.ndarray]:
-  """Train and test indices of ``data.load``'s seeded split of ``n`` examples, after ``max_*_examples``."""
-  train, test = data.holdout_indices(n, data_config.get('test_fraction') or 0.2, data_config.get('split_seed') or 0,
-                                     where)
+def _holdout(n: int, data_config: ml_collections.ConfigDict, where: str, fraction: float | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+  """Train and test indices of ``data.load``'s seeded split of ``n`` examples, after ``max_*_examples``
+  (``fraction``: the source's own held-out fraction, else ``data.test_fraction``)."""
+  fraction = fraction or data_config.get('test_fraction') or 0.2
+  train, test = data.holdout_indices(n, fraction, data_config.get('split_seed') or 0, where)
   return train[:data_config.get('max_train_examples') or None], test[:data_config.get('max_test_examples') or None]
 
 
@@ -224,3 +230,156 @@ def epoch_seed(seed: int, epoch: int) -> int:
   """The shuffle seed of ``epoch`` (an int in [0, 2**32), as grain takes), drawn from ``(seed, epoch)`` by
   numpy's ``SeedSequence``: unrelated orders for neighbouring seeds and epochs."""
   return int(np.random.SeedSequence((seed, epoch)).generate_state(1)[0])
+
+
+class SharedBatches:
+  """One epoch's chunks read once for ``consumers`` readers (the groups of a sweep on one stream): the first
+  reader of an epoch builds its grain iterator (:func:`epoch_batches`), every reader gets every chunk in the
+  same order, and a chunk is dropped once each reader still taking part has taken it. A reader more than
+  ``ahead`` chunks ahead of the slowest waits, so at most ``ahead`` chunks per epoch are held. A reader that
+  stops taking chunks (its group finished or failed) leaves (``slot.leave()``), else the others would wait
+  for it. An error of the read (a damaged shard) is raised in every reader of that epoch.
+  """
+
+  def __init__(self, consumers: int, ahead: int = 4):
+    self.free, self.active, self.ahead = list(range(consumers)), set(range(consumers)), ahead
+    self.cond = threading.Condition()
+    self.compute = threading.Lock()  # held by the group whose chunk is on the device (see aelab/train/loop.py)
+    self.epochs: dict[int, _SharedEpoch] = {}
+
+  def slot(self) -> _Slot:
+    """One reader's handle (of the ``consumers``): ``batches(epoch, make)`` and ``leave()`` (idempotent)."""
+    with self.cond:
+      return _Slot(self, self.free.pop(0))
+
+  def leave(self, reader: int) -> None:
+    """Reader ``reader`` takes no more chunks: those only it had not taken yet are dropped."""
+    with self.cond:
+      self.active.discard(reader)
+      for epoch, shared in list(self.epochs.items()):
+        shared.drop_taken(self.active)
+        if self.active <= shared.finished:
+          del self.epochs[epoch]
+      self.cond.notify_all()
+
+  def batches(self, epoch: int, reader: int, make: Callable[[], Any]) -> _SharedReader:
+    """Reader ``reader``'s pass over ``epoch``'s chunks (an iterator with ``get_state()``); ``make()`` builds
+    the grain iterator if this is the epoch's first reader."""
+    with self.cond:
+      shared = self.epochs.setdefault(epoch, _SharedEpoch(make))
+    return _SharedReader(self, epoch, shared, reader)
+
+
+class _Slot:
+  """A reader's handle on :class:`SharedBatches`: its epochs' chunks, and :meth:`leave` once."""
+
+  def __init__(self, owner: SharedBatches, reader: int):
+    self.owner, self.reader, self.left = owner, reader, False
+
+  def batches(self, epoch: int, make: Callable[[], Any]) -> _SharedReader:
+    return self.owner.batches(epoch, self.reader, make)
+
+  def computing(self) -> threading.Lock:
+    """The lock a group holds while its chunk trains: one group's program at a time, so the groups' working
+    memory (models x batch x d_in per intermediate) does not add up."""
+    return self.owner.compute
+
+  def leave(self) -> None:
+    if not self.left:
+      self.left = True
+      self.owner.leave(self.reader)
+
+
+class _SharedEpoch:
+  """The state of one shared epoch: its iterator, the chunks read and not yet taken by every reader
+  (``{index: (chunk, readers that took it)}``), how many were read, whether the iterator ended, and the
+  readers that finished the epoch."""
+
+  def __init__(self, make: Callable[[], Any]):
+    self.make, self.iterator, self.chunks = make, None, {}
+    self.produced, self.producing, self.ended, self.finished = 0, False, False, set()
+    self.error: BaseException | None = None
+    self.state: dict | None = None
+
+  def drop_taken(self, active: set[int]) -> None:
+    for i in [i for i, (_, takers) in self.chunks.items() if active <= takers]:
+      del self.chunks[i]
+
+
+class _SharedReader:
+  """One reader's pass over a shared epoch (see :class:`SharedBatches`)."""
+
+  def __init__(self, owner: SharedBatches, epoch: int, shared: _SharedEpoch, reader: int):
+    self.owner, self.epoch, self.shared, self.reader = owner, epoch, shared, reader
+
+  def __iter__(self) -> Iterator[Any]:
+    index = 0
+    while (chunk := self._take(index)) is not None:
+      yield chunk
+      index += 1
+
+  def _take(self, index: int) -> Any:
+    """Chunk ``index``, reading it when it is this reader's turn; None at the end of the epoch."""
+    while True:
+      with self.owner.cond:
+        found = self._wait_for(index)
+      if found is not _READ:
+        return found
+      self._produce()
+
+  def _wait_for(self, index: int) -> Any:
+    """Under the lock: chunk ``index``, None at the end, or ``_READ`` when this reader is to read the next."""
+    owner, shared = self.owner, self.shared
+    while True:
+      if shared.error is not None:
+        raise shared.error
+      if index in shared.chunks:
+        chunk, takers = shared.chunks[index]
+        takers.add(self.reader)
+        shared.drop_taken(owner.active)
+        owner.cond.notify_all()
+        return chunk
+      if shared.ended and index >= shared.produced:
+        self._finish()
+        return None
+      if index < shared.produced:
+        raise RuntimeError(f'chunk {index} of epoch {self.epoch} was dropped before reader {self.reader} took it')
+      if not shared.producing and len(shared.chunks) < owner.ahead:
+        shared.producing = True
+        return _READ
+      owner.cond.wait()
+
+  def _produce(self) -> None:
+    """Reads the next chunk (outside the lock: the others take what is there meanwhile)."""
+    shared = self.shared
+    try:
+      shared.iterator = shared.iterator or iter(shared.make())
+      chunk, error = next(shared.iterator), None
+    except StopIteration:
+      chunk, error = None, None
+    except Exception as e:  # noqa: BLE001  (a read error goes to every reader of the epoch)
+      chunk, error = None, e
+    with self.owner.cond:
+      shared.producing = False
+      if error is not None:
+        shared.error = error
+      elif chunk is None:
+        shared.ended, shared.state = True, shared.iterator.get_state()
+      else:
+        shared.chunks[shared.produced] = (chunk, set())
+        shared.produced += 1
+      self.owner.cond.notify_all()
+
+  def _finish(self) -> None:
+    """This reader is through the epoch (called under the lock); the last one drops the epoch."""
+    self.shared.finished.add(self.reader)
+    if self.owner.active <= self.shared.finished:
+      self.owner.epochs.pop(self.epoch, None)
+    self.owner.cond.notify_all()
+
+  def get_state(self) -> dict | None:
+    """The grain iterator's state at the end of the epoch (the same for every reader)."""
+    return self.shared.state
+
+
+_READ = object()  # _SharedReader._wait_for: this reader reads the next chunk

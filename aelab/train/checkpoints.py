@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,6 +60,9 @@ class PinnedSteps(ocp.checkpoint_managers.PreservationPolicy):
   def should_preserve(self, checkpoints: Sequence[Any], *, context: Any) -> list[bool]:
     del context
     return [info.step in self.steps for info in checkpoints]
+
+
+_SAVING = threading.Lock()
 
 
 class DamagedCheckpoint(ValueError):
@@ -113,14 +117,22 @@ class GroupCheckpoints:
     """Starts writing ``state`` (leading model axis) as ``epoch``, with ``data_iterator`` (a JSON-able
     dict: the grain iterator's state) as a second item when given; returns once it is copied off the
     device, with the checksums of its arrays (:func:`checksums`). orbax then deletes the epochs beyond
-    the ``keep`` latest that are not ``pinned``."""
+    the ``keep`` latest that are not ``pinned``. Outside the main thread (the groups of a sweep that train
+    together, ``aelab.train.sweep.shared_stream``) a save finishes before it returns and holds a lock
+    meanwhile: async saves of several managers in one process's threads were seen to wait for each other's
+    orbax signals until a 300 s timeout."""
     self.pinned.steps.update(pinned)
     state = _this_process(state)
     items = {STATE: ocp.args.StandardSave(state),
              CHECKSUMS: ocp.args.JsonSave({'algorithm': 'sha256', **checksums(state)})}
     if data_iterator is not None:
       items[DATA_ITERATOR] = ocp.args.JsonSave(data_iterator)
-    self.manager.save(epoch, args=ocp.args.Composite(**items))
+    if threading.current_thread() is threading.main_thread():
+      self.manager.save(epoch, args=ocp.args.Composite(**items))
+      return
+    with _SAVING:  # groups trained in threads (a sweep's groups on one stream) save one at a time, to the end
+      self.manager.save(epoch, args=ocp.args.Composite(**items))
+      self.manager.wait_until_finished()
 
   def wait(self) -> None:
     """Blocks until every started save is on disk."""

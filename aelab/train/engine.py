@@ -56,19 +56,24 @@ def enable_compilation_cache(config: ml_collections.ConfigDict) -> None:
 
 
 def train_runs(runs: list[Run], dataset: data.Dataset, outs: list[Workdir], groups_dir: str | None = None,
-               log: Log = print, label: str = '', devices: Sequence[jax.Device] | None = None) -> list[dict | None]:
+               log: Log = print, label: str = '', devices: Sequence[jax.Device] | None = None,
+               shared: Any = None) -> list[dict | None]:
   """Trains ``runs`` (one structure) on ``dataset`` into their directories ``outs``, each resumed from
   its newest intact checkpoint; runs stopped at different epochs train as separate groups, and a group
   in which some models diverge goes on without them (a new program of the others, so the diverged stop
   using compute). Returns each run's summary (also its summary.json), None for a run that diverged
   (``K > 1``; see :func:`divergence`).
 
+  ``shared``: a slot of ``stream.SharedBatches`` (a sweep's groups reading one stream together): the first
+  group reads its chunks there and leaves it when done; other groups (resumed apart, or the survivors of a
+  divergence) read the stream on their own.
+
   Raises FloatingPointError for a single run that diverges (its last good checkpoint is kept),
   Interrupted on SIGTERM / SIGINT (after checkpointing), ConfigError for a workdir of another model.
   """
   timer = Timer()
   enable_compilation_cache(runs[0].config)
-  summaries = _train_groups(runs, dataset, outs, groups_dir, log, label, devices, timer)
+  summaries = _train_groups(runs, dataset, outs, groups_dir, log, label, devices, timer, shared)
   times = {f'time_{k}_s': round(v, 3) for k, v in sorted(timer.seconds.items())}
   wall = time.time() - process_start_time()
   for out, summary in zip(outs, summaries):
@@ -79,7 +84,8 @@ def train_runs(runs: list[Run], dataset: data.Dataset, outs: list[Workdir], grou
 
 
 def _train_groups(runs: list[Run], dataset: data.Dataset, outs: list[Workdir], groups_dir: str | None, log: Log,
-                  label: str, devices: Sequence[jax.Device] | None, timer: Timer) -> list[dict | None]:
+                  label: str, devices: Sequence[jax.Device] | None, timer: Timer, shared: Any = None
+                  ) -> list[dict | None]:
   """:func:`train_runs` without writing the summaries: the groups of ``runs`` (by the epoch each resumes
   from) train one after the other, and a group that lost diverged models yields the smaller group of the
   others (``groups.survivors``), trained next."""
@@ -87,9 +93,14 @@ def _train_groups(runs: list[Run], dataset: data.Dataset, outs: list[Workdir], g
   pending = groups.make_groups(runs, outs, list(range(len(runs))), abstract, groups_dir, log, label)
   summaries: list[dict | None] = [None] * len(runs)
   survivors = functools.partial(groups.survivors, abstract=abstract, groups_dir=groups_dir, log=log, label=label)
+  pending[0].shared = shared
   while pending:
     group = pending.pop(0)
-    done, smaller = loop.train_group(group, dataset, log, label, timer, devices, survivors)
+    try:
+      done, smaller = loop.train_group(group, dataset, log, label, timer, devices, survivors)
+    finally:
+      if group.shared is not None:
+        group.shared.leave()
     for i, summary in zip(group.ids, done):
       summaries[i] = summary
     pending += smaller

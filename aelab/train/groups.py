@@ -23,13 +23,15 @@ Log = Callable[[str], None]
 class Group:
   """A group to train: its runs, their output directories (None: in memory, see ``engine.fit``), where
   the group's checkpoints go, the states and epoch it starts from, and ``ids``, the runs' positions in
-  the caller's list (for the summaries)."""
+  the caller's list (for the summaries); ``shared``, where the groups of a sweep read one stream together, this
+  group's slot of ``aelab.data.stream.SharedBatches``."""
   runs: list[Run]
   outs: list[Workdir] | None
   checkpoint_dir: str | None
   states: list[Any | None]
   start_epoch: int
   ids: list[int] = dataclasses.field(default_factory=list)
+  shared: Any = None  # a slot of aelab.data.stream.SharedBatches: the stream's chunks shared with other groups
 
 
 def restore(out: Workdir, abstract: Any, cache: dict | None = None, log: Log = print,

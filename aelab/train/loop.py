@@ -12,6 +12,7 @@ Keys (DESIGN.md): ``init_key, train_key = split(key(seed))``; epoch ``e`` uses `
 split into a permutation key and a step key; step ``s`` (global) uses ``fold_in(step_key, s)``, split
 once into a binarization key and an objective key.
 """
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -94,26 +95,41 @@ class StreamedEpoch:
   """An epoch of streamed data (aelab/data/stream.py): batches from the grain iterator in chunks of
   ``data.stream_chunk``, one compiled call per chunk (dispatched while the next chunk is read), then the
   test metrics. Every model of the group sees the same batch order, seeded by ``seed`` and the epoch;
-  ``iterator_state`` is the iterator's state after the last epoch (saved with the checkpoint). The chunk
+  ``iterator_state`` is the iterator's state after the last epoch (saved with the checkpoint). With
+  ``shared`` (the group's slot of ``stream.SharedBatches``) the chunks are those other groups read too. At
+  most ``IN_FLIGHT_CHUNKS`` chunks wait on the device at a time (the host reads the next meanwhile). The chunk
   and test programs compile in the first epoch (jitted, not ahead of time: a data-parallel state changes
   its sharding after one call)."""
 
-  def __init__(self, program: Program, inputs: Inputs, dataset: data.Dataset, config: Any, seed: int):
+  def __init__(self, program: Program, inputs: Inputs, dataset: data.Dataset, config: Any, seed: int,
+               shared: Any = None):
     self.program, self.inputs, self.train, self.seed = program, inputs, dataset.train, seed
-    self.batch_size, self.data_config = config.train.batch_size, config.data
+    self.batch_size, self.data_config, self.shared = config.train.batch_size, config.data, shared
     self.iterator_state: dict | None = None
 
   def __call__(self, state: Any, epoch: int) -> tuple[Any, dict]:
     p, i, chunk = self.program, self.inputs, self.data_config.stream_chunk
-    batches = stream.epoch_batches(self.train, self.batch_size, self.seed, epoch, chunk=chunk,
-                                   workers=self.data_config.stream_workers, prefetch=2 * chunk)
-    metrics_KxC = []
+    make = lambda: stream.epoch_batches(self.train, self.batch_size, self.seed, epoch, chunk=chunk,  # noqa: E731
+                                        workers=self.data_config.stream_workers, prefetch=2 * chunk)
+    batches = make() if self.shared is None else self.shared.batches(epoch, make)  # read once for all groups
+    metrics_KxC, in_flight = [], collections.deque()
     for x_CxBxD in batches:
-      state, step_metrics = p.chunk(state, p.replicate(x_CxBxD), epoch, i.train_keys, i.hp)
+      if self.shared is None:
+        state, step_metrics = p.chunk(state, p.replicate(x_CxBxD), epoch, i.train_keys, i.hp)
+      else:
+        with self.shared.computing():  # one group's chunk at a time: their working memories do not add up
+          state, step_metrics = jax.block_until_ready(p.chunk(state, p.replicate(x_CxBxD), epoch, i.train_keys,
+                                                              i.hp))
       metrics_KxC.append(step_metrics)
+      in_flight.append(step_metrics)
+      if len(in_flight) > IN_FLIGHT_CHUNKS:  # bounds the chunks dispatched and not yet trained on (memory)
+        jax.block_until_ready(in_flight.popleft())
     self.iterator_state = {'seed': self.seed, 'epoch': epoch, 'iterator': batches.get_state()}
     out = p.test(state, i.x_test, i.x_fig, i.hp)
     return state, {'train': jax.tree.map(lambda *m: jnp.concatenate(m, axis=1), *metrics_KxC), **out}
+
+
+IN_FLIGHT_CHUNKS = 2  # chunks dispatched ahead of the device: JAX's dispatch would otherwise queue the epoch
 
 
 def stream_seed(group: Group) -> int:
@@ -233,7 +249,7 @@ def run_epochs(group: Group, dataset: data.Dataset, program: Program, periodic: 
   first = group.start_epoch + 1
   if first > train.num_epochs:
     return Trained(state, alive, records, inputs)
-  epoch_fn = (StreamedEpoch(program, inputs, dataset, group.runs[0].config, stream_seed(group))
+  epoch_fn = (StreamedEpoch(program, inputs, dataset, group.runs[0].config, stream_seed(group), group.shared)
               if inputs.x_train is None else MemoryEpoch(program, inputs, state, first, timer))
   start_outputs(group, periodic.writers)
   examples = program.steps_per_epoch * train.batch_size

@@ -12,6 +12,7 @@ with its own keys and ``hp``, the data shared (``aelab/engine.py``, the engine o
 Each run writes the outputs of a single run to ``<workdir>/<run name>/``, and its numbers match a single
 run of its config with the same seed to float tolerance.
 """
+import concurrent.futures
 import contextlib
 import dataclasses
 import itertools
@@ -225,9 +226,10 @@ def run_sweep(config: ml_collections.ConfigDict, sweep: list[Overrides], workdir
   logged = _noting_divergence(workdir, runs, reasons, log)
   with _peers(workdir) as peers:
     try:
-      for i, runs_of_group in enumerate(groups):
-        done, bad = train_group(runs_of_group, workdir, devices, f'group {i + 1}/{len(groups)} ', logged,
-                                datasets[data_key(runs_of_group[0].config)])
+      shared = shared_stream(groups, workdir, log)
+      for done, bad in (_train_together(groups, workdir, devices, logged, shared, datasets) if shared else
+                        (train_group(g, workdir, devices, f'group {i + 1}/{len(groups)} ', logged,
+                                     datasets[data_key(g[0].config)]) for i, g in enumerate(groups))):
         summaries.update(done)
         diverged += bad
       _write_index(workdir, runs, summaries)
@@ -280,12 +282,54 @@ def load_data(groups: list[list[Member]]) -> dict[str, Any]:
   return datasets
 
 
+def shared_stream(groups: list[list[Member]], workdir: str, log: Callable[[str], None]
+                  ) -> stream.SharedBatches | None:
+  """A :class:`aelab.data.stream.SharedBatches` for the groups of a sweep that read one stream (several
+  groups, streamed data, the same data fields, batch size, epochs and seed of their first run, none of their
+  runs started): they then train together, each chunk read from disk once for all of them. Else None."""
+  firsts = [g[0].config for g in groups]
+  if len(groups) < 2 or not stream.should_stream(firsts[0].data):
+    return None
+  same = lambda f: len({json.dumps(f(c), sort_keys=True, default=str) for c in firsts}) == 1  # noqa: E731
+  fresh = all(not os.path.exists(os.path.join(run_dir(workdir, m), 'config.json')) for g in groups for m in g)
+  if not (same(lambda c: c.data.to_dict()) and same(lambda c: (c.train.batch_size, c.train.num_epochs, c.seed))
+          and fresh):
+    log('The groups read the stream one after another (their data, batch size, epochs or first seed differ, or '
+        'some runs started before).')
+    return None
+  log(f'The {len(groups)} groups train together on one stream: each chunk is read once for all of them.')
+  return stream.SharedBatches(len(groups))
+
+
+def _train_together(groups: list[list[Member]], workdir: str, devices: Sequence[jax.Device] | None,
+                    log: Callable[[str], None], shared: stream.SharedBatches, datasets: dict[str, Any]
+                    ) -> list[tuple[dict[str, dict], list[str]]]:
+  """Every group in its own thread, all reading the chunks of ``shared``; the results in the groups' order.
+  Raises the first group's error after every group stopped. SIGTERM / SIGINT are not caught per epoch
+  here (the groups' loops run outside the main thread)."""
+
+  def one(i: int, group: list[Member]):
+    slot = shared.slot()
+    try:
+      return train_group(group, workdir, devices, f'group {i + 1}/{len(groups)} ', log,
+                         datasets[data_key(group[0].config)], shared=slot)
+    finally:
+      slot.leave()
+
+  with concurrent.futures.ThreadPoolExecutor(len(groups), thread_name_prefix='group') as pool:
+    futures = [pool.submit(one, i, g) for i, g in enumerate(groups)]
+    concurrent.futures.wait(futures)
+  return [f.result() for f in futures]
+
+
 def train_group(group: list[Member], workdir: str, devices: Sequence[jax.Device] | None, label: str,
-                log: Callable[[str], None], dataset: Any = None) -> tuple[dict[str, dict], list[str]]:
+                log: Callable[[str], None], dataset: Any = None, shared: Any = None
+                ) -> tuple[dict[str, dict], list[str]]:
   """Trains the runs of one group that have not finished; returns ``({name: summary}, diverged names)``.
   Every run's folder is locked and its config.json compared with the run's whole config and data first
   (``Workdir.locked``, ``Workdir.check_same_run``: ConfigError naming the changed fields or data).
-  ``dataset`` (default: loaded here) is checked against every run's config (ConfigError / DataError)."""
+  ``dataset`` (default: loaded here) is checked against every run's config (ConfigError / DataError).
+  ``shared``: this group's slot of a :class:`aelab.data.stream.SharedBatches` (:func:`shared_stream`)."""
   dataset = dataset if dataset is not None else load_data([group])[data_key(group[0].config)]
   fingerprint = data.fingerprint(group[0].config.data)
   with contextlib.ExitStack() as held:
@@ -293,12 +337,12 @@ def train_group(group: list[Member], workdir: str, devices: Sequence[jax.Device]
     for out in outs.values():
       held.enter_context(out.locked())
       out.check_same_run(log)
-    return _train_unfinished(group, outs, workdir, devices, label, log, dataset)
+    return _train_unfinished(group, outs, workdir, devices, label, log, dataset, shared)
 
 
 def _train_unfinished(group: list[Member], outs: dict[str, Workdir], workdir: str,
-                      devices: Sequence[jax.Device] | None, label: str, log: Callable[[str], None], dataset: Any
-                      ) -> tuple[dict[str, dict], list[str]]:
+                      devices: Sequence[jax.Device] | None, label: str, log: Callable[[str], None], dataset: Any,
+                      shared: Any = None) -> tuple[dict[str, dict], list[str]]:
   summaries = {m.name: s for m in group if (s := read_summary(workdir, m, log)) is not None}
   todo = [m for m in group if m.name not in summaries]
   if summaries:
@@ -307,7 +351,7 @@ def _train_unfinished(group: list[Member], outs: dict[str, Workdir], workdir: st
     return summaries, []
   runs = [engine.make_run(m.config, dataset.shape, m.name) for m in todo]
   done = engine.train_runs(runs, dataset, [outs[m.name] for m in todo], os.path.join(workdir, 'groups'), log,
-                           label, devices)
+                           label, devices, shared)
   summaries.update({m.name: s for m, s in zip(todo, done) if s is not None})
   return summaries, [m.name for m, s in zip(todo, done) if s is None]
 

@@ -29,7 +29,7 @@ from aelab.data import fingerprints
 from aelab.errors import ConfigError
 
 BUILTIN = ('digits', 'idx', 'npz', 'csv', 'images', 'tfds', 'shapes2d', 'superposition', 'dsprites', 'shapes3d',
-           'mpi3d', 'cars3d')
+           'mpi3d', 'cars3d', 'activations')
 CONTRACT = ('SECTION', 'CONFIG', 'PATH', 'validate', 'adapt', 'read')
 
 
