@@ -11,7 +11,6 @@ IWAE bound with ``vae.num_samples = k > 1``. The pseudo-inputs are parameters (`
 likelihood (data in [0, 1]), clipped to [0, 1] (the hardtanh of the authors and pythae). ``log_weights`` use this
 prior, so ``test/nll`` is the NLL of the VampPrior model; ``sample`` draws a component, then ``z`` from it.
 """
-import dataclasses
 import math
 from typing import Callable, Sequence
 
