@@ -45,7 +45,7 @@ def bound_family(name: str, **fields):
     config[section][field] = value
   config_lib.validate(config)
   family = models.get(config, 64)
-  params = family.init(jax.random.key(0), jnp.zeros((1, 64)))
+  params = jax.jit(family.init)(jax.random.key(0), jnp.zeros((1, 64)))
   hp = {k: jnp.float32(v) for k, v in models.hyperparams(config).items()}
   x = (jax.random.uniform(jax.random.key(1), (6, 64)) > 0.5).astype(jnp.float32)
   return family, params, x, hp
@@ -93,7 +93,7 @@ def test_mmd_equals_the_kernel_sums_written_out(kind):
 def test_wae_objective_is_reconstruction_plus_weighted_mmd():
   family, params, x, hp = bound_family('wae', **{'wae.mmd_weight': 3.0, 'wae.kernel_bandwidth': 0.5})
   key = jax.random.key(7)
-  loss, out = family.objective(params, x, key, hp)
+  loss, out = jax.jit(family.objective)(params, x, key, hp)
   z, logits = family.model.apply(params, x)
   z_prior = jax.random.normal(jax.random.split(key)[1], z.shape)  # the objective's second half of the key
   c = 2 * 4 * 0.25
@@ -106,7 +106,7 @@ def test_info_vae_objective_is_eq_6_of_zhao_et_al():
   family, params, x, hp = bound_family('info_vae', **{'info_vae.alpha': 0.25, 'info_vae.lambda_': 10.0,
                                                       'info_vae.kernel': 'rbf'})
   key = jax.random.key(8)
-  loss, out = family.objective(params, x, key, hp)
+  loss, out = jax.jit(family.objective)(params, x, key, hp)
   vae_key, prior_key = jax.random.split(key)
   mean, log_var = (np.asarray(a, np.float64) for a in family.model.apply(params, x, method=vae.Model.encode))
   eps = np.asarray(jax.random.normal(jax.random.split(vae_key)[1], mean.shape))
@@ -123,7 +123,7 @@ def test_info_vae_objective_is_eq_6_of_zhao_et_al():
 def test_rae_objective_is_eq_11_of_ghosh_et_al(regularizer):
   family, params, x, hp = bound_family('rae', **{'rae.regularizer': regularizer, 'rae.code_weight': 0.3,
                                                  'rae.decoder_weight': 0.02})
-  loss, out = family.objective(params, x, jax.random.key(9), hp)
+  loss, out = jax.jit(family.objective)(params, x, jax.random.key(9), hp)
   z, logits = family.model.apply(params, x)
   code = np.mean(0.5 * np.sum(np.asarray(z, np.float64) ** 2, axis=-1))
   if regularizer == 'l2':
@@ -147,7 +147,7 @@ def test_vamp_prior_log_density_is_a_logsumexp_of_the_pseudo_input_posteriors():
   np.testing.assert_allclose(vamp.log_prior(family.model, params, jnp.asarray(z, jnp.float32)), expected, rtol=1e-5)
   # The one-sample KL of the objective is log q(z|x) - log p(z) at the objective's own sample.
   key = jax.random.key(4)
-  _, out = family.objective(params, x, key, hp)
+  _, out = jax.jit(family.objective)(params, x, key, hp)
   mean, log_var = (np.asarray(a, np.float64) for a in family.model.apply(params, x, method=vae.Model.encode))
   z_x = mean + np.exp(0.5 * log_var) * np.asarray(jax.random.normal(jax.random.split(jax.random.split(key)[0])[1],
                                                                     mean.shape))
@@ -182,9 +182,10 @@ def test_bounds_equal_their_definitions():
 def test_miwae_and_ciwae_objectives_are_their_bounds_of_the_vae_log_weights(name):
   family, params, x, hp = bound_family(name, **{'ciwae.beta': 0.3} if name == 'ciwae' else {})
   key = jax.random.key(5)
-  loss, out = family.objective(params, x, key, hp)
+  loss, out = jax.jit(family.objective)(params, x, key, hp)
   m = 2 if name == 'miwae' else 1
-  log_w = np.asarray(family.log_weights(params, x, key, m * 3, hp), np.float64).reshape(m, 3, -1)
+  log_weights = jax.jit(family.log_weights, static_argnums=3)
+  log_w = np.asarray(log_weights(params, x, key, m * 3, hp), np.float64).reshape(m, 3, -1)
   if name == 'miwae':
     expected = np.mean(logsumexp(log_w, axis=1) - np.log(3), axis=0)
   else:
@@ -205,10 +206,10 @@ def test_piwae_decoder_follows_iwae_and_encoder_follows_miwae():
   def neg_miwae(p):
     return -jnp.mean(miwae.miwae_bound(log_weights(p, x, key, 6, hp).reshape(2, 3, -1)))
 
-  grad = jax.grad(lambda p: family.objective(p, x, key, hp)[0])(params)
-  np.testing.assert_allclose(family.objective(params, x, key, hp)[0], neg_iwae(params), rtol=1e-6)
+  grad = jax.jit(jax.grad(lambda p: family.objective(p, x, key, hp)[0]))(params)
+  np.testing.assert_allclose(jax.jit(family.objective)(params, x, key, hp)[0], jax.jit(neg_iwae)(params), rtol=1e-6)
   for part, reference in (('decoder', neg_iwae), ('encoder', neg_miwae)):
-    want = jax.grad(reference)(params)['params'][part]
+    want = jax.jit(jax.grad(reference))(params)['params'][part]
     for got_leaf, want_leaf in zip(jax.tree.leaves(grad['params'][part]), jax.tree.leaves(want)):
       np.testing.assert_allclose(got_leaf, want_leaf, rtol=1e-4, atol=1e-6)
   assert piwae.stop_gradient_of(params, 'encoder').keys() == params.keys()
