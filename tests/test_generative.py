@@ -215,6 +215,14 @@ def test_piwae_decoder_follows_iwae_and_encoder_follows_miwae():
   assert piwae.stop_gradient_of(params, 'encoder').keys() == params.keys()
 
 
+@pytest.mark.parametrize('name', FAMILIES)
+def test_each_config_is_valid_on_digits_and_mnist(name):
+  for arg in (None, 'mnist'):
+    config = load_config(name, arg)
+    config_lib.validate(config)
+    assert config.model.name == name and config.model.hidden == (400,) and config.model.latent_dim == 20
+
+
 def test_bad_values_are_one_line_config_errors():
   for name, dotted, value, match in (('wae', 'wae.kernel', 'laplace', 'wae.kernel'),
                                      ('wae', 'model.code_activation', 'sigmoid', 'unbounded'),
