@@ -136,6 +136,14 @@ def mmd(z_NxZ: jax.Array, z_prior_MxZ: jax.Array, kernel: str, scale: jax.Array 
 
 def gaussian_mixture_log_density(z_BxZ: jax.Array, means_KxZ: jax.Array, log_vars_KxZ: jax.Array) -> jax.Array:
   """``log (1/K) sum_k N(z; mean_k, diag exp(log_var_k))`` per example: shape ``B``, nats. The VampPrior's
-  log-density (Tomczak & Welling 2018, Eq. 9) with the posteriors of its ``K`` pseudo-inputs as components."""
-  log_n_BxK = -gaussian_nll(means_KxZ[None], z_BxZ[:, None, :], log_vars_KxZ[None])
+  log-density (Tomczak & Welling 2018, Eq. 9) with the posteriors of its ``K`` pseudo-inputs as components.
+
+  The squares ``sum_j (z_j - m_kj)^2 / v_kj`` are expanded into three ``B x Z`` by ``Z x K`` products, so memory is
+  ``B x K``, not ``B x K x Z`` (the importance-sampled NLL evaluates it on ``k x B`` samples at once).
+  """
+  precision_KxZ = jnp.exp(-log_vars_KxZ)
+  squares_BxK = (jnp.square(z_BxZ) @ precision_KxZ.T - 2.0 * z_BxZ @ (means_KxZ * precision_KxZ).T
+                 + jnp.sum(jnp.square(means_KxZ) * precision_KxZ, axis=-1)[None])
+  const_K = jnp.sum(log_vars_KxZ, axis=-1) + z_BxZ.shape[-1] * _LOG_2PI
+  log_n_BxK = -0.5 * (const_K[None] + squares_BxK)
   return jax.nn.logsumexp(log_n_BxK, axis=-1) - math.log(means_KxZ.shape[0])
