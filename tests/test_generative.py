@@ -156,6 +156,15 @@ def test_vamp_prior_log_density_is_a_logsumexp_of_the_pseudo_input_posteriors():
   np.testing.assert_allclose(out['kl'], np.mean(log_q - log_p), rtol=1e-4, atol=1e-5)
 
 
+def test_gaussian_mixture_log_density_is_a_numpy_logsumexp_far_from_the_components_too():
+  rng = np.random.default_rng(3)
+  z, means, log_vars = 3 * rng.normal(size=(7, 5)), rng.normal(size=(11, 5)), 0.5 * rng.normal(size=(11, 5)) - 1
+  log_n = -0.5 * np.sum(np.log(2 * np.pi) + log_vars[None] + (z[:, None] - means[None]) ** 2 / np.exp(log_vars[None]),
+                        axis=-1)
+  got = losses.gaussian_mixture_log_density(*(jnp.asarray(a, jnp.float32) for a in (z, means, log_vars)))
+  np.testing.assert_allclose(got, logsumexp(log_n, axis=1) - np.log(11), rtol=2e-6)
+
+
 def test_vamp_samples_come_from_the_mixture():
   family, params, _, _ = bound_family('vamp')
   z = np.asarray(vamp.make_sample_prior(family.model)(params, jax.random.key(3), 4000))
