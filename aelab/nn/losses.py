@@ -85,3 +85,65 @@ def kl_sparsity(z_BxZ: jax.Array, sparsity_target: jax.Array | float, eps: float
   rho_hat = jnp.clip(jnp.mean(z_BxZ, axis=0), eps, 1.0 - eps)
   kl = rho * jnp.log(rho / rho_hat) + (1.0 - rho) * jnp.log((1.0 - rho) / (1.0 - rho_hat))
   return jnp.sum(kl)
+
+
+def squared_distances(a_NxZ: jax.Array, b_MxZ: jax.Array) -> jax.Array:
+  """Pairwise squared Euclidean distances ``||a_i - b_j||^2``: shape ``N x M``."""
+  return jnp.sum(jnp.square(a_NxZ[:, None, :] - b_MxZ[None, :, :]), axis=-1)
+
+
+def imq_kernel(a_NxZ: jax.Array, b_MxZ: jax.Array, scale: jax.Array | float) -> jax.Array:
+  """Inverse multiquadratic kernel ``C / (C + ||a_i - b_j||^2)``: shape ``N x M``.
+
+  ``scale`` is ``C``; Tolstikhin et al. 2018 (Wasserstein Auto-Encoders, Sec. 4) and pythae take
+  ``C = 2 * latent_dim * sigma^2`` (:func:`kernel_scale`).
+  """
+  return scale / (scale + squared_distances(a_NxZ, b_MxZ))
+
+
+def rbf_kernel(a_NxZ: jax.Array, b_MxZ: jax.Array, scale: jax.Array | float) -> jax.Array:
+  """Gaussian (RBF) kernel ``exp(-||a_i - b_j||^2 / C)``: shape ``N x M``; ``scale`` is ``C``."""
+  return jnp.exp(-squared_distances(a_NxZ, b_MxZ) / scale)
+
+
+KERNELS = {'imq': imq_kernel, 'rbf': rbf_kernel}
+
+
+def kernel_scale(latent_dim: int, bandwidth: jax.Array | float) -> jax.Array | float:
+  """``C = 2 * latent_dim * sigma^2``: the kernel scale of WAE-MMD for a bandwidth ``sigma`` (Tolstikhin et al.
+  2018 take ``C = 2 Z sigma_z^2`` for a prior ``N(0, sigma_z^2 I)``; pythae's ``kernel_bandwidth`` is ``sigma``)."""
+  return 2.0 * latent_dim * jnp.square(bandwidth)
+
+
+def mmd(z_NxZ: jax.Array, z_prior_MxZ: jax.Array, kernel: str, scale: jax.Array | float) -> jax.Array:
+  """Unbiased estimate of the squared maximum mean discrepancy ``MMD^2(q, p)`` between codes ``z ~ q`` and
+  prior samples ``z_prior ~ p`` (a scalar; ``N, M >= 2``):
+
+  ``1/(N(N-1)) sum_{i != j} k(z_i, z_j) + 1/(M(M-1)) sum_{i != j} k(p_i, p_j) - 2/(NM) sum_{i,j} k(z_i, p_j)``
+
+  (Gretton et al. 2012, Eq. 3; Tolstikhin et al. 2018, Algorithm 2). ``kernel``: ``'imq'`` or ``'rbf'``
+  (:data:`KERNELS`), with scale ``C``. pythae's ``mmd_loss`` term in its WAE and InfoVAE losses is ``N`` times
+  this (it divides the kernel sums by ``N - 1`` and ``N`` only), so its ``reg_weight`` is ``N`` times ours.
+  """
+  k = KERNELS[kernel]
+  n, m = z_NxZ.shape[0], z_prior_MxZ.shape[0]
+  k_qq = k(z_NxZ, z_NxZ, scale)
+  k_pp = k(z_prior_MxZ, z_prior_MxZ, scale)
+  within_q = (jnp.sum(k_qq) - jnp.sum(jnp.diagonal(k_qq))) / (n * (n - 1))
+  within_p = (jnp.sum(k_pp) - jnp.sum(jnp.diagonal(k_pp))) / (m * (m - 1))
+  return within_q + within_p - 2.0 * jnp.mean(k(z_NxZ, z_prior_MxZ, scale))
+
+
+def gaussian_mixture_log_density(z_BxZ: jax.Array, means_KxZ: jax.Array, log_vars_KxZ: jax.Array) -> jax.Array:
+  """``log (1/K) sum_k N(z; mean_k, diag exp(log_var_k))`` per example: shape ``B``, nats. The VampPrior's
+  log-density (Tomczak & Welling 2018, Eq. 9) with the posteriors of its ``K`` pseudo-inputs as components.
+
+  The squares ``sum_j (z_j - m_kj)^2 / v_kj`` are expanded into three ``B x Z`` by ``Z x K`` products, so memory is
+  ``B x K``, not ``B x K x Z`` (the importance-sampled NLL evaluates it on ``k x B`` samples at once).
+  """
+  precision_KxZ = jnp.exp(-log_vars_KxZ)
+  squares_BxK = (jnp.square(z_BxZ) @ precision_KxZ.T - 2.0 * z_BxZ @ (means_KxZ * precision_KxZ).T
+                 + jnp.sum(jnp.square(means_KxZ) * precision_KxZ, axis=-1)[None])
+  const_K = jnp.sum(log_vars_KxZ, axis=-1) + z_BxZ.shape[-1] * _LOG_2PI
+  log_n_BxK = -0.5 * (const_K[None] + squares_BxK)
+  return jax.nn.logsumexp(log_n_BxK, axis=-1) - math.log(means_KxZ.shape[0])
