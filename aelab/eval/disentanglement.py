@@ -425,9 +425,11 @@ def evaluate(encode: Callable[[np.ndarray], np.ndarray], sampler: FactorSampler,
              dci_model: str = 'gbt') -> dict[str, Any]:
   """All metrics of one encoder on fresh samples of ``sampler`` (disentanglement_lib's protocol: MIG and
   modularity on ``num_train`` codes; SAP and DCI trained on those, tested on ``num_test`` more; the two
-  scores on ``score_points = (train, eval)`` points each). Returns ``test/<metric>`` keys: ``mig``,
-  ``sap``, ``dci_disentanglement``, ``dci_completeness``, ``dci_informativeness``, ``modularity``,
-  ``beta_vae_score``, ``factor_vae_score`` (the eval accuracies)."""
+  scores on ``score_points = (train, eval)`` points each; IRS and the unsupervised scores on the
+  ``num_train`` codes). Returns ``test/<metric>`` keys: ``mig``, ``sap``, ``dci_disentanglement``,
+  ``dci_completeness``, ``dci_informativeness``, ``modularity``, ``beta_vae_score``,
+  ``factor_vae_score`` (the eval accuracies), ``irs`` and the keys of :func:`unsupervised` (NaN where a
+  code dimension is constant)."""
   rng = np.random.default_rng(seed)
   f_train = sampler.sample_factors(num_train, rng)
   f_test = sampler.sample_factors(num_test, rng)
@@ -439,4 +441,17 @@ def evaluate(encode: Callable[[np.ndarray], np.ndarray], sampler: FactorSampler,
   return {'test/mig': mig(z_train, f_train), 'test/sap': sap(z_train, f_train, z_test, f_test),
           'test/dci_disentanglement': d['disentanglement'], 'test/dci_completeness': d['completeness'],
           'test/dci_informativeness': d['informativeness'], 'test/modularity': modularity(z_train, f_train),
-          'test/beta_vae_score': beta['eval_accuracy'], 'test/factor_vae_score': factor['eval_accuracy']}
+          'test/beta_vae_score': beta['eval_accuracy'], 'test/factor_vae_score': factor['eval_accuracy'],
+          'test/irs': irs(z_train, f_train), **{f'test/{k}': v for k, v in _unsupervised_or_nan(z_train).items()}}
+
+
+UNSUPERVISED = ('gaussian_total_correlation', 'gaussian_wasserstein_correlation',
+                'gaussian_wasserstein_correlation_norm', 'mutual_info_score')
+
+
+def _unsupervised_or_nan(codes_NxZ: np.ndarray) -> dict[str, float]:
+  """:func:`unsupervised`, or NaN for each score where it is undefined (a constant code dimension, Z < 2)."""
+  try:
+    return unsupervised(codes_NxZ)
+  except ValueError:
+    return dict.fromkeys(UNSUPERVISED, float('nan'))
