@@ -12,7 +12,7 @@
 2019: the conv nets, Adam 1e-4, batch 64, ``--steps`` steps, default 300,000) for ``--methods`` (default
 all six: beta_vae, annealed_vae, factor_vae, dip_vae_i, dip_vae_ii, beta_tcvae), each published grid x
 ``--seeds`` as one program, on ``--data`` (any data arg; shapes2d by default). ``--reduced``: a 4,608-image
-32-pixel shapes2d grid, three weights of each grid, the metrics on 1,000 codes. Every model gets every
+16-pixel shapes2d grid, three weights of each grid, Adam 1e-3, the metrics on 1,000 codes. Every model gets every
 metric (MIG, SAP, DCI, modularity, the BetaVAE and FactorVAE scores, IRS, the unsupervised scores) and
 its UDR against the other seeds of its weight (``--udr_points`` inputs). Writes ``OUT/dlib_protocol.{json,md}``
 and, with ``--docs=PAGE``, the table between the page's ``<!-- dlib-protocol:start/end -->`` markers.

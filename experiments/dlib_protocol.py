@@ -29,20 +29,23 @@ SHORT = {'mig': 'MIG', 'sap': 'SAP', 'dci_disentanglement': 'DCI-D', 'dci_comple
          'factor_vae_score': 'FactorVAE', 'irs': 'IRS', 'gaussian_total_correlation': 'GTC',
          'gaussian_wasserstein_correlation': 'GWC', 'gaussian_wasserstein_correlation_norm': 'GWC-n',
          'mutual_info_score': 'MI', 'udr': 'UDR'}
-# --reduced: a 4,608-image shapes2d grid of 32 pixels, three weights of each grid (smallest, middle, largest).
-REDUCED = {'counts': (3, 3, 8, 8, 8), 'size': 32, 'weights': (0, 2, 5)}
+# --reduced: a 4,608-image shapes2d grid of 16 pixels (the four stride-2 convolutions end at 1 x 1), three
+# weights of each grid (smallest, middle, largest), Adam at 1e-3, the metrics on 1,000 codes, the two
+# intervention scores on 50 / 25 points.
+REDUCED = {'counts': (3, 3, 8, 8, 8), 'size': 16, 'weights': (0, 2, 5), 'learning_rate': 1e-3}
 MARKERS = ('<!-- dlib-protocol:start -->', '<!-- dlib-protocol:end -->')
 
 
 def method_config(method: str, args):
   """configs/dlib/base.py for ``method`` on ``args.data`` with ``args.steps`` steps (``--reduced``: the
-  small grid, the metrics on fewer points, a 2 x 256 FactorVAE discriminator)."""
+  small grid, Adam at 1e-3, the metrics on fewer points, a 2 x 256 FactorVAE discriminator)."""
   base = config_lib.load_module(str(common.ROOT / 'configs' / 'dlib' / 'base.py'), 'config')
   config = base.get_config(f'method={method},data={args.data},steps={args.steps}')
   if args.reduced:
     if config.data.name == 'shapes2d':
       config.data.shapes2d.update(counts=REDUCED['counts'], size=REDUCED['size'])
-    config.eval.update(disent_points=1000, score_points=(200, 100), dci_model='forest')
+    config.eval.update(disent_points=1000, score_points=(50, 25), dci_model='forest')
+    config.optimizer.learning_rate = REDUCED['learning_rate']
     if 'factor_vae' in config:
       config.factor_vae.disc_hidden = (256, 256)
   size = base.train_size(config)

@@ -263,6 +263,9 @@ def test_udr_on_constructed_codes(codes):
   kl = np.ones((3, 5))
   kl[0, 2] = 0.0
   assert disentanglement.udr(permuted, kl)[1:] == pytest.approx(disentanglement.udr(permuted)[1:], abs=0.2)
+  kl[0] = 0.0  # a collapsed model (no latent above the threshold) scores 0 with every other
+  pairwise = disentanglement.udr_pairwise(permuted, kl)
+  assert np.all(pairwise[0] == 0) and np.all(pairwise[:, 0] == 0) and pairwise[1, 2] > 0.7
 
 
 def test_udr_relative_strength_hand_computed():

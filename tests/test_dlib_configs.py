@@ -58,3 +58,26 @@ def test_steps_and_bad_args():
     config_lib.load('configs/dlib/base.py:method=vae_gan')
   with pytest.raises(Exception, match='method=M and seeds=N'):
     sweep.load('configs/dlib/sweeps.py:seed=3')
+
+
+def test_study_tables_and_docs_markers(tmp_path):
+  """experiments/dlib_protocol.py: UDR selection picks the weight of highest mean UDR, and the docs table
+  replaces only what lies between the markers."""
+  import sys  # noqa: PLC0415
+  import numpy as np  # noqa: PLC0415
+  sys.path.insert(0, 'experiments')
+  import dlib_protocol  # noqa: PLC0415
+  rng = np.random.default_rng(0)
+  result = {m: rng.uniform(size=(3, 2)).tolist() for m in dlib_protocol.METRICS}
+  result['udr'] = [[0.1, 0.2], [0.9, 0.8], [0.3, 0.3]]
+  result.update(weights=[1.0, 4.0, 16.0], field='vae.kl_weight')
+  table, rho = dlib_protocol.tables({'beta_vae': result}, {})
+  assert rho.shape == (len(dlib_protocol.METRICS),) * 2
+  assert dlib_protocol.selection({'beta_vae': result})[0]['UDR picks'] == 4.0
+  page = tmp_path / 'page.md'
+  page.write_text('# Title\n\nkept\n')
+  dlib_protocol.write_docs(str(page), 'python x', 'TABLE-1', 60.0)
+  dlib_protocol.write_docs(str(page), 'python y', 'TABLE-2', 120.0)
+  text = page.read_text()
+  assert text.startswith('# Title\n\nkept\n') and 'TABLE-2' in text and 'TABLE-1' not in text
+  assert text.count(dlib_protocol.MARKERS[0]) == 1 and '`python y` (2 minutes' in text

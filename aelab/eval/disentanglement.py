@@ -305,7 +305,10 @@ def _udr_similarity_ZxZ(a_NxZ: np.ndarray, b_NxZ: np.ndarray, correlation: str, 
 
 
 def _relative_strength(r_AxB: np.ndarray) -> float:
-  """Duan et al. 2020, Eq. 3: the mean over columns and over rows of ``max^2 / sum``, averaged."""
+  """Duan et al. 2020, Eq. 3: the mean over columns and over rows of ``max^2 / sum``, averaged; 0 when a
+  model has no active dimension (disentanglement_lib raises there)."""
+  if r_AxB.size == 0:
+    return 0.0
   with np.errstate(invalid='ignore', divide='ignore'):
     columns = np.nanmean(np.nan_to_num(np.max(r_AxB, axis=0) ** 2 / np.sum(r_AxB, axis=0), nan=0.0))
     rows = np.nanmean(np.nan_to_num(np.max(r_AxB, axis=1) ** 2 / np.sum(r_AxB, axis=1), nan=0.0))
