@@ -140,6 +140,16 @@ def selection(results: dict) -> list[dict]:
   return rows
 
 
+def rank_correlation(values_MxN: np.ndarray) -> np.ndarray:
+  """Spearman's correlation between the rows (metrics) over the columns (models): ``M x M``; NaN for a
+  metric constant over the models or with a NaN."""
+  ranks = stats.rankdata(values_MxN, axis=1)
+  with np.errstate(invalid='ignore', divide='ignore'):
+    centered = ranks - ranks.mean(axis=1, keepdims=True)
+    norm = np.sqrt(np.sum(centered ** 2, axis=1))
+    return centered @ centered.T / np.outer(norm, norm)
+
+
 def tables(results: dict, reference: dict) -> tuple[str, np.ndarray]:
   rows = []
   for method, r in results.items():
@@ -149,7 +159,7 @@ def tables(results: dict, reference: dict) -> tuple[str, np.ndarray]:
   out = ['Every metric per method and weight (mean ± std over seeds):\n',
          common.markdown_table(rows, ['method', 'weight', *(SHORT[m] for m in METRICS)])]
   all_models = np.stack([np.concatenate([np.ravel(r[m]) for r in results.values()]) for m in METRICS])
-  rho = np.atleast_2d(stats.spearmanr(all_models, axis=1).statistic)
+  rho = rank_correlation(all_models)
   out += ['\nSpearman rank correlation between the metrics over all models:\n',
           common.markdown_table([{'': SHORT[a], **{SHORT[b]: f'{rho[i][j]:.2f}' for j, b in enumerate(METRICS)}}
                                  for i, a in enumerate(METRICS)], ['', *(SHORT[m] for m in METRICS)])]

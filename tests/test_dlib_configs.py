@@ -73,6 +73,10 @@ def test_study_tables_and_docs_markers(tmp_path):
   result.update(weights=[1.0, 4.0, 16.0], field='vae.kl_weight')
   table, rho = dlib_protocol.tables({'beta_vae': result}, {})
   assert rho.shape == (len(dlib_protocol.METRICS),) * 2
+  values = np.array([[1.0, 2, 3, 4], [4, 3, 2, 1], [1, 3, 2, 4], [5, 5, 5, 5]])
+  rho = dlib_protocol.rank_correlation(values)
+  np.testing.assert_allclose(rho[:3, :3], [[1, -1, 0.8], [-1, 1, -0.8], [0.8, -0.8, 1]])
+  assert np.all(np.isnan(rho[3]))  # a constant metric has no rank correlation
   assert dlib_protocol.selection({'beta_vae': result})[0]['UDR picks'] == 4.0
   page = tmp_path / 'page.md'
   page.write_text('# Title\n\nkept\n')
