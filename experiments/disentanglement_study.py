@@ -4,6 +4,18 @@
       [--counts=3,3,8,8,8] [--size=32] [--full]
   python experiments/disentanglement_study.py --check_epochs=40      # MIG: beta-VAE (beta 1) vs truth, random
       [--check_seeds=3] [--check_net=paper|small]
+  python experiments/disentanglement_study.py --protocol=dlib --data=shapes2d --reduced --seeds=3 \
+      --methods=beta_vae --steps=2000 --docs=docs/results/disentanglement.md    # the protocol, CPU-sized
+  python experiments/disentanglement_study.py --protocol=dlib --data=dsprites=FILE --seeds=5   # an accelerator's
+
+``--protocol=dlib`` (experiments/dlib_protocol.py): the populations of configs/dlib (Locatello et al.
+2019: the conv nets, Adam 1e-4, batch 64, ``--steps`` steps, default 300,000) for ``--methods`` (default
+all six: beta_vae, annealed_vae, factor_vae, dip_vae_i, dip_vae_ii, beta_tcvae), each published grid x
+``--seeds`` as one program, on ``--data`` (any data arg; shapes2d by default). ``--reduced``: a 4,608-image
+16-pixel shapes2d grid, three weights of each grid, Adam 1e-3, the metrics on 1,000 codes. Every model gets every
+metric (MIG, SAP, DCI, modularity, the BetaVAE and FactorVAE scores, IRS, the unsupervised scores) and
+its UDR against the other seeds of its weight (``--udr_points`` inputs). Writes ``OUT/dlib_protocol.{json,md}``
+and, with ``--docs=PAGE``, the table between the page's ``<!-- dlib-protocol:start/end -->`` markers.
 
 Trains beta-VAE (vae.kl_weight), beta-TCVAE (beta_tcvae.tc_weight), FactorVAE (factor_vae.tc_weight) and
 DIP-VAE-II (dip_vae.dip_lambda_od = dip_vae.dip_lambda_d), 6 values of each one's weight x ``--seeds`` seeds,
@@ -22,6 +34,7 @@ up: rotations under which a sprite is symmetric draw the same image, so it canno
 initialised encoders as references.
 """
 import os
+import sys
 import time
 
 import jax
@@ -147,13 +160,26 @@ def main():
   parser.add_argument('--epochs', type=int, default=10)
   parser.add_argument('--counts', type=lambda s: [int(c) for c in s.split(',')], default=[3, 3, 8, 8, 8])
   parser.add_argument('--size', type=int, default=32)
-  parser.add_argument('--methods', default=','.join(METHODS))
+  parser.add_argument('--methods', default=None, help='comma-separated (default: every method of the protocol)')
+  parser.add_argument('--protocol', choices=('shapes2d', 'dlib'), default='shapes2d')
+  parser.add_argument('--reduced', action='store_true', help='dlib: the CPU-sized grid and metrics')
+  parser.add_argument('--steps', type=int, default=300_000, help='dlib: training steps of each model')
+  parser.add_argument('--udr_points', type=int, default=1000, help='dlib: inputs every model encodes for UDR')
+  parser.add_argument('--docs', default=None, help='dlib: the docs page to write the table into')
   parser.add_argument('--full', action='store_true')
   parser.add_argument('--check_epochs', type=int, default=0, help='only the beta = 1 MIG check, this many epochs')
   parser.add_argument('--check_points', type=int, default=5000)
   parser.add_argument('--check_seeds', type=int, default=3)
   parser.add_argument('--check_net', choices=('paper', 'small'), default='paper')
   args = parser.parse_args()
+  if args.protocol == 'dlib':
+    import dlib_protocol  # noqa: PLC0415  (experiments/dlib_protocol.py, beside this file)
+    args.data = 'shapes2d' if args.data == 'digits' else args.data
+    args.methods = args.methods or ','.join(dlib_protocol.config_lib.load_module(
+        str(common.ROOT / 'configs' / 'dlib' / 'sweeps.py'), 'sweep').GRIDS)
+    dlib_protocol.main(args, 'python ' + ' '.join(sys.argv))
+    return
+  args.methods = args.methods or ','.join(METHODS)
   if args.check_epochs:
     print(beta1_check(args))
     return

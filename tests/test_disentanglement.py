@@ -187,5 +187,7 @@ def test_run_on_shapes2d_writes_the_metrics(tmp_path):
   config.eval.update(disent_points=200, score_points=(20, 10), dci_model='forest')
   summary = engine.train_and_evaluate(config, str(tmp_path), log=lambda line: None)
   for key in ('mig', 'sap', 'dci_disentanglement', 'dci_completeness', 'dci_informativeness', 'modularity',
-              'beta_vae_score', 'factor_vae_score'):
+              'beta_vae_score', 'factor_vae_score', 'irs'):
     assert 0.0 <= summary[f'test/{key}'] <= 1.0, key
+  for key in disentanglement.UNSUPERVISED:  # the dlib-style unsupervised scores are >= 0
+    assert summary[f'test/{key}'] >= -1e-9, key

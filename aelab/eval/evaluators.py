@@ -127,7 +127,9 @@ def score_encoder(encode: Callable[[np.ndarray], np.ndarray], sampler: disentang
 
 def disentanglement_scores(ctx: Context) -> dict[str, float]:
   """``test/mig``, ``test/sap``, ``test/dci_*``, ``test/modularity``, ``test/beta_vae_score``,
-  ``test/factor_vae_score`` (in [0, 1]): :func:`score_encoder` of the model's encoder on the source's
+  ``test/factor_vae_score``, ``test/irs`` (in [0, 1]) and the unsupervised
+  ``test/gaussian_total_correlation``, ``test/gaussian_wasserstein_correlation(_norm)`` and
+  ``test/mutual_info_score``: :func:`score_encoder` of the model's encoder on the source's
   ``extras['factor_sampler']`` (a benchmark file's rows, ``aelab.data.factors.FactorRows``) or else the
   shapes2d grid of ``extras['factor_counts']`` (``data.shapes2d.size`` pixels), encoded on the host in jitted
   batches; ``{}`` for a source with factors but no sampler (an incomplete grid)."""
