@@ -215,5 +215,6 @@ def test_a_source_read_into_memory_streams_its_loaded_arrays():
   config = load_config('vae').data  # digits: uint8 0..16, read into memory by its source
   loaded, streamed = _both(config)
   assert isinstance(streamed.train, stream.Stream)
-  np.testing.assert_array_equal(streamed.train.read(np.arange(len(loaded.train))), loaded.x_train)
+  np.testing.assert_array_equal(streamed.train.read(np.arange(len(loaded.train))), loaded.train)  # as stored
+  assert streamed.x_max == loaded.x_max == 16 and streamed.test.dtype == loaded.test.dtype == np.uint8
   np.testing.assert_array_equal(streamed.x_test, loaded.x_test)
