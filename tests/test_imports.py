@@ -11,6 +11,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / 'aelab'
 # Lower layers first; a module may import only from its own layer's listed modules below it and lower layers.
 LAYERS = [
     {'aelab.errors', 'aelab.nn', 'aelab.nn.losses', 'aelab.nn.corruption', 'aelab.nn.nets', 'aelab.nn.schedules',
+     'aelab.nn.fit', 'aelab.nn.pixelcnn',
      'aelab.data', 'aelab.data.superposition', 'aelab.data.shapes2d', 'aelab.data.stream', 'aelab.data.images',
      'aelab.data.arrays', 'aelab.data.sources', 'aelab.data.sources.digits', 'aelab.data.sources.idx',
      'aelab.data.sources.npz', 'aelab.data.sources.csv', 'aelab.data.sources.images', 'aelab.data.sources.tfds',
@@ -22,7 +23,8 @@ LAYERS = [
     {'aelab.config', 'aelab.train.optimizers'},
     {'aelab.train.files'},
     {'aelab.train.history'},
-    {'aelab.eval', 'aelab.eval.metrics', 'aelab.eval.evaluators', 'aelab.train.workdir', 'aelab.train.checkpoints',
+    {'aelab.eval', 'aelab.eval.metrics', 'aelab.eval.evaluators', 'aelab.eval.samples',
+     'aelab.eval.classifier', 'aelab.train.workdir', 'aelab.train.checkpoints',
      'aelab.train.writers'},
     {'aelab.train.figures'},
     {'aelab.train', 'aelab.train.program', 'aelab.train.hooks'},
@@ -30,7 +32,8 @@ LAYERS = [
     {'aelab.train.loop'},
     {'aelab.train.engine'},
     {'aelab.train.sweep', 'aelab.train.pretrain', 'aelab.api'},
-    {'aelab.main', 'aelab.evaluate', 'aelab.cli', 'aelab'},
+    {'aelab.samplers'},
+    {'aelab.main', 'aelab.evaluate', 'aelab.cli', 'aelab.sample', 'aelab'},
 ]
 
 def _module_name(path: pathlib.Path) -> str:
