@@ -196,7 +196,7 @@ def _draw(trained: api.Trained, name: str, state: dict | None, seed: int, num: i
   if name == 'two_stage':
     second = models.get(two_stage_config(options, code_dim, 128), (code_dim,))
     u = jax.random.normal(key, (num, code_dim))
-    return _decode_codes(trained, second.decode(state['params'], u) * state['std'] + state['mean'])
+    return _decode_codes(trained, second.decode(state['params'], u) * state['std'][None] + state['mean'][None])
   if name == 'uniform_codes':
     indices = jax.random.randint(key, (num, *code_grid(trained)), 0, trained.config.vqvae.codebook_size)
   else:

@@ -44,7 +44,7 @@ class MaskedConv(nn.Module):
     mask = jnp.asarray(causal_mask(kh, kw, self.kind))[:, :, None, None]
     y = jax.lax.conv_general_dilated(x_BxHxWxC, kernel * mask, (1, 1), 'SAME',
                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-    return y + bias
+    return y + bias[None, None, None]
 
 
 def gate(x: jax.Array) -> jax.Array:
@@ -87,7 +87,8 @@ class PixelCNN(nn.Module):
     v, h = x, x
     for i in range(self.num_layers):
       v, h = GatedLayer(self.channels, self.kernel, first=i == 0)(v, h)
-    return nn.Conv(self.num_codes, (1, 1))(nn.relu(nn.Conv(self.channels, (1, 1))(nn.relu(h))))
+    hidden = nn.relu(nn.Conv(self.channels, (1, 1), name='hidden')(nn.relu(h)))
+    return nn.Conv(self.num_codes, (1, 1), name='logits')(hidden)
 
 
 def sample(model: PixelCNN, params, key: jax.Array, num: int, grid: tuple[int, int]) -> jax.Array:
