@@ -7,7 +7,8 @@ Samplers (``aelab.samplers``): ``prior`` (the family's own), ``normal``, ``gmm``
 ``x`` float32 ``N x <data shape>`` (likelihood means, in [0, 1] for images) and, for images, ``x_uint8``
 (``round(255 x)``); ``DIR/samples/NAME.png``, a grid of the first 64; with ``--evaluate``
 ``DIR/samples/NAME.json``: ``test/fd_classifier``, ``test/precision``, ``test/recall``, ``test/density``,
-``test/coverage`` (``aelab.samplers.score``). A fitted sampler is kept in ``DIR/samplers/NAME/`` and reused.
+``test/coverage`` (``aelab.samplers.score``, against the test split without binarization). A fitted
+sampler is kept in ``DIR/samplers/NAME/`` and reused.
 """
 import argparse
 import json
@@ -41,11 +42,22 @@ def sample_workdir(workdir: str, sampler: str, num: int, seed: int = 0, out: str
     plots.image_grid(x[:64], dataset.shape, stem + '.png', title=f'{config.model.name}: {sampler} samples')
     result['figure'] = stem + '.png'
   if evaluate:
-    scores = {'sampler': sampler, 'num': num, 'seed': seed, 'epoch': trained.epoch, **samplers.score(x, dataset, log)}
+    scores = {'sampler': sampler, 'num': num, 'seed': seed, 'epoch': trained.epoch,
+              **samplers.score(x, _grey(config, dataset), log)}
     with open(stem + '.json', 'w') as f:
       json.dump(scores, f, indent=1)
     result.update(scores, json=stem + '.json')
   return result
+
+
+def _grey(config, dataset: data.Dataset) -> data.Dataset:
+  """The run's data without binarization (samples are likelihood means: they are scored against grey
+  images, with a classifier trained on grey images)."""
+  if config.data.binarize == 'none':
+    return dataset
+  grey = config.data.copy_and_resolve_references()
+  grey.binarize = 'none'
+  return data.load(grey)
 
 
 def main(argv: list[str] | None = None) -> None:
