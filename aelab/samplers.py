@@ -59,6 +59,7 @@ FIELDS = {'gmm': ('n_components',), 'two_stage': ('two_stage_hidden', 'two_stage
 
 
 def is_vqvae(trained: api.Trained) -> bool:
+  """Whether the run's family is the VQ-VAE or builds on it (its codes are codebook indices)."""
   return 'vqvae' in models.builds_on(trained.config.model.name)
 
 
@@ -232,6 +233,7 @@ def _fitted(trained: api.Trained, dataset: data.Dataset, name: str, workdir: str
 
 
 def _save(path: str, state: dict, meta: dict) -> None:
+  """Writes ``state.msgpack``, then ``sampler.json`` (whose match marks a reusable fit)."""
   os.makedirs(path, exist_ok=True)
   with open(os.path.join(path, 'state.msgpack'), 'wb') as f:
     f.write(flax.serialization.msgpack_serialize(jax.tree.map(np.asarray, state)))

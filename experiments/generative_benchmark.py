@@ -76,7 +76,9 @@ def score_sampler(workdir: str, name: str, sampler: str, args: argparse.Namespac
     if scores.get('num') == args.num_samples:
       return scores
   start = time.time()
-  scores = sample.sample_workdir(workdir, sampler, args.num_samples, seed=0, evaluate=True, log=print)
+  epochs = {} if args.fit_epochs is None else {'two_stage_epochs': args.fit_epochs, 'pixelcnn_epochs': args.fit_epochs}
+  scores = sample.sample_workdir(workdir, sampler, args.num_samples, seed=0, evaluate=True,
+                                 options=samplers.Options(**epochs), log=print)
   scores['sample_time_s'] = round(time.time() - start, 1)
   with open(path, 'w') as f:
     json.dump(scores, f, indent=1)
@@ -143,6 +145,7 @@ def main() -> None:
   parser.add_argument('--epochs', type=int, default=20)
   parser.add_argument('--num_samples', type=int, default=2000)
   parser.add_argument('--nll_k', type=int, default=1000, help='importance samples of test/nll')
+  parser.add_argument('--fit_epochs', type=int, default=None, help='epochs of two_stage and pixelcnn (default: theirs)')
   parser.add_argument('--runs', default='runs/generative')
   args = parser.parse_args()
   if not os.path.isdir(args.data):
