@@ -152,11 +152,15 @@ def main() -> None:
     raise SystemExit(f'error: {args.data} not found: pass --data=DIR with the MNIST IDX files.')
   families = args.families or [n for n in models.available() if n not in NOT_GENERATIVE]
   os.makedirs(FIGURES, exist_ok=True)
+  command = ('python experiments/generative_benchmark.py ' + ' '.join(sys.argv[1:])).strip()
   rows = reference_rows(args)
   for name in families:
-    rows += family_rows(name, args)
-  command = 'python experiments/generative_benchmark.py ' + ' '.join(sys.argv[1:])
-  write_table(rows, command.strip())
+    try:
+      rows += family_rows(name, args)
+    except Exception as e:  # one family's failure (a config it refuses) must not lose the others' rows
+      print(f'{name}: failed: {e}', flush=True)
+      rows.append(f'| {name} | failed: {str(e).splitlines()[0][:150]} | | | | | | | | |')
+    write_table(rows, command)  # after each family: a long run's finished rows are on the page
   print('\n'.join(rows))
 
 
