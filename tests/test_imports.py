@@ -11,7 +11,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / 'aelab'
 # Lower layers first; a module may import only from its own layer's listed modules below it and lower layers.
 LAYERS = [
     {'aelab.errors', 'aelab.interrupts', 'aelab.nn', 'aelab.nn.losses', 'aelab.nn.corruption', 'aelab.nn.nets',
-     'aelab.nn.schedules', 'aelab.nn.sparse_coding',
+     'aelab.nn.schedules', 'aelab.nn.sparse_coding', 'aelab.nn.fit', 'aelab.nn.pixelcnn',
      'aelab.data', 'aelab.data.superposition', 'aelab.data.shapes2d', 'aelab.data.stream', 'aelab.data.images',
      'aelab.data.arrays', 'aelab.data.fingerprints', 'aelab.data.sources', 'aelab.data.sources.digits',
      'aelab.data.sources.idx',
@@ -27,7 +27,8 @@ LAYERS = [
     {'aelab.config', 'aelab.train.optimizers'},
     {'aelab.train.files'},
     {'aelab.train.history'},
-    {'aelab.eval', 'aelab.eval.metrics', 'aelab.eval.evaluators', 'aelab.train.workdir', 'aelab.train.checkpoints',
+    {'aelab.eval', 'aelab.eval.metrics', 'aelab.eval.evaluators', 'aelab.eval.samples',
+     'aelab.eval.classifier', 'aelab.train.workdir', 'aelab.train.checkpoints',
      'aelab.train.writers'},
     {'aelab.train.figures'},
     {'aelab.train', 'aelab.train.program', 'aelab.train.hooks'},
@@ -35,7 +36,8 @@ LAYERS = [
     {'aelab.train.loop'},
     {'aelab.train.engine'},
     {'aelab.train.sweep', 'aelab.train.pretrain', 'aelab.api'},
-    {'aelab.main', 'aelab.evaluate', 'aelab.cli', 'aelab', 'aelab.export'},
+    {'aelab.samplers'},
+    {'aelab.main', 'aelab.evaluate', 'aelab.cli', 'aelab.sample', 'aelab', 'aelab.export'},
 ]
 
 # Plugin folders: each module in them (a family, a source, a building block) sits in this layer, so a new
