@@ -10,8 +10,9 @@ replaced by its nearest codebook entry; EMA codebook (decay 0.99), commitment we
 
 Digits: a 2x2 grid of codes (conv channels 16, 32), 64 codes of 8 dimensions; MNIST (28x28): a 7x7 grid
 (channels 32, 64, as configs/ae.py with model.net=conv), 256 codes of 16 dimensions. summary.json has
-test/recon_mse (per pixel), test/codebook_perplexity and test/codebook_usage. No prior over codes is fitted,
-so there are reconstructions but no samples. The output is linear (MSE on an identity output): with a sigmoid
+test/recon_mse (per pixel), test/codebook_perplexity and test/codebook_usage. No prior over codes is fitted
+during training; `python -m aelab.sample --workdir=DIR --sampler=pixelcnn` fits a gated PixelCNN on the
+codes afterwards and samples. The output is linear (MSE on an identity output): with a sigmoid
 output the conv-map decoder on MNIST saturated to an all-black image within 50 steps (test MSE stuck at 0.113).
 """
 from aelab import config as aelab_config

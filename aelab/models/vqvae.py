@@ -20,8 +20,9 @@ train steps is set to a random encoder output of the batch (Dhariwal et al. 2020
 codes the same way); every code starts "dead", so the first step initialises the codebook from data.
 
 Parameters: ``{'params': {'encoder', 'decoder', 'codebook'}}``; the optimizer state carries the EMA and
-usage statistics (``'vq'``). There is no prior over codes (the paper fits a PixelCNN afterwards): the
-family has reconstructions, interpolations and traversals, but no samples.
+usage statistics (``'vq'``). The family has no prior over codes (the paper fits a PixelCNN afterwards): its
+runs draw reconstructions, interpolations and traversals; samples come from a PixelCNN fitted on the
+training codes after training (``python -m aelab.sample --sampler=pixelcnn``, ``aelab/samplers.py``).
 """
 import math
 from typing import Any, Callable, Sequence
