@@ -104,8 +104,9 @@ def _stopped() -> Stopped:
 def check() -> None:
   """Raises :class:`Stopped` again if a signal's Stopped was raised where Python cannot let it propagate (a
   gc or weakref callback, a ``__del__``: it is printed as ignored there, and the process went on). Called
-  where a new phase of the run starts."""
-  if _state.received and not _state.deferring:
+  where a new phase of the run starts; only where :func:`install` was called (aelab used as a library
+  raises Stopped only for a second signal in an epoch)."""
+  if _state.installed and _state.received and not _state.deferring:
     _state.raised = True
     raise _stopped()
 
@@ -148,3 +149,5 @@ def deferred(during: str = 'an epoch') -> Iterator[list[int]]:
     _state.deferring -= 1
     for s, h in previous.items():
       signal.signal(s, h)
+    if own:  # aelab as a library: the next loop starts afresh
+      _state.received, _state.raised = [], False

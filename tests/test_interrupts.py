@@ -107,3 +107,14 @@ def test_a_signal_in_an_epoch_checkpoints_and_says_so(tmp_path, sig):
   assert result.returncode == 128 + getattr(signal, sig)
   _one_line(result, f'Stopped by {sig} after epoch 1, checkpointed')
   _resumes(tmp_path)
+
+
+def test_a_signal_in_a_library_run_leaves_no_state_behind(monkeypatch):
+  """aelab used as a library (no install): after a loop stopped by a signal, the next phases run normally."""
+  from aelab import interrupts
+  with interrupts.deferred() as received:
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.01)  # the handler runs
+    assert received == [signal.SIGTERM]
+  with interrupts.phase('compiling'):  # would raise Stopped if the signal were still pending
+    pass
