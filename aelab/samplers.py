@@ -68,7 +68,7 @@ def check_applies(trained: api.Trained, name: str) -> None:
   family = trained.config.model.name
   if name not in SAMPLERS:
     raise ConfigError(f'--sampler={name} is unknown; choose one of {", ".join(SAMPLERS)}.')
-  if name == 'prior' and trained.sample is None:
+  if name == 'prior' and not trained.has_prior:
     raise ConfigError(f'model.name={family} has no prior to sample: use --sampler=gmm (or two_stage'
                       f'{", pixelcnn" if is_vqvae(trained) else ""}).')
   if name in ('pixelcnn', 'uniform_codes') and not is_vqvae(trained):
