@@ -1,6 +1,6 @@
-"""Draws samples of a trained run and, with ``--evaluate``, scores them against the test split::
-
-  python -m aelab.sample --workdir=DIR --sampler=NAME --num=N [--seed=S] [--out=FILE] [--evaluate]
+"""Draws samples of a trained run and, with ``--evaluate``, scores them against the test split:
+``python -m aelab.sample --workdir=DIR --sampler=NAME --num=N`` (optional: ``--seed=S``, ``--out=FILE``,
+``--evaluate``).
 
 Samplers (``aelab.samplers``): ``prior`` (the family's own), ``normal``, ``gmm`` (``--n_components``),
 ``two_stage``, ``pixelcnn`` and ``uniform_codes`` (VQ-VAE). Writes ``DIR/samples/NAME.npz`` (or ``--out``):
