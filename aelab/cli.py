@@ -122,13 +122,21 @@ def _quiet_teardown() -> None:
 
 def remove_if_empty(path: str) -> None:
   """Removes the directory ``path`` and its subdirectories if they hold no file but a workdir lock that no
-  process holds (a failed start leaves no empty workdir behind); anything with another file in it, or
-  locked by another process (a sweep's), stays."""
-  if not os.path.isdir(path):
+  process holds (a failed start leaves no empty workdir behind); anything with another file in it stays, and
+  so does the folder of a run that another process holds locked, with everything below it. A process of a
+  job of several removes nothing: its peers write into the same workdir (orbax's empty temporary folders of
+  a checkpoint in progress among them)."""
+  if not os.path.isdir(path) or parallel.process_count() > 1:
     return
-  for root, _, files in sorted(os.walk(path), key=lambda entry: -len(entry[0])):  # deepest first
+  walked = []
+  for root, dirs, files in os.walk(path):
+    if workdir_lib.LOCK in files and _held(os.path.join(root, workdir_lib.LOCK)):
+      dirs[:] = []  # another process's run: leave it whole
+      continue
+    walked.append((root, files))
+  for root, files in sorted(walked, key=lambda entry: -len(entry[0])):  # deepest first
     with contextlib.suppress(OSError):
-      if files == [workdir_lib.LOCK] and not _held(os.path.join(root, workdir_lib.LOCK)):
+      if files == [workdir_lib.LOCK]:
         os.remove(os.path.join(root, workdir_lib.LOCK))  # the lock file of the failed start itself
       os.rmdir(root)  # fails, and so keeps the directory, unless it is empty
 
