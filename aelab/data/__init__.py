@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from aelab.data import arrays, sources
+from aelab.data import arrays, fingerprints, sources
 from aelab.data.arrays import DataNotFoundError, DatasetUnavailableError  # noqa: F401  (data.*, as before)
 from aelab.errors import ConfigError, DataError  # data.DataError, as before
 
@@ -165,8 +165,15 @@ def source(data_config: ml_collections.ConfigDict) -> Any:
 
 
 def fingerprint(data_config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """The fingerprint of the data ``data_config`` reads (``sources.fingerprint``): stored with a run."""
-  return sources.fingerprint(data_config)
+  """The fingerprint of the data ``data_config`` reads, stored with a run: the source's own
+  ``fingerprint(data_config)`` if it defines one, else for a source with a ``PATH`` that of ``data.path`` /
+  ``data.test_path`` (``fingerprints.of_paths``), else ``{}`` (generated or bundled data: the config says
+  it all)."""
+  found = sources.module(data_config.get('name') or 'digits')
+  own = getattr(found, 'fingerprint', None)
+  if own is not None:
+    return own(data_config)
+  return fingerprints.of_paths(data_config) if found.PATH is not None else {}
 
 
 PATH_FIELDS = ('path', 'test_path')

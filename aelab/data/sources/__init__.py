@@ -11,7 +11,7 @@ A source module (``aelab/data/sources/npz.py`` is a complete example to copy) de
 - ``read(data_config) -> aelab.data.arrays.Read``: the one reader that the in-memory path
   (``aelab.data.load``) and the streamed path (``aelab.data.stream``) both use;
 - optionally ``fingerprint(data_config) -> dict``: a JSON-able identity of the data it reads, stored in a
-  run's config.json so that a rerun on other data is refused (:func:`fingerprint`; the default for a
+  run's config.json so that a rerun on other data is refused (``aelab.data.fingerprint``; the default for a
   source with a ``PATH``: sizes, times and content hashes of ``data.path`` and ``data.test_path``,
   ``aelab/data/fingerprints.py``).
 
@@ -25,7 +25,6 @@ import importlib
 from types import ModuleType
 from typing import Any
 
-from aelab.data import fingerprints
 from aelab.errors import ConfigError
 
 BUILTIN = ('digits', 'idx', 'npz', 'csv', 'images', 'tfds', 'shapes2d', 'superposition', 'dsprites', 'shapes3d',
@@ -61,17 +60,6 @@ def module(name: str) -> ModuleType:
     raise ConfigError(f'data.name={name!r}: module {found.__file__} lacks {missing} of a source\'s contract '
                       f'{CONTRACT} (see aelab/data/sources/npz.py).')
   return found
-
-
-def fingerprint(data_config: Any) -> dict[str, Any]:
-  """The fingerprint of the data ``data_config`` reads: the source's own ``fingerprint(data_config)`` if it
-  defines one, else for a source with a ``PATH`` that of ``data.path`` / ``data.test_path``
-  (``fingerprints.of_paths``), else ``{}`` (generated or bundled data: the config says it all)."""
-  found = module(data_config.get('name') or 'digits')
-  own = getattr(found, 'fingerprint', None)
-  if own is not None:
-    return own(data_config)
-  return fingerprints.of_paths(data_config) if found.PATH is not None else {}
 
 
 def defaults() -> dict[str, dict[str, Any]]:
