@@ -157,3 +157,16 @@ def make_penalty(config: ml_collections.ConfigDict, encode: Callable) -> Callabl
   if m.net == 'mlp' and m.activation == 'sigmoid' and m.code_activation == 'sigmoid':
     return lambda params, x, code, hp: jnp.mean(contractive_sigmoid_mlp(*_sigmoid_mlp_layers(params), x))
   return lambda params, x, code, hp: jnp.mean(jacobian_frobenius_sq(lambda v: encode(params, v), x))
+
+
+def reconstruct_through_codes(config: ml_collections.ConfigDict, encode: Callable, decode: Callable) -> Callable:
+  """``reconstruct(params, x_BxD, key, hp) -> (x_tilde, x_hat)``: ``x_tilde`` the input corrupted per
+  ``config.corruption`` (with the first half of ``split(key)``), ``x_hat = decode(params, encode(params,
+  x_tilde))`` (the code: a posterior mean, mean direction, ...)."""
+  corrupt = corrupt_fn(config)
+
+  def reconstruct(params, x_BxD, key, hp):
+    x_tilde = corrupt(jax.random.split(key)[0], x_BxD, hp)
+    return x_tilde, decode(params, encode(params, x_tilde))
+
+  return reconstruct

@@ -170,13 +170,7 @@ def make_decode(model: Model, config: ml_collections.ConfigDict) -> Callable:
 
 def make_reconstruct(model: Model, config: ml_collections.ConfigDict) -> Callable:
   """``reconstruct(params, x_BxD, key, hp) -> (x_tilde, x_hat)``; ``x_hat`` decodes the posterior means."""
-  corrupt, encode, decode = common.corrupt_fn(config), make_encode(model, config), make_decode(model, config)
-
-  def reconstruct(params, x_BxD, key, hp):
-    x_tilde = corrupt(jax.random.split(key)[0], x_BxD, hp)
-    return x_tilde, decode(params, encode(params, x_tilde))
-
-  return reconstruct
+  return common.reconstruct_through_codes(config, make_encode(model, config), make_decode(model, config))
 
 
 def make_eval(model: Model, config: ml_collections.ConfigDict) -> Callable:
