@@ -28,7 +28,6 @@ saved as the ``data_iterator`` item of the group's orbax checkpoint (``aelab/tra
 from __future__ import annotations
 
 import dataclasses
-import pathlib
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -41,11 +40,9 @@ if TYPE_CHECKING:
 from aelab import data
 
 from aelab.data import arrays, sources
-from aelab.data.sources import tfds
 from aelab.data.sources.npz import NpyFile
+from aelab.errors import ConfigError
 
-# Benchmark sources whose module tells the images' stored size from the file's header (stored_megabytes).
-SIZED = ('dsprites', 'shapes3d', 'mpi3d', 'activations')
 
 
 class Stream:
@@ -114,20 +111,16 @@ def should_stream(data_config: ml_collections.ConfigDict) -> bool:
 
 def in_memory_megabytes(data_config: ml_collections.ConfigDict) -> float:
   """The memory, in MB, that reading the data in memory would take at its peak: its stored bytes (uint8
-  images: one byte a pixel; float arrays: four) times :data:`IN_MEMORY_COPIES`. Known without reading the
-  data for an npz (its header) and a prepared tfds dataset (its metadata); else 0 (read in memory)."""
-  name, path = data_config.name, data_config.get('path')
-  if name == 'npz' and path and pathlib.Path(path).exists():
-    try:
-      npy = NpyFile(path)
-    except data.DataError:
-      return 0.0  # data.load reports what is wrong with the file, or reads a compressed one
-    return float(np.prod(npy.shape)) * npy.dtype.itemsize * IN_MEMORY_COPIES / 2**20
-  if name in SIZED and path and pathlib.Path(path).exists():
-    return sources.module(name).stored_megabytes(data_config) * IN_MEMORY_COPIES
-  if (name in sources.available() and name != 'tfds') or '.' in name:
-    return 0.0
-  return tfds.stored_megabytes(data_config) * IN_MEMORY_COPIES
+  images: one byte a pixel; float arrays: four) times :data:`IN_MEMORY_COPIES`. The stored bytes come from
+  the source module's optional ``stored_megabytes(data_config)`` (from a file's header or a prepared tfds
+  dataset's metadata, without reading the data: npz, dsprites, shapes3d, mpi3d, activations, tfds); 0 for a
+  source without one or data it cannot size (then it is read in memory)."""
+  try:
+    found = sources.module(data_config.name)
+  except ConfigError:
+    return 0.0  # data.load says what is wrong with data.name
+  sized = getattr(found, 'stored_megabytes', None)
+  return sized(data_config) * IN_MEMORY_COPIES if sized is not None else 0.0
 
 
 def load(data_config: ml_collections.ConfigDict) -> data.Dataset:

@@ -53,6 +53,17 @@ def read(data_config: Any) -> arrays.Read:
   return arrays.Read(arrays.Split(train, train.where), None if test is None else arrays.Split(test, test.where), kind)
 
 
+def stored_megabytes(data_config: Any) -> float:
+  """The stored size of ``x`` in MB, from the file's header (``aelab.data.stream.in_memory_megabytes``); 0
+  when it cannot be read in place (compressed, damaged, missing: ``read`` says why or reads it whole)."""
+  path = data_config.get('path')
+  try:
+    npy = NpyFile(path)
+  except (DataError, TypeError, *arrays.READ_ERRORS):
+    return 0.0
+  return float(np.prod(npy.shape)) * npy.dtype.itemsize / 2**20
+
+
 class NpzFile(arrays.Reader):
   """Rows of ``x`` (checked as images when ``x`` has more than 2 dims, else as features) and labels ``y``.
 
