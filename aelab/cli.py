@@ -141,6 +141,16 @@ def remove_if_empty(path: str) -> None:
       os.rmdir(root)  # fails, and so keeps the directory, unless it is empty
 
 
+def remove_if_only_lock(path: str) -> None:
+  """Removes the directory ``path`` if it holds nothing but its own workdir lock, which no process holds (a
+  run stopped by a signal before it wrote anything). Nothing below it is walked: a checkpoint that orbax
+  may still be finishing is never touched."""
+  with contextlib.suppress(OSError):
+    if os.listdir(path) == [workdir_lib.LOCK] and not _held(os.path.join(path, workdir_lib.LOCK)):
+      os.remove(os.path.join(path, workdir_lib.LOCK))
+      os.rmdir(path)
+
+
 def _held(lock_path: str) -> bool:
   """Whether another process holds the workdir lock ``lock_path`` now (another process of a sweep that
   has just locked its run's folder: its folder stays)."""

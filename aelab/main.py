@@ -87,8 +87,8 @@ def main(argv: list[str]) -> None:
         return
       summary = _train_single_run(config)
   except (engine.Interrupted, interrupts.Stopped) as e:
-    if not existed:
-      cli.remove_if_empty(workdir)  # stopped before anything was written: no workdir holding only a lock
+    if not existed and isinstance(e, interrupts.Stopped):
+      cli.remove_if_only_lock(workdir)  # stopped before anything was written: no workdir holding only a lock
     if isinstance(e, interrupts.Stopped) and __name__ == '__main__':
       interrupts.exit_stopped(e)  # no teardown: a module whose import the signal cut short can crash it
     print(f'{e}', file=sys.stderr, flush=True)

@@ -133,6 +133,8 @@ def test_load_of_damaged_checkpoints_is_one_checkpoint_error_without_library_noi
   message = str(info.value)
   assert message.startswith(f'No checkpoint of {copy} reads back intact (The checkpoint of epoch')
   assert '\n' not in message
-  assert ('is damaged' if how == 'flipped' else 'does not read back') in message
+  # Flipped bytes are a checksum mismatch, or (where they land in a compressed chunk's header) unreadable.
+  assert ('is damaged' in message or 'does not read back' in message) if how == 'flipped' else (
+      'does not read back' in message)
   printed = capfd.readouterr()
   assert 'Event loop is closed' not in printed.err + printed.out and 'Traceback' not in printed.err
