@@ -271,7 +271,7 @@ def run_epochs(group: Group, dataset: data.Dataset, program: Program, periodic: 
                            epoch_fn.iterator_state)
       for hook in periodic.hooks:
         hook(end)
-      if received:
+      if received and end.stop:  # a signal during the hooks stops after the next epoch, which saves first
         raise Interrupted(received[0], epoch, periodic.checkpoint.ckpt.directory if periodic.checkpoint else 'memory')
       if regroup or not alive.any():
         return Trained(state, alive, records, inputs, regroup)
