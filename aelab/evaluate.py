@@ -13,7 +13,7 @@ import argparse
 import os
 from typing import Any
 
-import jax.numpy as jnp
+import jax
 
 from aelab import api, cli, data
 from aelab.data import stream
@@ -73,8 +73,8 @@ def _final_metrics(config, dataset, trained, num_samples, final_metrics) -> dict
   evaluated = config.copy_and_resolve_references()
   if final_metrics is not None:
     evaluated.eval.final_metrics = final_metrics
-  return evaluators.final_metrics(family, evaluated, trained.params, hp, dataset, jnp.asarray(dataset.test),
-                                  num_samples)
+  x_test = jax.device_put(data.inputs(dataset, 'test', family.num_classes))  # with labels for a conditional family
+  return evaluators.final_metrics(family, evaluated, trained.params, hp, dataset, x_test, num_samples)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -88,10 +88,57 @@ class Dataset:
     return np.asarray(self.to_float32(self.test))
 
 
+class Labeled(NamedTuple):
+  """Examples with their class labels: what a conditional family (``Family.num_classes > 0``, e.g. ``cvae``)
+  takes wherever the others take examples ``x_NxD``. ``x``: N x D as stored (uint8 images) or float32;
+  ``y``: int32 [N] class ids. A pytree: jitted functions, ``jax.device_put`` and ``jax.tree.map`` (the rows of
+  a batch, padding) treat both parts alike; :func:`to_float32` and :func:`dynamic_binarize` change ``x`` only."""
+  x: Any
+  y: Any
+
+
+def num_examples(x: Any) -> int:
+  """The number of examples (rows) of ``x_NxD`` or of a :class:`Labeled` pair."""
+  return jax.tree.leaves(x)[0].shape[0]
+
+
+def take(x: Any, rows: Any) -> Any:
+  """``x[rows]`` of ``x_NxD`` or of both parts of a :class:`Labeled` pair (jittable)."""
+  return jax.tree.map(lambda a: a[rows], x)
+
+
+def inputs(dataset: Dataset, split: str, num_classes: int = 0) -> Any:
+  """``dataset.train`` or ``dataset.test`` (``split``) as a family takes it: as stored, or for a conditional
+  family (``num_classes > 0``) as :class:`Labeled` with its labels. Raises DataError (:func:`check_labels`)."""
+  x, y = (dataset.train, dataset.y_train) if split == 'train' else (dataset.test, dataset.y_test)
+  if not num_classes:
+    return x
+  check_labels(dataset, num_classes, f'a conditional model of {num_classes} classes')
+  return Labeled(x, y)
+
+
+def check_labels(dataset: Dataset, num_classes: int, who: str) -> None:
+  """Raises DataError (one line) unless both splits of ``dataset`` have labels in ``[0, num_classes)``;
+  ``who`` names what needs them and the field of ``num_classes`` (``'model.name=cvae (cvae.num_classes=10)'``)."""
+  if dataset.y_train is None or dataset.y_test is None:
+    streamed = not isinstance(dataset.train, np.ndarray) and dataset.y_test is not None
+    why = ('streamed training examples are read without labels: set data.stream=False' if streamed else
+           'use a labelled source (digits, idx with labels, npz with y, csv with a label column, mnist)')
+    raise DataError(f'{who} conditions on class labels, but data.name={dataset.name!r} has none: {why}.')
+  for y in (dataset.y_train, dataset.y_test):
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+      raise DataError(f'{who} takes labels 0..{num_classes - 1}, but the labels of data.name={dataset.name!r} '
+                      f'range over {int(y.min())}..{int(y.max())}: set its number of classes to '
+                      f'{int(y.max()) + 1} (labels must be class ids from 0).')
+
+
 def to_float32(x: Any, x_max: float) -> Any:
   """uint8 examples (numpy or jax) -> float32 x * (1 / x_max) (e.g. 0..255 -> [0, 1]); float arrays as they
   are. A multiplication by the float32 reciprocal, which is what XLA makes of a division by a constant,
-  so host and device give the same numbers (within 1 ulp of x / x_max; exact for x_max = 1, 16)."""
+  so host and device give the same numbers (within 1 ulp of x / x_max; exact for x_max = 1, 16). A
+  :class:`Labeled` pair keeps its labels."""
+  if isinstance(x, Labeled):
+    return x._replace(x=to_float32(x.x, x_max))
   if x.dtype != np.uint8:
     return x
   return x.astype(np.float32) * np.float32(1 / x_max)
@@ -238,7 +285,10 @@ def _binarize_block(key: jax.Array, x_BxD: jax.Array, x_max: int) -> jax.Array:
 
 
 def dynamic_binarize(key: jax.Array, x: jax.Array) -> jax.Array:
-  """Samples Bernoulli(x) elementwise: float32 {0, 1}, same shape as x (values in [0, 1]). Jittable."""
+  """Samples Bernoulli(x) elementwise: float32 {0, 1}, same shape as x (values in [0, 1]); a :class:`Labeled`
+  pair keeps its labels. Jittable."""
+  if isinstance(x, Labeled):
+    return x._replace(x=dynamic_binarize(key, x.x))
   return jax.random.bernoulli(key, x).astype(jnp.float32)
 
 

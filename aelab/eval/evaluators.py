@@ -42,7 +42,8 @@ class Context:
     params: the model's parameters (one model, no model axis).
     hp: its traced hyperparameters (``family.HYPERPARAMS`` keys, float32 scalars).
     dataset: the run's dataset (``extras`` for ground truth).
-    x_test_MxD: the test split as stored (``dataset.test``, on the device).
+    x_test_MxD: the test split as stored (``dataset.test``, on the device; for a conditional family a
+      ``data.Labeled`` pair with the test labels).
     num_samples: ``k`` of the importance-sampled NLL (``eval.nll_samples`` unless overridden).
     shared: compiled functions kept across the models of one group (same family and config), so each
       compiles once.
@@ -134,6 +135,8 @@ def disentanglement_scores(ctx: Context) -> dict[str, float]:
   shapes2d grid of ``extras['factor_counts']`` (``data.shapes2d.size`` pixels), encoded on the host in jitted
   batches; ``{}`` for a source with factors but no sampler (an incomplete grid)."""
   extras = ctx.dataset.extras
+  if ctx.family.num_classes:  # a conditional encoder needs labels, which the factor samplers' images lack
+    return {}
   if 'factor_sampler' in extras:
     sampler = extras['factor_sampler']
   elif ctx.config.data.name == 'shapes2d':
@@ -177,7 +180,8 @@ def final_metrics(family: Family, config: ml_collections.ConfigDict, params: Any
     params: one model's parameters (no model axis).
     hp: its traced hyperparameters.
     dataset: the run's dataset.
-    x_test_MxD: the stored test split (default ``dataset.test``), on the device or the host.
+    x_test_MxD: the stored test split (default ``dataset.test``; a conditional family's
+      ``data.Labeled`` pair of it and its labels), on the device or the host.
     num_samples: ``k`` of ``test/nll`` (default ``eval.nll_samples``).
     shared: compiled functions kept across the models of one group (see :class:`Context`).
     known: what the caller already computed for these parameters (see :class:`Context`).
@@ -185,7 +189,8 @@ def final_metrics(family: Family, config: ml_collections.ConfigDict, params: Any
   Returns ``{'test/<name>': value}``. Raises ValueError from an evaluator given inputs it cannot score
   (e.g. MIG of a one-dimensional code).
   """
-  ctx = Context(family, config, params, hp, dataset, dataset.test if x_test_MxD is None else x_test_MxD,
+  x_test_MxD = data.inputs(dataset, 'test', family.num_classes) if x_test_MxD is None else x_test_MxD
+  ctx = Context(family, config, params, hp, dataset, x_test_MxD,
                 num_samples or config.eval.nll_samples, {} if shared is None else shared, dict(known or {}))
   out: dict[str, Any] = {}
   for evaluate in evaluators_of(family, dataset, bool(config.eval.final_metrics)):

@@ -12,18 +12,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aelab import data
+
 EVAL_SEED = 20_260_101
 
 
 def padded_batches(x_MxD: jax.Array, batch_size: int) -> tuple[jax.Array, jax.Array]:
   """``(x_NxBxD, mask_NxB)``: ``x`` split into ``N = ceil(M / B)`` batches of ``B = min(batch_size, M)``
-  rows, the last padded with zeros; ``mask`` is False on the padding."""
-  num = x_MxD.shape[0]
+  rows, the last padded with zeros; ``mask`` is False on the padding. A ``data.Labeled`` pair is split
+  alike (labels ``y_NxB``)."""
+  num = data.num_examples(x_MxD)
   bs = min(batch_size, num)
   num_batches = -(-num // bs)
-  x_padded = jnp.pad(x_MxD, ((0, num_batches * bs - num), (0, 0)))
+
+  def split(a):
+    padded = jnp.pad(a, ((0, num_batches * bs - num),) + ((0, 0),) * (a.ndim - 1))
+    return padded.reshape(num_batches, bs, *a.shape[1:])
+
   mask = (jnp.arange(num_batches * bs) < num).reshape(num_batches, bs)
-  return x_padded.reshape(num_batches, bs, -1), mask
+  return jax.tree.map(split, x_MxD), mask
 
 
 def make_evaluate(eval_fn: Callable, batch_size: int, split_eval: Callable | None = None) -> Callable:
@@ -44,8 +51,8 @@ def make_evaluate(eval_fn: Callable, batch_size: int, split_eval: Callable | Non
       per_example = eval_fn(params, x_BxD, jax.random.fold_in(base_key, i), hp)
       return {k: jnp.sum(jnp.where(mask_B, v, 0.0)) for k, v in per_example.items()}
 
-    sums = jax.lax.map(batch_sums, (jnp.arange(x_NxBxD.shape[0]), x_NxBxD, mask_NxB))
-    means = {k: jnp.sum(v) / x_MxD.shape[0] for k, v in sums.items()}
+    sums = jax.lax.map(batch_sums, (jnp.arange(mask_NxB.shape[0]), x_NxBxD, mask_NxB))
+    means = {k: jnp.sum(v) / data.num_examples(x_MxD) for k, v in sums.items()}
     return means if split_eval is None else {**means, **split_eval(params, x_MxD, hp)}
 
   return evaluate
@@ -149,8 +156,8 @@ def make_importance_nll(log_weights: Callable, num_samples: int, batch_size: int
 
   @jax.jit
   def nll(params, x_MxD, key):
-    x_padded, _ = padded_batches(x_MxD, batch_size)
-    bs = x_padded.shape[1]
+    x_padded, mask_NxB = padded_batches(x_MxD, batch_size)
+    bs = mask_NxB.shape[1]
 
     def batch_nll(args):
       i, x_BxD = args
@@ -163,7 +170,7 @@ def make_importance_nll(log_weights: Callable, num_samples: int, batch_size: int
       acc, _ = jax.lax.scan(add_chunk, jnp.full((bs,), -jnp.inf, jnp.float32), jnp.arange(num_chunks))
       return -(acc - math.log(num_samples))
 
-    return jax.lax.map(batch_nll, (jnp.arange(x_padded.shape[0]), x_padded)).reshape(-1)[:x_MxD.shape[0]]
+    return jax.lax.map(batch_nll, (jnp.arange(mask_NxB.shape[0]), x_padded)).reshape(-1)[:data.num_examples(x_MxD)]
 
   return nll
 
@@ -173,4 +180,4 @@ def encode_split(encode: Callable, params, x_MxD: jax.Array, batch_size: int = 1
   call it inside a jitted function, or wrap it in ``jax.jit``)."""
   x_NxBxD, _ = padded_batches(x_MxD, batch_size)
   z_NxBxZ = jax.lax.map(lambda x_BxD: encode(params, x_BxD), x_NxBxD)
-  return z_NxBxZ.reshape(-1, z_NxBxZ.shape[-1])[:x_MxD.shape[0]]
+  return z_NxBxZ.reshape(-1, z_NxBxZ.shape[-1])[:data.num_examples(x_MxD)]

@@ -77,6 +77,12 @@ class Family:
     evaluators: end-of-training evaluators of this family beside the registry's
       (``aelab.eval.evaluators``): each ``(context) -> {'test/<name>': value}``, run by training and by
       ``python -m aelab.evaluate`` alike when ``eval.final_metrics`` is on.
+    num_classes: ``C > 0`` for a conditional family (``cvae``), which takes class labels with its examples:
+      wherever the others take ``x_BxD`` (objective, eval, reconstruct, encode, log_weights) it takes an
+      ``aelab.data.Labeled(x_BxD, y_B)`` pair (``y`` int32 class ids in ``[0, C)``; ``init`` takes ``x_1xD``
+      alone), and ``decode(params, z_BxZ, y_B)``, ``sample(params, key, num, y_N)`` take the labels to decode
+      with. The engine builds the pairs only for such a family (the others' programs get no labels), and
+      refuses data without labels. 0: unconditional.
   """
   model: Any
   init: Callable[[jax.Array, jax.Array], Params]
@@ -91,6 +97,7 @@ class Family:
   sample_prior: Callable | None = None
   split_eval: Callable | None = None
   evaluators: tuple[Callable, ...] = ()
+  num_classes: int = 0
 
   def __post_init__(self):
     if (self.objective is None) == (self.make_update is None):

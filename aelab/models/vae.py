@@ -207,22 +207,32 @@ def make_objective(model: Model, config: ml_collections.ConfigDict) -> Callable:
   def objective(params, x_BxD, key, hp):
     key, iwae_key = jax.random.split(key) if k > 1 else (key, None)
     recon, mean, log_var = _terms(model, config, params, x_BxD, key, hp)
-    kl = losses.kl_standard_normal(mean, log_var)
     pen = penalty(params, x_BxD, mean, hp)
-    metrics = {'recon': jnp.mean(recon), 'kl': jnp.mean(kl), 'neg_elbo': jnp.mean(recon + kl)}
-    if k > 1:
-      neg_iwae = -jnp.mean(log_mean_exp(log_weights(params, x_BxD, iwae_key, k, hp), axis=0))
-      loss = neg_iwae + hp['penalty_weight'] * pen
-      metrics['neg_iwae'] = neg_iwae
-    else:
-      kl_BxZ = losses.kl_standard_normal_per_dim(mean, log_var)
-      floored = jnp.mean(recon) + hp['kl_weight'] * free_bits_kl(kl_BxZ, hp['free_bits'])
-      elbo_loss = jnp.where(hp['free_bits'] > 0, floored, jnp.mean(recon + hp['kl_weight'] * kl))
-      capacity_loss = jnp.mean(recon) + capacity_kl(jnp.mean(kl), hp)
-      loss = jnp.where(hp['capacity_weight'] > 0, capacity_loss, elbo_loss) + hp['penalty_weight'] * pen
+    loss, metrics = elbo_loss(recon, mean, log_var, hp, lambda: log_weights(params, x_BxD, iwae_key, k, hp), k)
+    loss = loss + hp['penalty_weight'] * pen
     return loss, common.with_penalty(config, {'loss': loss, **metrics}, pen)
 
   return objective
+
+
+def elbo_loss(recon_B: jax.Array, mean_BxZ: jax.Array, log_var_BxZ: jax.Array, hp, log_weights_KxB: Callable,
+              k: int = 1) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """``(loss, metrics)`` of :func:`make_objective` without the penalty, nats per example, from one sample's
+  ``recon_B = -log p(x|z)`` and the Gaussian posterior's parameters: ``k = 1``, ``mean(recon) + hp['kl_weight']
+  * KL term`` (:func:`free_bits_kl` when ``hp['free_bits'] > 0``, :func:`capacity_kl` when
+  ``hp['capacity_weight'] > 0``); ``k > 1``, ``-mean_B log mean_k w_k`` of ``log_weights_KxB()``. Metrics:
+  ``recon``, ``kl`` (closed form), ``neg_elbo`` and, for ``k > 1``, ``neg_iwae``. Shared by families that
+  condition the same ELBO (``cvae``)."""
+  kl = losses.kl_standard_normal(mean_BxZ, log_var_BxZ)
+  metrics = {'recon': jnp.mean(recon_B), 'kl': jnp.mean(kl), 'neg_elbo': jnp.mean(recon_B + kl)}
+  if k > 1:
+    metrics['neg_iwae'] = neg_iwae = -jnp.mean(log_mean_exp(log_weights_KxB(), axis=0))
+    return neg_iwae, metrics
+  kl_BxZ = losses.kl_standard_normal_per_dim(mean_BxZ, log_var_BxZ)
+  floored = jnp.mean(recon_B) + hp['kl_weight'] * free_bits_kl(kl_BxZ, hp['free_bits'])
+  loss = jnp.where(hp['free_bits'] > 0, floored, jnp.mean(recon_B + hp['kl_weight'] * kl))
+  capacity_loss = jnp.mean(recon_B) + capacity_kl(jnp.mean(kl), hp)
+  return jnp.where(hp['capacity_weight'] > 0, capacity_loss, loss), metrics
 
 
 def log_mean_exp(a: jax.Array, axis: int = 0) -> jax.Array:

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from aelab import data
 from aelab.eval import metrics, plots
 from aelab.models import Family
 from aelab.train import files
@@ -50,7 +51,7 @@ def make_final_arrays(family: Family, config: ml_collections.ConfigDict, num_ste
   """``arrays(params, x_test_MxD) -> dict`` for one model (traceable; the engine vmaps and jits it):
   ``codes`` (``M x Z``, for the scatter) and their ``active_units``, and for the figures ``interpolation``
   (``2 x num_steps x D``), ``traversal`` (``dims x num_steps x D``), ``samples`` and ``prior`` where the
-  family has a prior."""
+  family has a prior (a conditional family's ``samples`` with their ``sample_labels``, :func:`sample_labels`)."""
 
   def arrays(params, x_test_MxD):
     codes = metrics.encode_split(family.encode, params, x_test_MxD, config.train.eval_batch_size)
@@ -58,20 +59,39 @@ def make_final_arrays(family: Family, config: ml_collections.ConfigDict, num_ste
     if not config.train.figures_every:
       return out
     z = codes[:4]
+    # a conditional family decodes each line with its first example's label, each traversal with the first's
+    decode, y4 = _decoder(family, x_test_MxD)
     lines = jnp.stack([interpolate(z[2 * i], z[2 * i + 1], num_steps) for i in range(2)])
-    out['interpolation'] = family.decode(params, lines.reshape(-1, z.shape[-1])).reshape(2, num_steps, -1)
+    out['interpolation'] = decode(params, lines.reshape(-1, z.shape[-1]), y4[::2]).reshape(2, num_steps, -1)
     spread = jnp.max(jnp.std(codes, axis=0))
     dims = min(config.model.latent_dim, 10)
     grid = traverse(z[0], jnp.linspace(-2.0, 2.0, num_steps) * spread, dims)
-    out['traversal'] = family.decode(params, grid.reshape(dims * num_steps, -1)).reshape(dims, num_steps, -1)
+    out['traversal'] = decode(params, grid.reshape(dims * num_steps, -1), y4[:1]).reshape(dims, num_steps, -1)
     key = jax.random.key(metrics.EVAL_SEED)
-    if family.sample is not None:
+    if family.sample is not None and family.num_classes:
+      out['sample_labels'] = sample_labels(NUM_SAMPLES, family.num_classes)
+      out['samples'] = family.sample(params, key, NUM_SAMPLES, out['sample_labels'])
+    elif family.sample is not None:
       out['samples'] = family.sample(params, key, NUM_SAMPLES)
     if family.sample_prior is not None and config.model.latent_dim == 2:
-      out['prior'] = family.sample_prior(key, x_test_MxD.shape[0])
+      out['prior'] = family.sample_prior(key, data.num_examples(x_test_MxD))
     return out
 
   return arrays
+
+
+def sample_labels(num: int, num_classes: int) -> jax.Array:
+  """``num`` labels, each of ``0 .. num_classes - 1`` in a run of ``num / num_classes`` (rounded down or up;
+  ``0 0 0 1 1 1 1 ...``): the labels a conditional family's samples are drawn with, one figure row per label."""
+  return (jnp.arange(num) * num_classes // num).astype(jnp.int32)
+
+
+def _decoder(family: Family, x_test_MxD: Any) -> tuple[Callable, jax.Array]:
+  """``(decode(params, z_NxZ, y_R), y_4)``: ``family.decode``, for a conditional family with each of ``R``
+  labels repeated over ``N / R`` consecutive codes; ``y_4`` the first four test labels (zeros without)."""
+  if not family.num_classes:
+    return (lambda params, z, y: family.decode(params, z)), jnp.zeros(4, jnp.int32)
+  return (lambda params, z, y: family.decode(params, z, jnp.repeat(y, z.shape[0] // y.shape[0]))), x_test_MxD.y[:4]
 
 
 class Painter:
@@ -135,7 +155,10 @@ def final(path_of: Callable[[str], str], arrays: dict[str, np.ndarray], dataset:
                    path_of('interpolation.png'), 'interpolation between test codes')
   plots.image_rows({f'z{d}': row for d, row in enumerate(arrays['traversal'])}, shape,
                    path_of('traversal.png'), 'latent traversal (one dimension per row)')
-  if 'samples' in arrays:
+  if 'sample_labels' in arrays:  # a conditional family's
+    plots.label_rows(arrays['samples'], arrays['sample_labels'], shape, path_of('samples.png'),
+                     'samples from the prior, one row per label')
+  elif 'samples' in arrays:
     plots.image_grid(arrays['samples'], shape, path_of('samples.png'), title='samples from the prior')
   if dataset.y_test is not None:
     plots.latent_scatter(arrays['codes'], dataset.y_test, path_of('latent_scatter.png'), config.eval.projection,

@@ -65,10 +65,12 @@ class Inputs:
 
 
 def make_inputs(program: Program, runs: list[Run], dataset: data.Dataset, figures_on: bool) -> Inputs:
-  """The group's :class:`Inputs` (data as stored, e.g. uint8 images, made float32 on the device)."""
-  streamed = isinstance(dataset.train, stream.Stream)
-  x_train, x_test = program.replicate((None if streamed else dataset.train, dataset.test))
-  x_fig = program.replicate(dataset.test[:runs[0].config.train.num_figure_images]) if figures_on else None
+  """The group's :class:`Inputs` (data as stored, e.g. uint8 images, made float32 on the device; for a
+  conditional family ``data.Labeled`` pairs of the examples and their labels)."""
+  streamed, num_classes = isinstance(dataset.train, stream.Stream), program.family.num_classes
+  x_test = data.inputs(dataset, 'test', num_classes)  # with labels for a conditional family only
+  x_fig = program.replicate(data.take(x_test, slice(0, runs[0].config.train.num_figure_images))) if figures_on else None
+  x_train, x_test = program.replicate((None if streamed else data.inputs(dataset, 'train', num_classes), x_test))
   return Inputs(program.shard(stack([r.hp for r in runs])), program.shard(jnp.stack([r.train_key for r in runs])),
                 x_train, x_test, x_fig)
 

@@ -25,7 +25,8 @@ from aelab.models import Family
 def make_train_epoch(train_step: Callable, batch_size: int, dynamic_binarize: bool,
                      batch_sharding: jax.sharding.Sharding | None = None,
                      to_float32: Callable[[jax.Array], jax.Array] | None = None) -> Callable:
-  """Jitted ``train_epoch(state, x_NxD, epoch_key, hp) -> (state, metrics of every step)``.
+  """Jitted ``train_epoch(state, x_NxD, epoch_key, hp) -> (state, metrics of every step)``; ``x_NxD`` may be a
+  ``data.Labeled`` pair (a conditional family's examples with their labels: each batch is a pair too).
 
   One ``lax.scan`` over ``N // batch_size`` batches of a fresh permutation (the remainder is dropped);
   the data stays on the device and no Python runs per step. ``batch_sharding`` (see
@@ -39,10 +40,10 @@ def make_train_epoch(train_step: Callable, batch_size: int, dynamic_binarize: bo
   @jax.jit
   def train_epoch(state, x_NxD, epoch_key, hp):
     perm_key, step_key = jax.random.split(epoch_key)
-    num_batches = x_NxD.shape[0] // batch_size
-    perm = jax.random.permutation(perm_key, x_NxD.shape[0])[:num_batches * batch_size]
-    gather = (lambda batch_idx: x_NxD[batch_idx]) if to_float32 is None else (
-        lambda batch_idx: to_float32(x_NxD[batch_idx]))
+    num_batches = data.num_examples(x_NxD) // batch_size
+    perm = jax.random.permutation(perm_key, data.num_examples(x_NxD))[:num_batches * batch_size]
+    gather = (lambda batch_idx: data.take(x_NxD, batch_idx)) if to_float32 is None else (
+        lambda batch_idx: to_float32(data.take(x_NxD, batch_idx)))
     body = _train_body(train_step, step_key, hp, gather, dynamic_binarize, batch_sharding)
     return jax.lax.scan(body, state, perm.reshape(num_batches, batch_size))
 
@@ -91,7 +92,8 @@ def make_train_chunk(train_step: Callable, binarize: str, binarize_threshold: fl
 
 
 def check_compatible(config: ml_collections.ConfigDict, dataset: data.Dataset) -> None:
-  """Checks config choices against the data. Raises ConfigError saying which field to change."""
+  """Checks config choices against the data. Raises ConfigError saying which field to change, DataError
+  (``data.check_labels``) for a conditional family on data without labels or with more classes than it has."""
   tabular = dataset.kind != 'image'
   if tabular and config.model.likelihood == 'bernoulli':
     raise config_lib.ConfigError('model.likelihood=bernoulli needs data in [0, 1]; for tabular data use '
@@ -113,6 +115,9 @@ def check_compatible(config: ml_collections.ConfigDict, dataset: data.Dataset) -
   if config.train.batch_size > len(dataset.train):
     raise config_lib.ConfigError(f'train.batch_size={config.train.batch_size} is larger than the '
                                  f'{len(dataset.train)} training examples; lower it.')
+  num_classes = models.get(config, dataset.shape).num_classes
+  if num_classes:
+    data.check_labels(dataset, num_classes, f'model.name={config.model.name} ({num_classes} classes)')
 
 
 @dataclasses.dataclass
