@@ -5,6 +5,8 @@
   z = run.encode(x_NxD)                # codes (a VAE's posterior mean), N x Z
   x_hat = run.reconstruct(x_NxD)       # reconstruction means, N x D
   x = run.sample(16, seed=0)           # decoded prior samples (VAE, AAE), 16 x D; NoPriorError for an AE
+  x = run.sample(16, labels=3)         # a conditional family's (cvae) samples of class 3; its encode, decode
+                                       # and reconstruct take labels=y_N too
 
 Inputs are checked (:meth:`Trained.inputs`): examples as stored (uint8 images, ``ds.test``) or as floats
 (``ds.x_test``) give the same codes, and a wrong shape, an empty batch or a bad count is a DataError
@@ -89,28 +91,62 @@ class Trained:
                            f'{" x ".join(map(str, self.code_shape))} with N >= 1.')
     return jnp.asarray(z, jnp.float32)
 
-  def encode(self, x: Any) -> np.ndarray:
-    """Codes ``z_NxZ`` of ``x`` (a VAE's posterior mean)."""
-    return np.asarray(self._encode(self.params, self.inputs(x)))
+  @property
+  def num_classes(self) -> int:
+    """``C > 0`` for a conditional family (``cvae``): its methods take ``labels``; 0 otherwise."""
+    return self.family.num_classes
 
-  def decode(self, z: Any) -> np.ndarray:
-    """Likelihood means ``x_NxD`` of codes ``z_NxZ``."""
-    return np.asarray(self._decode(self.params, self.codes(z)))
+  def labels(self, labels: Any, num: int, call: str) -> jax.Array | None:
+    """``labels`` as int32 ``[num]`` class ids of a conditional family (one int: the same label for all), None
+    for another. Raises DataError (one line) when a conditional family gets none, an unconditional one gets
+    some, or they are not ``num`` ints in ``[0, num_classes)``."""
+    name, c = self.config.model.name, self.num_classes
+    if not c:
+      if labels is not None:
+        raise data.DataError(f'run.{call}(labels=...): model.name={name!r} is not conditioned on labels; leave '
+                             'labels out.')
+      return None
+    if labels is None:
+      raise data.DataError(f'run.{call}: model.name={name!r} is conditioned on class labels: pass labels=... '
+                           f'({num} ints in 0..{c - 1}, or one int for all).')
+    y = np.broadcast_to(_numbers(labels, 'labels'), (num,)) if np.ndim(labels) == 0 else _numbers(labels, 'labels')
+    if y.shape != (num,) or not np.all(np.mod(y, 1) == 0) or y.min() < 0 or y.max() >= c:
+      raise data.DataError(f'run.{call}: labels of shape {y.shape} with values {np.unique(y)[:5]}: give {num} '
+                           f'class ids in 0..{c - 1} (or one int for all).')
+    return jnp.asarray(y, jnp.int32)
 
-  def reconstruct(self, x: Any) -> np.ndarray:
-    """Reconstruction means ``x_hat_NxD`` of the clean ``x``."""
-    return np.asarray(self._reconstruct(self.params, self.inputs(x)))
+  def _with_labels(self, x: jax.Array, labels: Any, call: str) -> Any:
+    y = self.labels(labels, x.shape[0], call)
+    return x if y is None else data.Labeled(x, y)
 
-  def sample(self, num: int, seed: int = 0) -> np.ndarray:
-    """Means of ``num`` decoded prior samples, ``num x D``. Raises NoPriorError for a family without a
-    prior, DataError for ``num`` not a positive int."""
+  def encode(self, x: Any, labels: Any = None) -> np.ndarray:
+    """Codes ``z_NxZ`` of ``x`` (a VAE's posterior mean); a conditional family's with ``labels`` (``[N]``)."""
+    return np.asarray(self._encode(self.params, self._with_labels(self.inputs(x), labels, 'encode')))
+
+  def decode(self, z: Any, labels: Any = None) -> np.ndarray:
+    """Likelihood means ``x_NxD`` of codes ``z_NxZ``; a conditional family's given ``labels`` (``[N]``)."""
+    z = self.codes(z)
+    y = self.labels(labels, z.shape[0], 'decode')
+    return np.asarray(self._decode(self.params, z) if y is None else self._decode(self.params, z, y))
+
+  def reconstruct(self, x: Any, labels: Any = None) -> np.ndarray:
+    """Reconstruction means ``x_hat_NxD`` of the clean ``x``; a conditional family's with ``labels``."""
+    return np.asarray(self._reconstruct(self.params, self._with_labels(self.inputs(x), labels, 'reconstruct')))
+
+  def sample(self, num: int, seed: int = 0, labels: Any = None) -> np.ndarray:
+    """Means of ``num`` decoded prior samples, ``num x D``; a conditional family's given ``labels`` (``[num]``
+    class ids, or one int: ``run.sample(16, labels=3)``). Raises NoPriorError for a family without a prior,
+    DataError for ``num`` not a positive int or labels that do not fit (:meth:`labels`)."""
     if self._sample is None:
       raise NoPriorError(f'run.sample: model.name={self.config.model.name!r} has no prior p(z) to sample from (a '
                          'deterministic code); encode and decode examples instead, or train a family with a prior '
                          '(vae, aae, ...).')
     if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
       raise data.DataError(f'run.sample(num={num!r}): num must be a positive int, the number of samples.')
-    return np.asarray(self._sample(self.params, jax.random.key(seed), int(num)))
+    y = self.labels(labels, int(num), 'sample')
+    key = jax.random.key(seed)
+    return np.asarray(self._sample(self.params, key, int(num)) if y is None else
+                      self._sample(self.params, key, int(num), y))
 
 
 def _numbers(x: Any, name: str) -> np.ndarray:
@@ -201,9 +237,15 @@ def load(workdir: str, dataset: data.Dataset | None = None) -> Trained:
     print(line.replace('trying the one before', 'read the one before'), file=sys.stderr, flush=True)
   params, family = jax.device_put(state['params']), run.family
   encode = jax.jit(lambda p, x: metrics.encode_split(family.encode, p, x, config.train.eval_batch_size))
-  recon = jax.jit(lambda p, x: family.decode(p, family.encode(p, x)))
+  if family.num_classes:  # a conditional family decodes with the labels of its examples
+    recon = jax.jit(lambda p, x: family.decode(p, family.encode(p, x), x[1]))
+  else:
+    recon = jax.jit(lambda p, x: family.decode(p, family.encode(p, x)))
   sample = None if family.sample is None else jax.jit(family.sample, static_argnums=2)
   size = int(np.prod(dataset.shape))
-  code_shape = jax.eval_shape(family.encode, params, jax.ShapeDtypeStruct((1, size), jnp.float32)).shape[1:]
+  example = jax.ShapeDtypeStruct((1, size), jnp.float32)
+  if family.num_classes:
+    example = data.Labeled(example, jax.ShapeDtypeStruct((1,), jnp.int32))
+  code_shape = jax.eval_shape(family.encode, params, example).shape[1:]
   return Trained(config, params, epoch, family, tuple(dataset.shape), float(dataset.x_max), tuple(code_shape),
                  encode, jax.jit(family.decode), recon, sample)

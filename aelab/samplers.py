@@ -35,7 +35,7 @@ from aelab.errors import ConfigError, DataError
 from aelab.eval import classifier, samples
 from aelab.models import vqvae
 from aelab.nn import fit, pixelcnn
-from aelab.train import engine
+from aelab.train import engine, figures
 
 SAMPLERS = ('prior', 'normal', 'gmm', 'two_stage', 'pixelcnn', 'uniform_codes')
 Log = Callable[[str], None]
@@ -92,8 +92,9 @@ def applicable(trained: api.Trained) -> list[str]:
 
 
 def train_codes(trained: api.Trained, dataset: data.Dataset) -> np.ndarray:
-  """The codes ``N x Z`` of the training split (a VAE's posterior means)."""
-  return trained.encode(dataset.x_train)
+  """The codes ``N x Z`` of the training split (a VAE's posterior means; a conditional family's given the
+  training labels)."""
+  return trained.encode(dataset.x_train, dataset.y_train if trained.num_classes else None)
 
 
 def fit_gmm(codes_NxZ: np.ndarray, options: Options) -> dict[str, np.ndarray]:
@@ -175,8 +176,8 @@ def fit_pixelcnn(trained: api.Trained, dataset: data.Dataset, options: Options, 
 # ---- drawing ----
 
 
-def _decode_codes(trained: api.Trained, z_NxZ: jax.Array) -> np.ndarray:
-  return trained.decode(np.asarray(z_NxZ, np.float32))
+def _decode_codes(trained: api.Trained, z_NxZ: jax.Array, y_N: np.ndarray | None) -> np.ndarray:
+  return trained.decode(np.asarray(z_NxZ, np.float32), y_N)
 
 
 def _codebook_vectors(trained: api.Trained, indices: jax.Array) -> jax.Array:
@@ -185,26 +186,27 @@ def _codebook_vectors(trained: api.Trained, indices: jax.Array) -> jax.Array:
 
 
 def _draw(trained: api.Trained, name: str, state: dict | None, seed: int, num: int, options: Options,
-          code_dim: int) -> np.ndarray:
-  """``num x D`` decoded samples of sampler ``name`` with its fitted ``state``."""
+          code_dim: int, y_N: np.ndarray | None = None) -> np.ndarray:
+  """``num x D`` decoded samples of sampler ``name`` with its fitted ``state`` (a conditional family's given
+  the labels ``y_N``)."""
   key = jax.random.key(seed)
   if name == 'prior':
-    return trained.sample(num, seed)
+    return trained.sample(num, seed, y_N)
   if name == 'normal':
-    return _decode_codes(trained, jax.random.normal(key, (num, code_dim)))
+    return _decode_codes(trained, jax.random.normal(key, (num, code_dim)), y_N)
   if name == 'gmm':
-    return _decode_codes(trained, sample_gmm(state, key, num))
+    return _decode_codes(trained, sample_gmm(state, key, num), y_N)
   if name == 'two_stage':
     second = models.get(two_stage_config(options, code_dim, 128), (code_dim,))
     u = jax.random.normal(key, (num, code_dim))
-    return _decode_codes(trained, second.decode(state['params'], u) * state['std'][None] + state['mean'][None])
+    return _decode_codes(trained, second.decode(state['params'], u) * state['std'][None] + state['mean'][None], y_N)
   if name == 'uniform_codes':
     indices = jax.random.randint(key, (num, *code_grid(trained)), 0, trained.config.vqvae.codebook_size)
   else:
     grid = tuple(int(g) for g in state['grid'])
     indices = jax.jit(pixelcnn.sample, static_argnums=(0, 3, 4))(_pixelcnn(trained, options), state['params'], key,
                                                                  num, grid)
-  return _decode_codes(trained, _codebook_vectors(trained, indices))
+  return _decode_codes(trained, _codebook_vectors(trained, indices), None)
 
 
 def _fitted(trained: api.Trained, dataset: data.Dataset, name: str, workdir: str | None, options: Options,
@@ -241,17 +243,30 @@ def _save(path: str, state: dict, meta: dict) -> None:
     json.dump(meta, f, indent=1)
 
 
+def labels_for(trained: api.Trained, num: int, labels: Any = None) -> np.ndarray | None:
+  """The labels ``num`` samples of a conditional family are drawn with: ``labels`` (``[num]`` class ids, or one
+  int for all), by default every class in turn (``figures.sample_labels``: one figure row per label); None for
+  another family. Raises DataError as ``Trained.labels``."""
+  if labels is None and trained.num_classes:
+    return np.asarray(figures.sample_labels(num, trained.num_classes))
+  y = trained.labels(labels, num, 'sample')
+  return None if y is None else np.asarray(y)
+
+
 def draw(trained: api.Trained, dataset: data.Dataset, name: str, num: int, seed: int = 0, workdir: str | None = None,
-         options: Options = Options(), log: Log = print) -> np.ndarray:
+         options: Options = Options(), log: Log = print, labels: Any = None) -> np.ndarray:
   """``num x D`` float32 samples of sampler ``name`` (:data:`SAMPLERS`) of a trained run, likelihood means
-  (clipped to [0, 1] for images); ``seed`` draws them, ``options.fit_seed`` fits the sampler. Raises
-  ConfigError for an unknown sampler or one that does not fit the family (one line naming what to use)."""
+  (clipped to [0, 1] for images); ``seed`` draws them, ``options.fit_seed`` fits the sampler; a conditional
+  family's are decoded given ``labels`` (:func:`labels_for`: by default every class in turn). Raises
+  ConfigError for an unknown sampler or one that does not fit the family (one line naming what to use),
+  DataError for labels that do not fit."""
   check_applies(trained, name)
   if num < 1:
     raise ConfigError(f'--num={num}: draw at least one sample.')
+  y_N = labels_for(trained, num, labels)
   state = _fitted(trained, dataset, name, workdir, options, log)
-  code_dim = int(trained.encode(dataset.x_train[:1]).shape[1])
-  x = np.asarray(_draw(trained, name, state, seed, num, options, code_dim), np.float32)
+  code_dim = int(trained.encode(dataset.x_train[:1], dataset.y_train[:1] if trained.num_classes else None).shape[1])
+  x = np.asarray(_draw(trained, name, state, seed, num, options, code_dim, y_N), np.float32)
   return np.clip(x, 0.0, 1.0) if dataset.kind == 'image' else x
 
 

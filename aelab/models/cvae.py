@@ -12,8 +12,9 @@ and the IWAE bound (``vae.num_samples``) as the VAE has them. ``log_weights`` gi
 importance-sampled ``-log p(x|y)``.
 
 A conditional family (``Family.num_classes > 0``): its functions take ``aelab.data.Labeled(x_BxD, y_B)`` (or
-any pair ``(x_BxD, y_B)``) where the others take ``x_BxD``; ``decode(params, z_BxZ, y_B)`` and ``sample(params, key, num, y_N)`` decode
-given labels. The engine passes the labels only to such a family and refuses data without labels.
+any pair ``(x_BxD, y_B)``) where the others take ``x_BxD``; ``decode(params, z_BxZ, y_B)`` and
+``sample(params, key, num, y_N)`` decode given labels. The engine passes the labels only to such a family,
+and refuses data without labels.
 """
 import math
 from typing import Any, Callable, Sequence
