@@ -10,7 +10,7 @@ Samplers (``aelab.samplers``): ``prior`` (the family's own), ``normal``, ``gmm``
 ``test/coverage`` (``aelab.samplers.score``, against the test split without binarization). A fitted
 sampler is kept in ``DIR/samplers/NAME/`` and reused. A conditional family's samples are drawn given
 ``--label=K`` (all of class ``K``) or, by default, every class in turn: the npz then holds their labels ``y``
-(int32 ``N``) and the figure has one row per label.
+(int32 ``N``) and the figure has one row per label (up to 16 samples each).
 """
 import argparse
 import json

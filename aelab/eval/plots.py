@@ -58,10 +58,12 @@ def image_grid(x_NxD: np.ndarray, shape: Sequence[int], path: str, num_cols: int
   image_rows(rows, shape, path, title)
 
 
-def label_rows(x_NxD: np.ndarray, labels_N: np.ndarray, shape: Sequence[int], path: str, title: str = '') -> None:
-  """Saves ``N`` images with one row per label (a conditional model's samples), rows named ``y=<label>``."""
+def label_rows(x_NxD: np.ndarray, labels_N: np.ndarray, shape: Sequence[int], path: str, title: str = '',
+               per_row: int = 16) -> None:
+  """Saves images with one row per label (a conditional model's samples), rows named ``y=<label>``: the first
+  ``per_row`` images of each label."""
   labels_N = np.asarray(labels_N)
-  image_rows({f'y={k}': x_NxD[labels_N == k] for k in np.unique(labels_N)}, shape, path, title)
+  image_rows({f'y={k}': x_NxD[labels_N == k][:per_row] for k in np.unique(labels_N)}, shape, path, title)
 
 
 def learning_curves(history: list[dict], path: str) -> None:
