@@ -50,7 +50,10 @@ class Trained:
   ``encode(x_NxD) -> z_NxZ``; ``decode(z_NxZ) -> x_NxD`` (likelihood means); ``reconstruct(x_NxD) ->
   x_hat_NxD`` (from the clean input); ``sample(num, seed=0) -> x_NxD`` (raises NoPriorError for a family
   without a prior, ``has_prior`` False). ``x`` may be ``N x D`` or ``N x H x W [x C]`` (``data_shape``),
-  stored (uint8, ``0..x_max`` meaning ``0..1``) or float32, numpy, jax or nested lists.
+  stored (uint8, ``0..x_max`` meaning ``0..1``) or float32, numpy, jax or nested lists. A conditional
+  family's (``num_classes > 0``, ``cvae``) take the class labels too: ``encode(x_NxD, labels=y_N)``,
+  ``decode(z_NxZ, labels=y_N)``, ``reconstruct(x_NxD, labels=y_N)``, ``sample(num, labels=3)`` (``N`` ints, or
+  one for all; :meth:`labels`).
   """
   config: ml_collections.ConfigDict
   params: Any

@@ -15,6 +15,10 @@
   indices; its samples' codebook vectors, decoded (van den Oord et al. 2017, Sec. 3.3 and 4.1).
 - ``uniform_codes``: a VQ-VAE's code indices drawn uniformly, decoded (the baseline of ``pixelcnn``).
 
+A conditional family (``cvae``) decodes every sampler's codes given class labels (``draw(..., labels=...)``,
+by default every class in turn: :func:`labels_for`); ``gmm`` and ``two_stage`` are fitted to the codes of the
+training examples given their labels.
+
 Fitted samplers are saved in ``<workdir>/samplers/<name>/`` (``state.msgpack``: arrays;
 ``sampler.json``: the options that shaped it and the checkpoint's epoch); a later call with the same
 options and checkpoint reuses them. Samples are likelihood means, clipped to [0, 1] for images.
