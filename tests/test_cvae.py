@@ -14,7 +14,7 @@ import aelab
 from aelab import config as config_lib
 from aelab import data, models, sample
 from aelab.eval import metrics
-from aelab.train import engine, sweep
+from aelab.train import engine, loop, sweep
 from conftest import load_config, small
 
 
@@ -77,6 +77,19 @@ def test_labels_enter_the_encoder_and_the_decoder():
   assert float(jnp.abs(x_hat[0] - x_hat[1]).max()) == 0 and float(jnp.abs(x_hat[1] - x_hat[3]).max()) > 1e-3
   codes = jax.jit(family.encode)(params, data.Labeled(x, jnp.array([0, 4])))
   assert float(jnp.abs(codes[0] - codes[1]).max()) > 1e-3  # same x, other label: another posterior
+
+
+def test_only_a_conditional_family_gets_labels_from_the_engine():
+  dataset = data.load(tiny().data)
+  for config, labeled in ((tiny(), True), (small(load_config('vae')), False)):
+    run = engine.make_run(config, dataset.shape)
+    program = engine.Program([run], dataset)
+    inputs = loop.make_inputs(program, [run], dataset, figures_on=True)
+    for x in (inputs.x_train, inputs.x_test, inputs.x_fig):
+      assert isinstance(x, data.Labeled) if labeled else isinstance(x, jax.Array)  # the others: arrays as before
+    if labeled:
+      np.testing.assert_array_equal(inputs.x_test.y, dataset.y_test)
+      assert inputs.x_fig.x.shape == (config.train.num_figure_images, 64)
 
 
 # ---- errors ----
