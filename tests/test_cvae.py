@@ -14,6 +14,7 @@ import aelab
 from aelab import config as config_lib
 from aelab import data, models, sample
 from aelab.eval import metrics
+from aelab.data import stream
 from aelab.train import engine, loop, sweep
 from conftest import load_config, small
 
@@ -102,7 +103,10 @@ def test_data_without_labels_or_with_more_classes_is_one_line_error():
   with pytest.raises(data.DataError, match='model.name=cvae .* conditions on class labels, but .* has none') as e:
     engine.check_compatible(config, unlabeled)
   assert '\n' not in str(e.value)
-  config.cvae.num_classes = 5  # digits have 10
+  config.data.stream = True  # streamed training examples come without labels
+  with pytest.raises(data.DataError, match='streamed training examples are read without labels: set data.stream'):
+    engine.check_compatible(config, stream.load(config.data))
+  config.data.stream, config.cvae.num_classes = False, 5  # digits have 10
   with pytest.raises(data.DataError, match='set its number of classes to 10'):
     engine.check_compatible(config, data.load(config.data))
   for field, value, match in (('cvae.num_classes', 1, 'cvae.num_classes'), ('model.net', 'conv', 'model.net=mlp')):
