@@ -8,10 +8,11 @@ binarization, seed 0), with the same MLP widths (784-512-256-16, ReLU, Bernoulli
 accepts it, else MSE on a sigmoid output), batch 128 and the same epochs, into runs/generative/<family>; the
 families of :data:`POPULATION` train ``--seeds`` seeds as one program (a sweep over ``seed``, one compiled
 group) into runs/generative/<family>/seed=<s>. Family settings are the defaults of aelab.models except
-:data:`SETTINGS` (the importance-weighted families draw 4 samples per example, to fit the time). A family
-that builds on vqvae uses configs/vqvae.py's conv code map (a 7x7 map of 256 codes), which its PixelCNN
-prior needs, and is sampled by ``pixelcnn`` and ``uniform_codes`` only (a Gaussian mixture or a second VAE on
-its 784-number code map would be slow and say little).
+:data:`SETTINGS` (to fit the time: the importance-weighted families draw 4 samples per example, the VampPrior
+has 200 pseudo-inputs, the RAE is RAE-L2). A family that builds on vqvae uses configs/vqvae.py's conv code
+map (a 7x7 map of 256 codes), which its PixelCNN prior needs, and is sampled by ``pixelcnn`` and
+``uniform_codes`` only (a Gaussian mixture or a second VAE on its 784-number code map would be slow and say
+little).
 
 Every sampler that fits a family (aelab.samplers: prior, normal, gmm, two_stage, pixelcnn, uniform_codes)
 draws ``--num_samples`` samples from the seed-0 run, scored against the grey (not binarized) test split in
