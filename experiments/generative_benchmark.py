@@ -142,10 +142,11 @@ def run_family(name: str, dataset: data.Dataset, scorer: Scorer, args: argparse.
   workdir, summaries = train(name, args)
   trained = api.load(workdir, dataset)
   scored, firsts = {}, {}
-  for sampler in sampler_names(trained):
+  for sampler in [] if args.no_samplers else sampler_names(trained):
     print(f'{name}: {sampler}', flush=True)
     scored[sampler], firsts[sampler] = score_sampler(trained, dataset, workdir, sampler, scorer, args)
-  plots.image_rows(firsts, dataset.shape, os.path.join(FIGURES, f'{name}.png'), title=f'{name}: samples')
+  if firsts:
+    plots.image_rows(firsts, dataset.shape, os.path.join(FIGURES, f'{name}.png'), title=f'{name}: samples')
   return {'name': name, 'summaries': summaries, 'samplers': scored}
 
 
@@ -185,6 +186,8 @@ def family_rows(result: dict) -> list[list[str]]:
   elbo = _over_seeds(summaries, 'test/neg_elbo', 2) if nll != '-' else '-'  # no likelihood: no ELBO
   common = [nll, elbo, _over_seeds(summaries, 'test/recon_mse', 4)]
   seconds = f'{train_seconds(summaries[0]):.0f}'
+  if not result['samplers']:  # --no_samplers
+    return [[label, '', *common, '', '', '', '', '', seconds]]
   return [[label, sampler, *common, *_metrics(m), seconds] for sampler, m in result['samplers'].items()]
 
 
@@ -268,6 +271,7 @@ def parse_args() -> argparse.Namespace:
   parser.add_argument('--pixelcnn_layers', type=int, default=3)
   parser.add_argument('--runs', default='runs/generative')
   parser.add_argument('--no_page', action='store_true', help='print the table without writing the docs page')
+  parser.add_argument('--no_samplers', action='store_true', help='train and evaluate only (no samples, no figures)')
   return parser.parse_args()
 
 
