@@ -1,25 +1,34 @@
 """Generative benchmark: every family on the real MNIST split, its samplers, and how good their samples are.
 
-  python experiments/generative_benchmark.py                       # every generative family of aelab.models
-  python experiments/generative_benchmark.py ae vae aae vqvae --epochs=10 --num_samples=1000
+  nice -n 15 python experiments/generative_benchmark.py            # the table of docs/results/generative.md
+  python experiments/generative_benchmark.py ae vae vqvae --epochs=2 --num_samples=500 --runs=/tmp/gb   # a quick look
 
 Each family trains on the same data (8,000 / 2,000 of ../shared/data/mnist, data.split_seed=0, dynamic
-binarization, seed 0), with the same MLP widths (784-512-256-16, ReLU, Bernoulli likelihood where the
-family accepts it, else MSE on a sigmoid output) and the same epochs, into runs/generative/<family>; a
-family that builds on vqvae uses configs/vqvae.py's conv code map (a 7x7 map of 256 codes), which its
-PixelCNN prior needs. Then every sampler that fits the family (aelab.samplers: prior, normal, gmm,
-two_stage, pixelcnn, uniform_codes) draws --num_samples samples, scored against the grey (not binarized)
-test split in the fd_classifier features (aelab.eval.classifier). The table (test/nll where the family has
-a likelihood, test/recon_mse, the sample metrics per sampler, training time) goes between the markers of
-docs/results/generative.md; the sample grids to experiments/figures/generative_<family>_<sampler>.png.
+binarization, seed 0), with the same MLP widths (784-512-256-16, ReLU, Bernoulli likelihood where the family
+accepts it, else MSE on a sigmoid output), batch 128 and the same epochs, into runs/generative/<family>; the
+families of :data:`POPULATION` train ``--seeds`` seeds as one program (a sweep over ``seed``, one compiled
+group) into runs/generative/<family>/seed=<s>. Family settings are the defaults of aelab.models except
+:data:`SETTINGS` (to fit the time: the importance-weighted families draw 4 samples per example, the VampPrior
+has 200 pseudo-inputs, the RAE is RAE-L2). A family that builds on vqvae uses configs/vqvae.py's conv code
+map (a 7x7 map of 256 codes), which its PixelCNN prior needs, and is sampled by ``pixelcnn`` and
+``uniform_codes`` only (a Gaussian mixture or a second VAE on its 784-number code map would be slow and say
+little).
 
-Finished runs and scored samplers are reused (rerunning is fast): delete runs/generative/<family> to retrain.
-A family name the script does not know is trained from aelab.config.base(name) with the same overrides.
+Every sampler that fits a family (aelab.samplers: prior, normal, gmm, two_stage, pixelcnn, uniform_codes)
+draws ``--num_samples`` samples from the seed-0 run, scored against the grey (not binarized) test split in
+the fd_classifier features (aelab.eval.classifier; trained once and cached). The table (test/nll where the
+family has a likelihood, test/neg_elbo, test/recon_mse, the sample metrics per sampler, training time), the
+checks of issue 17 and the wall time go between the markers of docs/results/generative.md; one figure per
+family (a row of samples per sampler) to docs/figures/generative/<family>.png. The checks are printed too.
+
+Finished runs, fitted samplers and scored samplers are reused (rerunning is fast): delete
+runs/generative/<family> to retrain. The peak resident memory and wall time of the process are printed.
 """
 import argparse
 import json
 import os
-import shutil
+import platform
+import resource
 import sys
 import time
 
@@ -28,14 +37,25 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from aelab import api, config as config_lib, data, models, sample, samplers  # noqa: E402
-from aelab.eval import classifier, samples  # noqa: E402
-from aelab.train import engine  # noqa: E402
+from aelab import api, config as config_lib, data, models, samplers  # noqa: E402
+from aelab.eval import classifier, plots, samples  # noqa: E402
+from aelab.train import engine, sweep  # noqa: E402
 
 PAGE = os.path.join(ROOT, 'docs', 'results', 'generative.md')
-FIGURES = os.path.join(ROOT, 'experiments', 'figures')
+FIGURES = os.path.join(ROOT, 'docs', 'figures', 'generative')
 START, END = '<!-- generative_benchmark:start -->', '<!-- generative_benchmark:end -->'
-NOT_GENERATIVE = ('sae',)  # sparse autoencoders of activations
+FAMILIES = ('vae', 'vamp', 'vae_iaf', 'rae', 'vqvae', 'vae_planar', 'ladder_vae', 'miwae', 'piwae', 'ciwae', 'svae',
+            'gumbel_vae', 'wae', 'info_vae', 'aae', 'vae_gan', 'cvae')  # those of the checks first
+POPULATION = ('vae', 'vamp', 'vae_iaf')  # the families of the NLL check: --seeds seeds in one program
+SETTINGS = {'miwae': {'miwae.num_estimates': 2, 'vae.num_samples': 2},  # MIWAE(2, 2)
+            'piwae': {'piwae.num_estimates': 2, 'vae.num_samples': 2},  # PIWAE(2, 2)
+            'ciwae': {'vae.num_samples': 4},  # CIWAE with K = 4, beta 0.5
+            'vamp': {'vamp.num_components': 200},  # 200 pseudo-inputs (the paper's 500 cost 2.5 times a VAE step)
+            'rae': {'rae.regularizer': 'l2'}}  # RAE-L2 (a gradient penalty's double backward costs more)
+VQVAE_SAMPLERS = ('pixelcnn', 'uniform_codes')
+FIGURE_SAMPLES = 10  # per sampler, in the family's figure
+COLUMNS = ('family', 'sampler', 'test/nll', 'test/neg_elbo', 'test/recon_mse', 'fd_classifier', 'precision',
+           'recall', 'density', 'coverage', 'train s')
 
 
 def family_config(name: str, args: argparse.Namespace):
@@ -48,6 +68,9 @@ def family_config(name: str, args: argparse.Namespace):
     bernoulli = 'bernoulli' in models.likelihoods(name)
     config.model.update(net='mlp', hidden=(512, 256), latent_dim=16, activation='relu',
                         likelihood='bernoulli' if bernoulli else 'mse', output_activation='sigmoid')
+  for field, value in SETTINGS.get(name, {}).items():
+    section, key = field.split('.')
+    config[section][key] = value
   config.seed = 0
   config.data.update(split_seed=0, binarize='dynamic')
   config.train.update(num_epochs=args.epochs, batch_size=128, figures_every=0)
@@ -55,81 +78,168 @@ def family_config(name: str, args: argparse.Namespace):
   return config_lib.adapt_to_data(config)
 
 
-def train(name: str, args: argparse.Namespace) -> tuple[str, dict]:
-  """Trains (or reuses) the family's run; returns its workdir and summary (with ``train_time_s``)."""
-  workdir = os.path.join(args.runs, name)
-  start = time.time()
-  summary = engine.train_and_evaluate(family_config(name, args), workdir, log=lambda line: None)
-  if 'train_time_s' not in summary:
-    summary['train_time_s'] = round(time.time() - start, 1)
-    with open(os.path.join(workdir, 'summary.json'), 'w') as f:
-      json.dump(summary, f, indent=1)
-  return workdir, summary
+def train(name: str, args: argparse.Namespace) -> tuple[str, list[dict]]:
+  """Trains (or reuses) the family's run, or its population of ``--seeds`` seeds as one program; returns the
+  workdir of seed 0 and the summaries, seed 0 first."""
+  config, workdir = family_config(name, args), os.path.join(args.runs, name)
+  if name not in POPULATION or args.seeds == 1:
+    return workdir, [engine.train_and_evaluate(config, workdir, log=lambda line: None)]
+  seeds = sweep.axis('seed', list(range(args.seeds)))
+  summaries = sweep.run_sweep(config, seeds, workdir, log=lambda line: print(f'{name}: {line}', flush=True))
+  names = [sweep.run_name(s) for s in seeds]
+  return os.path.join(workdir, names[0]), [summaries[n] for n in names]
 
 
-def score_sampler(workdir: str, name: str, sampler: str, args: argparse.Namespace) -> dict:
-  """The sampler's scores (``DIR/samples/<sampler>.json``, reused when it has as many samples)."""
-  path = os.path.join(workdir, 'samples', f'{sampler}.json')
-  if os.path.exists(path):
-    with open(path) as f:
+def train_seconds(summary: dict) -> float:
+  """Compilation plus epochs of the run's program (a population's: all of its models), seconds."""
+  return summary.get('time_compile_s', 0.0) + summary.get('time_epochs_s', 0.0)
+
+
+class Scorer:
+  """The sample metrics of the test split's features (computed once) against samples' features."""
+
+  def __init__(self, grey: data.Dataset):
+    self.net = classifier.load_or_train(grey)
+    self.real = self.net.features(grey.x_test)
+
+  def __call__(self, x_NxD: np.ndarray) -> dict[str, float]:
+    return samples.sample_metrics(self.real, self.net.features(x_NxD))
+
+
+def fit_options(args: argparse.Namespace) -> samplers.Options:
+  return samplers.Options(two_stage_epochs=args.two_stage_epochs, pixelcnn_epochs=args.pixelcnn_epochs,
+                          pixelcnn_channels=args.pixelcnn_channels, pixelcnn_layers=args.pixelcnn_layers)
+
+
+def score_sampler(trained: api.Trained, dataset: data.Dataset, workdir: str, sampler: str, scorer: Scorer,
+                  args: argparse.Namespace) -> tuple[dict, np.ndarray]:
+  """The sampler's scores and its first samples (``DIR/samples/<sampler>.json`` and ``.npy``, reused when
+  they hold as many samples of the same checkpoint)."""
+  path = os.path.join(workdir, 'samples', sampler)
+  if os.path.exists(path + '.json') and os.path.exists(path + '.npy'):
+    with open(path + '.json') as f:
       scores = json.load(f)
-    if scores.get('num') == args.num_samples:
-      return scores
+    if scores.get('num') == args.num_samples and scores.get('epoch') == trained.epoch:
+      return scores, np.load(path + '.npy')
   start = time.time()
-  epochs = {} if args.fit_epochs is None else {'two_stage_epochs': args.fit_epochs, 'pixelcnn_epochs': args.fit_epochs}
-  scores = sample.sample_workdir(workdir, sampler, args.num_samples, seed=0, evaluate=True,
-                                 options=samplers.Options(**epochs), log=print)
-  scores['sample_time_s'] = round(time.time() - start, 1)
-  with open(path, 'w') as f:
+  x = samplers.draw(trained, dataset, sampler, args.num_samples, 0, workdir, fit_options(args), print)
+  scores = {'sampler': sampler, 'num': args.num_samples, 'epoch': trained.epoch, **scorer(x),
+            'sample_time_s': round(time.time() - start, 1)}
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + '.json', 'w') as f:
     json.dump(scores, f, indent=1)
-  shutil.copy(scores['figure'], os.path.join(FIGURES, f'generative_{name}_{sampler}.png'))
-  return scores
+  np.save(path + '.npy', x[:FIGURE_SAMPLES])
+  return scores, x[:FIGURE_SAMPLES]
 
 
-def reference_rows(args: argparse.Namespace) -> list[str]:
-  """The training split (2,000 of it) and uniform noise images scored like samples: the scale of the table."""
-  config = family_config('ae', args)
-  config.data.binarize = 'none'
-  dataset = data.load(config.data)
-  net = classifier.load_or_train(dataset)
-  real = net.features(dataset.x_test)
+def sampler_names(trained: api.Trained) -> list[str]:
+  names = samplers.applicable(trained)
+  return [n for n in names if n in VQVAE_SAMPLERS] if samplers.is_vqvae(trained) else names
+
+
+def run_family(name: str, dataset: data.Dataset, scorer: Scorer, args: argparse.Namespace) -> dict:
+  """``{'name', 'summaries' (per seed), 'samplers': {sampler: scores}}``; draws the family's figure."""
+  workdir, summaries = train(name, args)
+  trained = api.load(workdir, dataset)
+  scored, firsts = {}, {}
+  for sampler in [] if args.no_samplers else sampler_names(trained):
+    print(f'{name}: {sampler}', flush=True)
+    scored[sampler], firsts[sampler] = score_sampler(trained, dataset, workdir, sampler, scorer, args)
+  if firsts:
+    plots.image_rows(firsts, dataset.shape, os.path.join(FIGURES, f'{name}.png'), title=f'{name}: samples')
+  return {'name': name, 'summaries': summaries, 'samplers': scored}
+
+
+def reference(dataset: data.Dataset, scorer: Scorer, args: argparse.Namespace) -> dict[str, dict]:
+  """The training split (as many images as samples) and uniform noise images scored like samples: the scale
+  of the table and the check that the metrics tell real images from noise."""
   pick = np.random.default_rng(0).choice(len(dataset.train), args.num_samples, replace=False)
   noise = np.random.default_rng(0).random((args.num_samples, dataset.train.shape[1]), np.float32)
-  rows = []
-  for label, x in (('training split', dataset.x_train[pick]), ('uniform noise', noise)):
-    m = samples.sample_metrics(real, net.features(x))
-    rows.append(f'| {label} | | | | {_metrics(m)} | |')
-  return rows + [f'<!-- fd_classifier test accuracy {net.test_accuracy:.4f} -->']
+  real = dataset.x_train[pick]
+  at_k5 = samples.precision_recall(scorer.real, scorer.net.features(real), k=5)  # the check's sensitivity to k
+  return {'training split': {**scorer(real), **{f'{k}_k5': v for k, v in at_k5.items()}},
+          'uniform noise': scorer(noise)}
 
 
-def _metrics(m: dict) -> str:
-  get = lambda k: m.get(k, m.get(f'test/{k}'))  # noqa: E731
-  return (f'{get("fd_classifier"):.2f} | {get("precision"):.3f} | {get("recall"):.3f} | {get("density"):.3f} | '
-          f'{get("coverage"):.3f}')
+# ---- the page ----
 
 
-def family_rows(name: str, args: argparse.Namespace) -> list[str]:
-  workdir, summary = train(name, args)
-  nll = summary.get('test/nll')
-  nll = f'{nll:.2f}' if nll is not None else '-'
-  config = api.read_config(workdir)
-  trained = api.load(workdir, data.load(config.data))
-  rows = []
-  for sampler in samplers.applicable(trained):
-    print(f'{name}: {sampler}', flush=True)
-    scores = score_sampler(workdir, name, sampler, args)
-    rows.append(f'| {name} | {sampler} | {nll} | {summary["test/recon_mse"]:.4f} | {_metrics(scores)} | '
-                f'{summary["train_time_s"]:.0f} |')
-  return rows
+def _metrics(m: dict) -> list[str]:
+  return [f'{m["fd_classifier"]:.2f}', f'{m["precision"]:.3f}', f'{m["recall"]:.3f}', f'{m["density"]:.3f}',
+          f'{m["coverage"]:.3f}']
 
 
-def write_table(rows: list[str], command: str) -> None:
-  header = ['```bash', command, '```', '',
-            '| family | sampler | test/nll | test/recon_mse | fd_classifier | precision | recall | density | '
-            'coverage | train s |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+def _over_seeds(summaries: list[dict], key: str, digits: int) -> str:
+  """``mean`` of one run, ``mean ± std`` (over seeds) of a population, ``-`` when the run lacks ``key``."""
+  values = [s[key] for s in summaries if key in s]
+  if not values:
+    return '-'
+  if len(values) == 1:
+    return f'{values[0]:.{digits}f}'
+  return f'{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}'
+
+
+def family_rows(result: dict) -> list[list[str]]:
+  summaries = result['summaries']
+  label = result['name'] + (f' ({len(summaries)} seeds)' if len(summaries) > 1 else '')
+  nll = _over_seeds(summaries, 'test/nll', 2)
+  elbo = _over_seeds(summaries, 'test/neg_elbo', 2) if nll != '-' else '-'  # no likelihood: no ELBO
+  common = [nll, elbo, _over_seeds(summaries, 'test/recon_mse', 4)]
+  seconds = f'{train_seconds(summaries[0]):.0f}'
+  if not result['samplers']:  # --no_samplers
+    return [[label, '', *common, '', '', '', '', '', seconds]]
+  return [[label, sampler, *common, *_metrics(m), seconds] for sampler, m in result['samplers'].items()]
+
+
+def checks(results: dict[str, dict], refs: dict[str, dict]) -> list[str]:
+  """The checks of issue 17 ("Done means"), one line each: PASS or FAIL and the numbers."""
+  lines = []
+
+  def check(ok: bool, text: str) -> None:
+    lines.append(f'- **{"PASS" if ok else "FAIL"}**: {text}')
+
+  nll = {n: [s['test/nll'] for s in r['summaries']] for n, r in results.items() if 'test/nll' in r['summaries'][0]}
+  for name in ('vamp', 'vae_iaf'):
+    if name in nll and 'vae' in nll:
+      a, b = nll[name], nll['vae']
+      pairs = sum(x < y for x, y in zip(a, b))
+      check(np.mean(a) < np.mean(b), f'{name} test NLL {np.mean(a):.2f} < vae {np.mean(b):.2f} nats (mean over '
+            f'{len(a)} seeds; lower for {pairs} of {min(len(a), len(b))} seeds paired by seed)')
+  gaps = {n: max(s['test/nll'] - s['test/neg_elbo'] for s in results[n]['summaries']) for n in nll}
+  worst = max(gaps, key=gaps.get) if gaps else None
+  if worst:
+    check(gaps[worst] <= 0, f'every test NLL <= its negative ELBO, for {len(gaps)} families (every seed): the '
+          f'largest NLL - negative ELBO is {gaps[worst]:.2f} nats ({worst})')
+  rae = results.get('rae', {}).get('samplers', {})
+  if 'gmm' in rae and 'normal' in rae:
+    g, n = rae['gmm']['fd_classifier'], rae['normal']['fd_classifier']
+    check(g < n, f'rae fd_classifier with the gmm sampler {g:.2f} < with N(0, I) codes {n:.2f}')
+  vq = next((r['samplers'] for n, r in results.items() if 'pixelcnn' in r['samplers']), {})
+  if 'pixelcnn' in vq and 'uniform_codes' in vq:
+    p, u = vq['pixelcnn']['fd_classifier'], vq['uniform_codes']['fd_classifier']
+    check(p < 0.5 * u, f'vqvae fd_classifier with its PixelCNN prior {p:.2f} against {u:.2f} for uniform codes '
+          f'({u / p:.1f} times lower; precision {vq["pixelcnn"]["precision"]:.3f} against '
+          f'{vq["uniform_codes"]["precision"]:.3f})')
+  real, noise = refs['training split'], refs['uniform noise']
+  k5 = f'; with k = 5: {real["precision_k5"]:.3f}, {real["recall_k5"]:.3f}' if 'precision_k5' in real else ''
+  check(min(real['precision'], real['recall']) >= 0.9, f'training split against the test split: precision '
+        f'{real["precision"]:.3f}, recall {real["recall"]:.3f} (>= 0.9; k = 3 nearest neighbours{k5})')
+  check(real['fd_classifier'] < 0.05 * noise['fd_classifier'], f'its fd_classifier {real["fd_classifier"]:.2f} '
+        f'against {noise["fd_classifier"]:.2f} for uniform noise ({real["fd_classifier"] / noise["fd_classifier"]:.4f}'
+        ' of it; below 0.05)')
+  return lines
+
+
+def table(rows: list[list[str]]) -> list[str]:
+  return ['| ' + ' | '.join(COLUMNS) + ' |', '|' + ' --- |' * len(COLUMNS)] + ['| ' + ' | '.join(r) + ' |'
+                                                                            for r in rows]
+
+
+def write_page(lines: list[str]) -> None:
+  """Replaces the text between the page's markers with ``lines`` (appends the block if it has none)."""
   with open(PAGE) as f:
     page = f.read()
-  block = '\n'.join([START, *header, *rows, END])
+  block = '\n'.join([START, *lines, END])
   if START in page:
     page = page[:page.index(START)] + block + page[page.index(END) + len(END):]
   else:
@@ -138,30 +248,60 @@ def write_table(rows: list[str], command: str) -> None:
     f.write(page)
 
 
-def main() -> None:
+def page_lines(command: str, rows: list[list[str]], check_lines: list[str], scorer: Scorer, wall_s: float,
+               done: bool) -> list[str]:
+  machine = f'{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}'
+  state = 'finished' if done else 'still running (the families so far)'
+  return ['```bash', command, '```', '', f'Wall time {wall_s / 60:.1f} min ({state}) on {machine}; '
+          f'`fd_classifier` test accuracy {scorer.net.test_accuracy:.4f}.', '', *table(rows), '',
+          'Checks (issue 17):', '', *check_lines]
+
+
+def parse_args() -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  parser.add_argument('families', nargs='*', help='family names (default: every generative one)')
+  parser.add_argument('families', nargs='*', help=f'family names (default: those of aelab.models among {FAMILIES})')
   parser.add_argument('--data', default=os.path.join(ROOT, '..', 'shared', 'data', 'mnist'))
-  parser.add_argument('--epochs', type=int, default=20)
+  parser.add_argument('--epochs', type=int, default=8)
+  parser.add_argument('--seeds', type=int, default=3, help=f'seeds of the populations ({", ".join(POPULATION)})')
   parser.add_argument('--num_samples', type=int, default=2000)
-  parser.add_argument('--nll_k', type=int, default=1000, help='importance samples of test/nll')
-  parser.add_argument('--fit_epochs', type=int, default=None, help='epochs of two_stage and pixelcnn (default: theirs)')
+  parser.add_argument('--nll_k', type=int, default=100, help='importance samples of test/nll')
+  parser.add_argument('--two_stage_epochs', type=int, default=20)
+  parser.add_argument('--pixelcnn_epochs', type=int, default=5)
+  parser.add_argument('--pixelcnn_channels', type=int, default=32)
+  parser.add_argument('--pixelcnn_layers', type=int, default=3)
   parser.add_argument('--runs', default='runs/generative')
-  args = parser.parse_args()
+  parser.add_argument('--no_page', action='store_true', help='print the table without writing the docs page')
+  parser.add_argument('--no_samplers', action='store_true', help='train and evaluate only (no samples, no figures)')
+  return parser.parse_args()
+
+
+def main() -> None:
+  start, args = time.time(), parse_args()
   if not os.path.isdir(args.data):
     raise SystemExit(f'error: {args.data} not found: pass --data=DIR with the MNIST IDX files.')
-  families = args.families or [n for n in models.available() if n not in NOT_GENERATIVE]
+  families = args.families or [n for n in FAMILIES if n in models.available()]
   os.makedirs(FIGURES, exist_ok=True)
   command = ('python experiments/generative_benchmark.py ' + ' '.join(sys.argv[1:])).strip()
-  rows = reference_rows(args)
-  for name in families:
+  config = family_config('ae', args)
+  dataset = data.load(config.data)
+  config.data.binarize = 'none'
+  grey = data.load(config.data)
+  scorer = Scorer(grey)
+  refs = reference(grey, scorer, args)
+  results, rows = {}, [[label, '', '', '', '', *_metrics(m), ''] for label, m in refs.items()]
+  for i, name in enumerate(families):
     try:
-      rows += family_rows(name, args)
+      results[name] = run_family(name, dataset, scorer, args)
+      rows += family_rows(results[name])
     except Exception as e:  # one family's failure (a config it refuses) must not lose the others' rows
       print(f'{name}: failed: {e}', flush=True)
-      rows.append(f'| {name} | failed: {str(e).splitlines()[0][:150]} | | | | | | | | |')
-    write_table(rows, command)  # after each family: a long run's finished rows are on the page
-  print('\n'.join(rows))
+      rows.append([name, f'failed: {str(e).splitlines()[0][:150]}'] + [''] * (len(COLUMNS) - 2))
+    lines = page_lines(command, rows, checks(results, refs), scorer, time.time() - start, i == len(families) - 1)
+    if not args.no_page:
+      write_page(lines)  # after each family: a long run's finished rows are on the page
+  print('\n'.join(lines))
+  peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+  print(f'wall time {time.time() - start:.0f} s, peak resident memory {peak_mib:.0f} MiB', flush=True)
 
 
 if __name__ == '__main__':
