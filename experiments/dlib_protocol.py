@@ -2,6 +2,7 @@
 et al. 2019) on one source, every metric of each model, UDR over each weight's seeds, and the docs table.
 
 A helper module of experiments/disentanglement_study.py (see its docstring for the commands)."""
+import json
 import math
 import os
 import re
@@ -186,16 +187,35 @@ def write_docs(path: str, command: str, table: str, seconds: float) -> None:
     f.write(text.rstrip() + '\n')
 
 
+# The arguments a reused population must share with this invocation (--reuse).
+SAME = ('data', 'reduced', 'steps', 'seeds', 'udr_points')
+
+
+def reused(path: str | None, args, run: list[str]) -> dict:
+  """The populations of an earlier invocation's ``dlib_protocol.json`` (``--reuse``) that this one does not
+  run, as measured then; exits with one line when its protocol arguments (:data:`SAME`) differ."""
+  if not path:
+    return {}
+  earlier = json.load(open(path))
+  differ = [f'{k}={earlier["args"].get(k)!r} (now {getattr(args, k)!r})' for k in SAME
+            if earlier['args'].get(k) != getattr(args, k)]
+  if differ:
+    raise SystemExit(f'error: --reuse={path} was measured with {", ".join(differ)}; rerun those methods instead.')
+  return {m: r for m, r in earlier['methods'].items() if m not in run}
+
+
 def main(args, command: str) -> None:
   started = time.time()
-  results = {method: run_method(method, args) for method in args.methods.split(',')}
+  run = args.methods.split(',')
+  results = {**reused(getattr(args, 'reuse', None), args, run), **{method: run_method(method, args) for method in run}}
   reference = {}
   if 'beta_vae' in results and method_config('beta_vae', args).data.name == 'shapes2d':
     reference = {'random_init_mig': random_init_mig(args, args.seeds), 'seeds': args.seeds,
                  'beta_vae_mig': float(np.mean(results['beta_vae']['mig']))}
     reference['holds'] = reference['beta_vae_mig'] > reference['random_init_mig']
   table, rho = tables(results, reference)
-  out = {'args': vars(args), 'methods': results, 'reference': reference, 'rank_correlation': rho.tolist()}
+  out = {'args': vars(args), 'methods': results, 'reference': reference, 'rank_correlation': rho.tolist(),
+         'reused': sorted(set(results) - set(run))}
   common.write_results(args.out, 'dlib_protocol', out, table, started, args.json)
   if args.docs:
     write_docs(args.docs, command, table, time.time() - started)
