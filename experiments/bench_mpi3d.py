@@ -4,7 +4,7 @@
   python experiments/bench_mpi3d.py                     # writes /tmp/aelab_mpi3d.npz if missing, one epoch
   python experiments/bench_mpi3d.py --max-train=65536   # the same file, the epoch capped at 1,024 steps
   nice -n 15 python experiments/bench_mpi3d.py --npz=/work/mpi3d_bench/mpi3d.npz --hidden=32   # a whole epoch
-      on 2 CPU cores in about 20 min: the claim is about streaming memory, not the net
+      on 2 shared CPU cores in about 11 min (peak 1,166 MB): the claim is about streaming memory, not the net
 
 Writes ``--npz`` (reused when it exists): an uncompressed npz (what ``np.savez`` writes, as MPI3D is
 published) whose ``images`` are uint8 1,036,800 x 64 x 64 x 3 (12.7 GB; 51.0 GB as float32) in MPI3D's
