@@ -16,6 +16,8 @@ all six: beta_vae, annealed_vae, factor_vae, dip_vae_i, dip_vae_ii, beta_tcvae),
 metric (MIG, SAP, DCI, modularity, the BetaVAE and FactorVAE scores, IRS, the unsupervised scores) and
 its UDR against the other seeds of its weight (``--udr_points`` inputs). Writes ``OUT/dlib_protocol.{json,md}``
 and, with ``--docs=PAGE``, the table between the page's ``<!-- dlib-protocol:start/end -->`` markers.
+``--reuse=EARLIER/dlib_protocol.json`` adds the populations an earlier invocation measured (with the same
+protocol arguments) that this one does not run, so that methods run at different times share one table.
 
 Trains beta-VAE (vae.kl_weight), beta-TCVAE (beta_tcvae.tc_weight), FactorVAE (factor_vae.tc_weight) and
 DIP-VAE-II (dip_vae.dip_lambda_od = dip_vae.dip_lambda_d), 6 values of each one's weight x ``--seeds`` seeds,
@@ -166,6 +168,8 @@ def main():
   parser.add_argument('--steps', type=int, default=300_000, help='dlib: training steps of each model')
   parser.add_argument('--udr_points', type=int, default=1000, help='dlib: inputs every model encodes for UDR')
   parser.add_argument('--docs', default=None, help='dlib: the docs page to write the table into')
+  parser.add_argument('--reuse', default=None, help='dlib: an earlier OUT/dlib_protocol.json whose other methods '
+                      'join the tables as measured then (same --data, --reduced, --steps, --seeds, --udr_points)')
   parser.add_argument('--full', action='store_true')
   parser.add_argument('--check_epochs', type=int, default=0, help='only the beta = 1 MIG check, this many epochs')
   parser.add_argument('--check_points', type=int, default=5000)

@@ -2,6 +2,7 @@
 et al. 2019) on one source, every metric of each model, UDR over each weight's seeds, and the docs table.
 
 A helper module of experiments/disentanglement_study.py (see its docstring for the commands)."""
+import json
 import math
 import os
 import re
@@ -31,14 +32,16 @@ SHORT = {'mig': 'MIG', 'sap': 'SAP', 'dci_disentanglement': 'DCI-D', 'dci_comple
          'mutual_info_score': 'MI', 'udr': 'UDR'}
 # --reduced: a 4,608-image shapes2d grid of 16 pixels (the four stride-2 convolutions end at 1 x 1), three
 # weights of each grid (smallest, middle, largest), Adam at 1e-3, the metrics on 1,000 codes, the two
-# intervention scores on 50 / 25 points.
+# intervention scores on 50 / 25 points; AnnealedVAE's capacity ramp scaled to the steps (the published 100,000 of
+# 300,000: a third of training).
 REDUCED = {'counts': (3, 3, 8, 8, 8), 'size': 16, 'weights': (0, 2, 5), 'learning_rate': 1e-3}
 MARKERS = ('<!-- dlib-protocol:start -->', '<!-- dlib-protocol:end -->')
 
 
 def method_config(method: str, args):
   """configs/dlib/base.py for ``method`` on ``args.data`` with ``args.steps`` steps (``--reduced``: the
-  small grid, Adam at 1e-3, the metrics on fewer points, a 2 x 256 FactorVAE discriminator)."""
+  small grid, Adam at 1e-3, the metrics on fewer points, a 2 x 256 FactorVAE discriminator, AnnealedVAE's capacity
+  ramp over the same share of ``args.steps`` as the published 100,000 of 300,000)."""
   base = config_lib.load_module(str(common.ROOT / 'configs' / 'dlib' / 'base.py'), 'config')
   config = base.get_config(f'method={method},data={args.data},steps={args.steps}')
   if args.reduced:
@@ -48,6 +51,8 @@ def method_config(method: str, args):
     config.optimizer.learning_rate = REDUCED['learning_rate']
     if 'factor_vae' in config:
       config.factor_vae.disc_hidden = (256, 256)
+    if 'vae' in config and config.vae.capacity_weight > 0:  # AnnealedVAE: the published third
+      config.vae.capacity_steps = max(1, round(args.steps * config.vae.capacity_steps / base.STEPS))
   size = base.train_size(config)
   if size:
     config.train.num_epochs = math.ceil(args.steps * config.train.batch_size / size)
@@ -182,16 +187,35 @@ def write_docs(path: str, command: str, table: str, seconds: float) -> None:
     f.write(text.rstrip() + '\n')
 
 
+# The arguments a reused population must share with this invocation (--reuse).
+SAME = ('data', 'reduced', 'steps', 'seeds', 'udr_points')
+
+
+def reused(path: str | None, args, run: list[str]) -> dict:
+  """The populations of an earlier invocation's ``dlib_protocol.json`` (``--reuse``) that this one does not
+  run, as measured then; exits with one line when its protocol arguments (:data:`SAME`) differ."""
+  if not path:
+    return {}
+  earlier = json.load(open(path))
+  differ = [f'{k}={earlier["args"].get(k)!r} (now {getattr(args, k)!r})' for k in SAME
+            if earlier['args'].get(k) != getattr(args, k)]
+  if differ:
+    raise SystemExit(f'error: --reuse={path} was measured with {", ".join(differ)}; rerun those methods instead.')
+  return {m: r for m, r in earlier['methods'].items() if m not in run}
+
+
 def main(args, command: str) -> None:
   started = time.time()
-  results = {method: run_method(method, args) for method in args.methods.split(',')}
+  run = args.methods.split(',')
+  results = {**reused(getattr(args, 'reuse', None), args, run), **{method: run_method(method, args) for method in run}}
   reference = {}
   if 'beta_vae' in results and method_config('beta_vae', args).data.name == 'shapes2d':
     reference = {'random_init_mig': random_init_mig(args, args.seeds), 'seeds': args.seeds,
                  'beta_vae_mig': float(np.mean(results['beta_vae']['mig']))}
     reference['holds'] = reference['beta_vae_mig'] > reference['random_init_mig']
   table, rho = tables(results, reference)
-  out = {'args': vars(args), 'methods': results, 'reference': reference, 'rank_correlation': rho.tolist()}
+  out = {'args': vars(args), 'methods': results, 'reference': reference, 'rank_correlation': rho.tolist(),
+         'reused': sorted(set(results) - set(run))}
   common.write_results(args.out, 'dlib_protocol', out, table, started, args.json)
   if args.docs:
     write_docs(args.docs, command, table, time.time() - started)

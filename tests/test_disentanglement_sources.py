@@ -164,10 +164,41 @@ def test_tfds_label_features_are_the_factors(name, subset, counts):
   assert np.allclose(np.diag(mi_KxK)[few], disentanglement.factor_entropy(f)[few])
 
 
+def test_tfds_records_covering_a_subset_of_the_values_have_a_factor_sampler():
+  import tensorflow_datasets as tfds  # noqa: PLC0415
+  held = ((0, 3), (0, 4), (5,), (1, 2))  # smallnorb's category, elevation, azimuth, lighting: 8 of 4,860 combinations
+  rng = np.random.default_rng(0)
+  images = {f: rng.integers(0, 256, (96, 96, 1), dtype=np.uint8) for f in itertools.product(*held)}
+
+  class Grid(list):  # tfds.data_source's records, with the dataset_info read() takes the features from
+    def __init__(self, info):
+      super().__init__({'image': x, 'image2': x, 'label_instance': 0, **dict(zip(
+          ('label_category', 'label_elevation', 'label_azimuth', 'label_lighting'), f))} for f, x in images.items())
+      self.dataset_info = info
+
+  with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE, as_data_source_fn=lambda b, *_, **__: Grid(
+      b.info)):
+    ds = load(name='smallnorb', tfds={'data_dir': None}, test_fraction=0.25)
+  sampler = ds.extras['factor_sampler']
+  assert [v.tolist() for v in sampler.values] == [list(h) for h in held] and sampler.counts == (5, 9, 18, 6)
+  f = sampler.sample_factors(500, np.random.default_rng(1))
+  assert all(set(f[:, k]) == set(held[k]) for k in range(4))  # only the values held, each drawn
+  assert np.array_equal(sampler.images(f[:3]), np.stack([images[tuple(r)].ravel() for r in f[:3]]))
+  lookup = {x.tobytes(): f for f, x in images.items()}  # the factors as the code: the scores' answer is 1
+  encode = lambda x_NxD: np.array([lookup[np.asarray(x, np.uint8).tobytes()] for x in x_NxD], np.float64)  # noqa: E731
+  score = disentanglement.beta_vae_score(encode, sampler, np.random.default_rng(2), 8, 40, 20)
+  assert score['eval_accuracy'] == 1.0
+
+
 def test_the_factor_sampler_needs_every_combination():
   reader = data.arrays.Rows(np.zeros((3, 2, 2, 1), np.uint8))
   with pytest.raises(data.DataError, match=r'1 of the 4 factor combinations \(2, 2\) have no image'):
     factors.FactorRows(reader, np.array([0, 1, 2]), (2, 2))
+  with pytest.raises(data.DataError, match=r'2 of the 4 factor combinations \(2, 2\) have no image'):
+    factors.FactorRows(reader, np.array([0, 8]), (3, 3))  # values 0 and 2 of each: (0, 2) and (2, 0) lack one
+  full = factors.FactorRows(data.arrays.Rows(np.zeros((6, 2, 2, 1), np.uint8)), np.arange(6), (2, 3))
+  assert np.array_equal(full.sample_factors(50, np.random.default_rng(3)), np.stack(  # a whole grid: as before
+      [g.integers(0, c, 50) for g in [np.random.default_rng(3)] for c in (2, 3)], -1))
   assert 'factor_sampler' not in factors.extras(reader, np.array([0, 1, 2]), (2, 2), ('a', 'b'))
 
 

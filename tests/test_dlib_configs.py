@@ -85,3 +85,21 @@ def test_study_tables_and_docs_markers(tmp_path):
   text = page.read_text()
   assert text.startswith('# Title\n\nkept\n') and 'TABLE-2' in text and 'TABLE-1' not in text
   assert text.count(dlib_protocol.MARKERS[0]) == 1 and '`python y` (2 minutes' in text
+
+
+def test_reduced_annealing_and_reused_populations(tmp_path):
+  """experiments/dlib_protocol.py --reduced ramps AnnealedVAE's capacity over the published third of the steps;
+  --reuse adds an earlier invocation's other methods, and refuses one of other protocol arguments."""
+  import json  # noqa: PLC0415
+  import sys  # noqa: PLC0415
+  import types  # noqa: PLC0415
+  sys.path.insert(0, 'experiments')
+  import dlib_protocol  # noqa: PLC0415
+  args = types.SimpleNamespace(data='shapes2d', reduced=True, steps=700, seeds=3, udr_points=1000)
+  assert dlib_protocol.method_config('annealed_vae', args).vae.capacity_steps == 233  # 700 x 100,000 / 300,000
+  assert dlib_protocol.method_config('beta_vae', args).vae.capacity_steps == 100_000  # off (gamma 0): untouched
+  earlier = tmp_path / 'dlib_protocol.json'
+  earlier.write_text(json.dumps({'args': vars(args), 'methods': {'beta_vae': {'mig': [[0.1]]}, 'dip_vae_i': {}}}))
+  assert list(dlib_protocol.reused(str(earlier), args, ['dip_vae_i'])) == ['beta_vae']
+  with pytest.raises(SystemExit, match=r"steps=700 \(now 300\)"):
+    dlib_protocol.reused(str(earlier), types.SimpleNamespace(**{**vars(args), 'steps': 300}), ['dip_vae_i'])

@@ -56,7 +56,7 @@ class Dataset:
       ``feature_directions`` (n x D); for 'shapes2d' and the disentanglement benchmarks (dsprites,
       shapes3d, mpi3d, cars3d, tfds' ``label_*`` datasets) ``factors_train`` (int32 [N, K]), ``factors_test``
       (int32 [M, K]), ``factor_counts`` (int [K]), ``factor_names`` and, for a benchmark file holding every
-      combination, ``factor_sampler`` (``aelab.data.factors.FactorRows``).
+      combination of the factor values it holds, ``factor_sampler`` (``aelab.data.factors.FactorRows``).
     x_max: the stored uint8 value that means 1.0 (ignored for float32 arrays).
 
   Properties `x_train` and `x_test` are the float32 [N, D] views (images in [0, 1], {0, 1} when

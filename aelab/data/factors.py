@@ -25,8 +25,9 @@ from aelab.errors import DataError
 
 class FactorRows:
   """A factor sampler over a benchmark file (the protocol of ``aelab.eval.disentanglement.FactorSampler``):
-  factors drawn uniformly per factor, images read from the rows that hold them (the last such row where
-  several do, e.g. smallNORB's instances).
+  factors drawn uniformly and independently per factor, among the values of that factor that the rows hold
+  (``values``: every value of a published file; a subset where a split holds some, e.g. a few tfds records),
+  images read from the rows that hold them (the last such row where several do, e.g. smallNORB's instances).
 
   Args:
     reader: the file's rows (``reader[rows_R]`` uint8 images, 0..255).
@@ -34,21 +35,27 @@ class FactorRows:
     counts: the number of values of each factor (K).
 
   Raises:
-    DataError: a factor combination has no row (the grid is incomplete; the message says how many lack one).
+    DataError: a combination of the values held has no row (the grid is incomplete; the message says how many
+      lack one).
   """
 
   def __init__(self, reader: arrays.Reader, flat_N: np.ndarray, counts: tuple[int, ...]):
     self.reader, self.counts = reader, tuple(int(c) for c in counts)
     self.row_of = np.full(math.prod(self.counts), -1, np.int64)
     self.row_of[np.asarray(flat_N)] = np.arange(len(flat_N))
-    missing = int(np.count_nonzero(self.row_of < 0))
+    held_G = (self.row_of >= 0).reshape(self.counts)  # one bool per combination: no N x K temporary
+    others = lambda k: tuple(j for j in range(len(self.counts)) if j != k)  # noqa: E731
+    self.values = tuple(np.flatnonzero(held_G.any(axis=others(k))) for k in range(len(self.counts)))
+    held = tuple(len(v) for v in self.values)
+    missing = math.prod(held) - int(np.count_nonzero(held_G))
     if missing:
-      raise DataError(f'{missing} of the {len(self.row_of)} factor combinations {self.counts} have no image; the '
+      raise DataError(f'{missing} of the {math.prod(held)} factor combinations {held} have no image; the '
                       'BetaVAE and FactorVAE scores need every combination.')
 
   def sample_factors(self, num: int, rng: np.random.Generator) -> np.ndarray:
-    """``num`` factor vectors, each factor uniform and independent: int32 ``num x K``."""
-    return np.stack([rng.integers(0, c, num) for c in self.counts], axis=-1).astype(np.int32)
+    """``num`` factor vectors, each factor uniform over its ``values`` and independent: int32 ``num x K``
+    (over ``0..count-1`` for a complete grid: the draws of ``rng.integers(0, count, num)``)."""
+    return np.stack([v[rng.integers(0, len(v), num)] for v in self.values], axis=-1).astype(np.int32)
 
   def images(self, factors_NxK: np.ndarray) -> np.ndarray:
     """The images of ``factors_NxK`` as the dataset stores them: uint8 ``N x D`` (0..255, flattened H x W x C;
@@ -79,7 +86,8 @@ def classes(values_NxK: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
 
 
 def extras(reader: arrays.Reader, flat_N: np.ndarray, counts: tuple[int, ...], names: tuple[str, ...]) -> dict:
-  """``factor_counts``, ``factor_names`` and, where every combination has an image, ``factor_sampler``."""
+  """``factor_counts``, ``factor_names`` and, where every combination of the factor values the rows hold has an
+  image, ``factor_sampler``."""
   found = {'factor_counts': tuple(int(c) for c in counts), 'factor_names': tuple(names)}
   try:
     found['factor_sampler'] = FactorRows(reader, flat_N, counts)

@@ -7,7 +7,8 @@ Its ``train`` and ``test`` splits, or ``train`` alone (then held out by ``data.t
 (``data.tfds.name=dsprites``, ``shapes3d``: tfds's copies of DeepMind's files). A dataset with ``label_*``
 class features (``smallnorb``: category, elevation, azimuth, lighting; ``dsprites``; ``shapes3d``) has them
 as its ground-truth factors, in ``Dataset.extras`` as ``aelab.data.factors`` describes (and a factor sampler
-over the train split when it holds every combination); the label of an example is its first factor."""
+over the train split when it holds every combination of the factor values it holds: all of a published
+dataset, a covering subset of them in a mock); the label of an example is its first factor."""
 from __future__ import annotations
 
 import contextlib
@@ -83,7 +84,7 @@ def name_of(data_config: Any) -> str:
 
 def _with_factors(train: Records, counts: tuple[int, ...], names: tuple[str, ...]) -> Any:
   """``Read.finish``: the factors in ``extras`` (:func:`aelab.data.factors.finish`) and, where the train split
-  holds every combination, its :class:`aelab.data.factors.FactorRows` sampler."""
+  holds every combination of the values it holds, its :class:`aelab.data.factors.FactorRows` sampler."""
   def done(ds: Any) -> Any:
     ds = factors.finish(train.flat_all, counts, 0)(ds)
     return dataclasses.replace(ds, extras={**ds.extras, **factors.extras(train, train.flat_all(), counts, names)})
