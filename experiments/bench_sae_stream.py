@@ -22,6 +22,8 @@ each chunk of the stream together, ``aelab.data.stream.SharedBatches``). Prints 
   steadier comparison.
 """
 import argparse
+import collections
+import hashlib
 import json
 import os
 import resource
@@ -38,6 +40,8 @@ from aelab.data.sources import activations  # noqa: E402
 from aelab.train import sweep  # noqa: E402
 
 READ_ROWS = {'rows': 0}
+BATCH_SIZE = {'rows': 0}
+BATCH_READS: collections.Counter = collections.Counter()  # {hash of a training batch's rows: times read}
 
 
 def write_folder(path: str, tokens: int, d_in: int, shard_tokens: int) -> None:
@@ -66,6 +70,8 @@ def counting_reads() -> None:
   def counted(self, rows_R=None):
     x = read(self, rows_R)
     READ_ROWS['rows'] += len(x[0])
+    if rows_R is not None and len(rows_R) == BATCH_SIZE['rows']:  # a training batch (not the test split)
+      BATCH_READS[hashlib.sha1(np.asarray(rows_R, np.int64).tobytes()).hexdigest()] += 1
     return x
 
   activations.Shards.read = counted
@@ -75,6 +81,7 @@ def base_config(path: str, args: argparse.Namespace):
   config = _config(path)
   config.data.update(stream=True, stream_chunk=args.chunk)
   config.data.activations.update(test_fraction=args.test_fraction)
+  config.data.max_train_examples = args.max_train_tokens
   config.sae.update(activation='relu', unit_norm_decoder=False, aux_weight=0.0, aux_k=min(32, *args.widths))
   config.train.update(num_epochs=args.epochs, batch_size=args.batch_size, figures_every=0, checkpoint_every=10**6)
   config.eval.final_metrics = False
@@ -104,6 +111,9 @@ def main() -> None:
   parser.add_argument('--batch_size', type=int, default=4096)
   parser.add_argument('--chunk', type=int, default=8, help='data.stream_chunk: batches per chunk')
   parser.add_argument('--test_fraction', type=float, default=0.001)
+  parser.add_argument('--max_train_tokens', type=int, default=0,
+                      help='data.max_train_examples: the first N tokens of the seeded permutation of the training '
+                      'tokens (spread over every shard) make the epoch; 0: all')
   parser.add_argument('--serial_runs', type=int, default=1,
                       help='runs of each width timed one after another (0: none)')
   parser.add_argument('--dir', default=os.path.join(tempfile.gettempdir(), 'aelab_bench_sae_stream'))
@@ -111,29 +121,44 @@ def main() -> None:
   args.widths = [int(w) for w in args.widths.split(',')]
   path = os.path.join(args.dir, 'activations')
   write_folder(path, args.tokens, args.d_in, args.shard_tokens)
+  BATCH_SIZE['rows'] = args.batch_size
   counting_reads()
   config = base_config(path, args)
-  runs = sweep.product(sweep.axis('model.latent_dim', args.widths), settings())
   workdir = os.path.join(args.dir, 'sweep')
+  result = run_the_sweep(config, args, workdir)
+  print(json.dumps(result), flush=True)
+  if args.serial_runs:
+    serial_s, serial_cpu_s, estimated = serial(config, args, workdir)
+    print(json.dumps({
+        'serial_runs_timed': args.serial_runs * len(args.widths), 'serial_s': round(serial_s, 1),
+        'serial_cpu_s': round(serial_cpu_s, 1), 'serial_estimated': estimated,
+        'speedup_wall': round(serial_s / result['sweep_s'], 2),
+        'speedup_cpu': round(serial_cpu_s / result['sweep_cpu_s'], 2),
+        'peak_rss_mb_with_serial': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}), flush=True)
+
+
+def run_the_sweep(config, args: argparse.Namespace, workdir: str) -> dict:
+  """Trains the 32 SAEs as one sweep; its wall and CPU seconds, the peak RSS and the reads of the stream."""
+  runs = sweep.product(sweep.axis('model.latent_dim', args.widths), settings())
   shutil.rmtree(workdir, ignore_errors=True)
   start, cpu = time.perf_counter(), time.process_time()
-  sweep.run_sweep(config, runs, workdir, log=lambda line: None)
+  log = lambda line: print(f'[{time.perf_counter() - start:.0f} s] {line}', file=sys.stderr, flush=True)  # noqa: E731
+  sweep.run_sweep(config, runs, workdir, log=log)
   sweep_s, sweep_cpu_s = time.perf_counter() - start, time.process_time() - cpu
-  peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   n_test = round(args.tokens * args.test_fraction)
-  train = args.tokens - n_test
+  train = min(args.tokens - n_test, args.max_train_tokens or args.tokens)
   # each group's data load reads the test split and the first training token (Stream sizes its examples)
   train_rows_read = READ_ROWS['rows'] - len(args.widths) * (n_test + 1)
-  serial_s, serial_cpu_s, estimated = serial(config, args, workdir)
-  print(json.dumps({
+  reads_per_batch = sorted(collections.Counter(BATCH_READS.values()).items())  # [(times read, batches)]
+  return {
       'tokens': args.tokens, 'd_in': args.d_in, 'folder_gb': round(args.tokens * args.d_in * 4 / 1e9, 2),
       'models': len(runs), 'widths': args.widths, 'epochs': args.epochs, 'batch_size': args.batch_size,
-      'stream_chunk': args.chunk, 'peak_rss_mb': round(peak_rss_mb),
+      'stream_chunk': args.chunk, 'max_train_tokens': args.max_train_tokens or None,
+      'training_tokens_per_sae': train // args.batch_size * args.batch_size * args.epochs,
+      'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
       'batch_reads': train_rows_read / args.batch_size, 'batches_of_the_epochs': train // args.batch_size * args.epochs,
-      'sweep_s': round(sweep_s, 1), 'sweep_cpu_s': round(sweep_cpu_s, 1), 'serial_s': round(serial_s, 1),
-      'serial_cpu_s': round(serial_cpu_s, 1), 'serial_estimated': estimated,
-      'speedup_wall': round(serial_s / sweep_s, 2) if serial_s else None,
-      'speedup_cpu': round(serial_cpu_s / sweep_cpu_s, 2) if serial_s else None}))
+      'distinct_batches_read': len(BATCH_READS), 'reads_per_batch': {str(k): v for k, v in reads_per_batch},
+      'sweep_s': round(sweep_s, 1), 'sweep_cpu_s': round(sweep_cpu_s, 1)}
 
 
 def serial(config, args: argparse.Namespace, workdir: str) -> tuple[float, float, bool]:
