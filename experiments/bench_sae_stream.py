@@ -83,7 +83,8 @@ def base_config(path: str, args: argparse.Namespace):
   config.data.activations.update(test_fraction=args.test_fraction)
   config.data.max_train_examples = args.max_train_tokens
   config.sae.update(activation='relu', unit_norm_decoder=False, aux_weight=0.0, aux_k=min(32, *args.widths))
-  config.train.update(num_epochs=args.epochs, batch_size=args.batch_size, figures_every=0, checkpoint_every=10**6)
+  config.train.update(num_epochs=args.epochs, batch_size=args.batch_size, figures_every=0, checkpoint_every=10**6,
+                      models_at_once=args.models_at_once)
   config.eval.final_metrics = False
   return config
 
@@ -114,6 +115,8 @@ def main() -> None:
   parser.add_argument('--max_train_tokens', type=int, default=0,
                       help='data.max_train_examples: the first N tokens of the seeded permutation of the training '
                       'tokens (spread over every shard) make the epoch; 0: all')
+  parser.add_argument('--models_at_once', type=int, default=1,
+                      help="train.models_at_once: models of a group computed at once (0: all); bounds a step's memory")
   parser.add_argument('--serial_runs', type=int, default=1,
                       help='runs of each width timed one after another (0: none)')
   parser.add_argument('--dir', default=os.path.join(tempfile.gettempdir(), 'aelab_bench_sae_stream'))
@@ -153,7 +156,8 @@ def run_the_sweep(config, args: argparse.Namespace, workdir: str) -> dict:
   return {
       'tokens': args.tokens, 'd_in': args.d_in, 'folder_gb': round(args.tokens * args.d_in * 4 / 1e9, 2),
       'models': len(runs), 'widths': args.widths, 'epochs': args.epochs, 'batch_size': args.batch_size,
-      'stream_chunk': args.chunk, 'max_train_tokens': args.max_train_tokens or None,
+      'stream_chunk': args.chunk, 'models_at_once': args.models_at_once,
+      'max_train_tokens': args.max_train_tokens or None,
       'training_tokens_per_sae': train // args.batch_size * args.batch_size * args.epochs,
       'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
       'batch_reads': train_rows_read / args.batch_size, 'batches_of_the_epochs': train // args.batch_size * args.epochs,
