@@ -1,6 +1,7 @@
 """Many SAEs on one stream: 32 sparse autoencoders trained in one process on a folder of activation shards.
 
   python experiments/bench_sae_stream.py                                   # 2,000,000 x 512 float32 (4.1 GB)
+  python experiments/bench_sae_stream.py --max_train_tokens=32768 --chunk=2 --dir=/work/sae_bench   # capped
   python experiments/bench_sae_stream.py --tokens=40000 --d_in=256 --widths=256,512 --serial_runs=2   # quick
 
 Writes ``--tokens x --d_in`` float32 tokens (Gaussian, ``--shard_tokens`` per ``.npy`` shard) to ``--dir``
@@ -8,13 +9,19 @@ Writes ``--tokens x --d_in`` float32 tokens (Gaussian, ``--shard_tokens`` per ``
 with the decoder-norm L1 penalty, streamed (``data.stream=True``): two dictionary widths (``--widths``,
 ``model.latent_dim``: two groups) x 16 settings (``sae.l1_weight`` x ``seed``, 4 x 4: one compiled program
 per width) for ``--epochs`` epochs, as one sweep (``aelab.train.sweep.run_sweep``: the two groups read
-each chunk of the stream together, ``aelab.data.stream.SharedBatches``). Prints one JSON line:
+each chunk of the stream together, ``aelab.data.stream.SharedBatches``), ``--models_at_once`` models of a
+group computed at a time (``train.models_at_once``). ``--max_train_tokens`` caps the tokens of the epoch
+(``data.max_train_examples``: the first N of the seeded permutation of the training tokens, so read from
+every shard of the folder): a whole epoch of 2,000,000 tokens is about 10^15 FLOP for the 32 SAEs.
+Prints one JSON line after the sweep (its progress lines go to stderr), and one after the serial runs:
 
 - ``peak_rss_mb``: the process's peak resident memory (``ru_maxrss``) after the sweep;
 - ``batch_reads`` / ``batches_of_the_epochs``: the training batches read from the shards (tokens read
-  through ``Shards.read`` minus each group's test split and the one token that sizes its stream, divided by
-  the batch size) against the batches of the epochs: equal when each chunk is read once for all groups
-  (twice as many would be one read per group);
+  through ``Shards.read`` minus the test split and the one token that sizes the stream, read once when the
+  sweep loads the data, divided by the batch size) against the batches of the epochs: equal when each
+  chunk is read once for all groups (twice as many would be one read per group); ``reads_per_batch``:
+  ``{times read: training batches}`` counted by the batches' rows (``{"1": n}``: each of the n batches,
+  hence each chunk, read once);
 - ``sweep_s`` / ``sweep_cpu_s``: the sweep's wall and CPU (user + system, this process) seconds;
   ``serial_s`` / ``serial_cpu_s``: 32 runs one after another, each a sweep of one run in a fresh workdir,
   measured for ``--serial_runs`` runs of each width (all 16 with ``--serial_runs=16``) and scaled to 16 per
@@ -150,8 +157,9 @@ def run_the_sweep(config, args: argparse.Namespace, workdir: str) -> dict:
   sweep_s, sweep_cpu_s = time.perf_counter() - start, time.process_time() - cpu
   n_test = round(args.tokens * args.test_fraction)
   train = min(args.tokens - n_test, args.max_train_tokens or args.tokens)
-  # each group's data load reads the test split and the first training token (Stream sizes its examples)
-  train_rows_read = READ_ROWS['rows'] - len(args.widths) * (n_test + 1)
+  # the sweep loads the data once for both groups (one data config): the test split and the first training
+  # token (Stream sizes its examples)
+  train_rows_read = READ_ROWS['rows'] - (n_test + 1)
   reads_per_batch = sorted(collections.Counter(BATCH_READS.values()).items())  # [(times read, batches)]
   return {
       'tokens': args.tokens, 'd_in': args.d_in, 'folder_gb': round(args.tokens * args.d_in * 4 / 1e9, 2),

@@ -168,10 +168,10 @@ def on_stored_inputs(family: Family, to_float32: Callable[[jax.Array], jax.Array
 def over_models(fn: Callable, num_models: int, in_axes: Sequence[int | None], at_once: int = 0) -> Callable:
   """``fn`` over a leading model axis: ``vmap`` for several models; for one, ``fn`` on the row itself
   (the single-model program, unchanged) with the axis added back to its outputs. With ``0 < at_once <
-  num_models``, ``jax.lax.map(..., batch_size=at_once)``: ``at_once`` models vmapped at a time, one group
-  of them after the other, so that the working memory of ``fn`` (e.g. a step's ``B x M`` activations)
-  is that of ``at_once`` models, not of all of them (``train.models_at_once``). The mapped arguments
-  (``in_axes`` 0) carry the model axis; the others (None) are shared."""
+  num_models`` (``train.models_at_once``), ``at_once`` models vmapped at a time, one block of them after
+  the other (:func:`_mapped`), so that the working memory of ``fn`` (e.g. a step's ``B x M`` activations)
+  is that of ``at_once`` models, not of all of them; the numbers are vmap's to float rounding. The mapped
+  arguments (``in_axes`` 0) carry the model axis; the others (None) are shared."""
   if num_models > 1 and 0 < at_once < num_models:
     return _mapped(fn, in_axes, at_once)
   if num_models > 1:
