@@ -82,6 +82,8 @@ BASE: dict[str, Any] = {
         'num_epochs': (30, 'epochs of training (may be raised to continue a finished run)'),
         'batch_size': (64, 'examples per step'),
         'eval_batch_size': (1000, 'examples per batch of evaluation'),
+        'models_at_once': (0, "models of a sweep's group computed at once on one device (0: all, vmapped); fewer "
+                           'bound the working memory of a step to theirs (jax.lax.map over the others)'),
         'figures_every': (10, 'epochs between figures (0: none)'),
         'num_figure_images': (8, 'images per reconstruction figure'),
         'checkpoint_every': (5, 'epochs between checkpoints (the last epoch is always checkpointed)'),
@@ -350,6 +352,7 @@ def _validate_train(t):
   _check(t.num_epochs >= 1, f'train.num_epochs={t.num_epochs} must be >= 1.')
   _check(t.batch_size >= 1, f'train.batch_size={t.batch_size} must be >= 1.')
   _check(t.eval_batch_size >= 1, f'train.eval_batch_size={t.eval_batch_size} must be >= 1.')
+  _check(t.models_at_once >= 0, f'train.models_at_once={t.models_at_once} must be >= 0 (0: all at once).')
   _check(t.figures_every >= 0, f'train.figures_every={t.figures_every} must be >= 0 (0: no figures).')
   _check(t.keep_checkpoints >= 1, f'train.keep_checkpoints={t.keep_checkpoints} must be >= 1.')
   _check(t.checkpoint_every >= 1, f'train.checkpoint_every={t.checkpoint_every} must be >= 1 (epochs between '

@@ -10,15 +10,18 @@ SAELens 6, ``sae_lens/saes/sae.py``): ``cfg.json`` (``architecture``, ``d_in``, 
 (``d_sae``), ``W_dec`` (``d_sae x d_in``), ``b_dec`` (``d_in``) and, for ``jumprelu``, ``threshold``
 (``d_sae``), all float32. aelab's activations map to SAELens's architectures: ``relu`` to ``standard``,
 ``topk`` to ``topk``, ``jumprelu`` (``exp(log_threshold)``) and ``batchtopk`` (its evaluation threshold,
-one value for every latent) to ``jumprelu``. A run trained on activations scaled by ``s``
+one value for every latent) to ``jumprelu``, and ``gated`` to ``gated`` (``sae_lens/saes/gated_sae.py``):
+there the gate's bias is ``b_gate`` (aelab's ``b_enc``; no ``b_enc`` is written) and ``b_mag``, ``r_mag``
+keep their names, as both compute ``z = H((x - b_dec) W_enc + b_gate) * ReLU((x - b_dec) (W_enc *
+exp(r_mag)) + b_mag)`` (Rajamanoharan et al. 2024a, Eq. 6-7). A run trained on activations scaled by ``s``
 (``data.activations.normalize``) has the scale folded into the weights as SAELens's
 ``fold_activation_norm_scaling_factor`` does: ``W_enc * s``, ``W_dec / s``, ``b_dec / s``, so the exported
 SAE takes the activations as they are stored.
 
-``--import_saelens=FOLDER`` makes an aelab run of such a folder (``standard``, ``topk``, ``jumprelu``;
-``apply_b_dec_to_input=False`` is folded into ``b_enc``; only ``normalize_activations='none'``) in
-``--workdir``: its config.json and a checkpoint of epoch 1, which ``aelab.load`` and
-``python -m aelab.evaluate`` read. ``--data`` names the data to evaluate on (a config arg,
+``--import_saelens=FOLDER`` makes an aelab run of such a folder (``standard``, ``topk``, ``jumprelu``,
+``gated``; ``apply_b_dec_to_input=False`` is folded into ``b_enc``, and a gated ``b_mag``; only
+``normalize_activations='none'``) in ``--workdir``: its config.json and a checkpoint of epoch 1, which
+``aelab.load`` and ``python -m aelab.evaluate`` read. ``--data`` names the data to evaluate on (a config arg,
 ``activations=DIR``); without it, ``superposition`` data of dimension ``d_in`` stands in.
 """
 from __future__ import annotations
@@ -41,8 +44,11 @@ from aelab.train import checkpoints, engine
 from aelab.train.workdir import Workdir
 
 CFG_FILENAME, WEIGHTS_FILENAME = 'cfg.json', 'sae_weights.safetensors'
-ARCHITECTURES = {'relu': 'standard', 'topk': 'topk', 'jumprelu': 'jumprelu', 'batchtopk': 'jumprelu'}
-ACTIVATIONS = {'standard': 'relu', 'topk': 'topk', 'jumprelu': 'jumprelu'}
+ARCHITECTURES = {'relu': 'standard', 'topk': 'topk', 'jumprelu': 'jumprelu', 'batchtopk': 'jumprelu', 'gated': 'gated'}
+ACTIVATIONS = {'standard': 'relu', 'topk': 'topk', 'jumprelu': 'jumprelu', 'gated': 'gated'}
+# aelab's Gated SAE parameters by SAELens's names (sae_lens/saes/gated_sae.py, GatedSAE: b_gate, b_mag, r_mag; no
+# b_enc): the gate's bias is aelab's b_enc, the magnitude path's W_enc * exp(r_mag) + b_mag is the same in both
+GATED_NAMES = {'b_enc': 'b_gate', 'b_mag': 'b_mag', 'r_mag': 'r_mag'}
 TINY_THRESHOLD = 1e-30  # an imported threshold of 0 (log_threshold must be finite)
 
 
@@ -70,6 +76,9 @@ def saelens_weights(params: dict, config: Any, scale: float = 1.0) -> tuple[dict
     weights['threshold'] = np.exp(p['log_threshold'])
   if activation == 'batchtopk':
     weights['threshold'] = np.full(d_sae, p['threshold'], np.float32)
+  if activation == 'gated':  # the biases act after W_enc: the scale folded into W_enc leaves them as they are
+    weights.update({GATED_NAMES[k]: p[k] for k in GATED_NAMES})
+    del weights['b_enc']
   cfg = {'architecture': ARCHITECTURES[activation], 'd_in': int(d_in), 'd_sae': int(d_sae), 'dtype': 'float32',
          'device': 'cpu', 'apply_b_dec_to_input': True, 'normalize_activations': 'none',
          'reshape_activations': 'none', 'metadata': {'model_name': 'aelab', 'hook_name': None}}
@@ -99,15 +108,25 @@ def read_saelens(folder: str) -> tuple[dict, dict[str, np.ndarray]]:
     weights = {k: np.asarray(v, np.float32) for k, v in load_file(str(path / WEIGHTS_FILENAME)).items()}
   except (OSError, ValueError) as e:
     raise DataError(f'{folder}: not a SAELens SAE folder ({CFG_FILENAME} and {WEIGHTS_FILENAME}): {e}') from e
-  missing = [k for k in ('W_enc', 'b_enc', 'W_dec', 'b_dec') if k not in weights]
+  needed = saelens_names(cfg)
+  missing = [k for k in needed if k not in weights]
   if missing:
-    raise DataError(f'{path / WEIGHTS_FILENAME} lacks {missing}; a SAELens SAE has W_enc, b_enc, W_dec, b_dec.')
+    raise DataError(f'{path / WEIGHTS_FILENAME} lacks {missing}; a SAELens {cfg.get("architecture")!r} SAE has '
+                    f'{", ".join(needed)}.')
   return cfg, weights
+
+
+def saelens_names(cfg: dict) -> tuple[str, ...]:
+  """The weights every SAELens SAE of ``cfg['architecture']`` has (gated: b_gate, b_mag, r_mag for b_enc)."""
+  if cfg.get('architecture') == 'gated':
+    return 'W_enc', 'b_gate', 'b_mag', 'r_mag', 'W_dec', 'b_dec'
+  return 'W_enc', 'b_enc', 'W_dec', 'b_dec'
 
 
 def aelab_params(cfg: dict, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
   """An aelab SAE's params from SAELens ``cfg`` and ``weights``: ``apply_b_dec_to_input=False`` folded into
-  ``b_enc`` (``b_enc + b_dec W_enc``), a JumpReLU ``threshold`` as ``log_threshold``. Raises ConfigError for
+  ``b_enc`` (``b_enc + b_dec W_enc``; gated: ``b_gate + b_dec W_enc`` and ``b_mag + b_dec (W_enc *
+  exp(r_mag))``), a JumpReLU ``threshold`` as ``log_threshold``. Raises ConfigError for
   an architecture or normalization aelab does not have."""
   if cfg.get('architecture') not in ACTIVATIONS:
     raise ConfigError(f'SAELens architecture {cfg.get("architecture")!r}: aelab imports {sorted(ACTIVATIONS)}.')
@@ -115,9 +134,15 @@ def aelab_params(cfg: dict, weights: dict[str, np.ndarray]) -> dict[str, np.ndar
     raise ConfigError(f'normalize_activations={cfg["normalize_activations"]!r}: aelab imports SAEs that take the '
                       "activations as they are ('none'); fold the scaling into the weights first "
                       '(SAELens: sae.fold_activation_norm_scaling_factor).')
-  params = {k: weights[k] for k in ('W_enc', 'b_enc', 'W_dec', 'b_dec')}
-  if not cfg.get('apply_b_dec_to_input', True):
+  params = {k: weights[k] for k in ('W_enc', 'W_dec', 'b_dec')}
+  if cfg['architecture'] == 'gated':
+    params.update({k: weights[name] for k, name in GATED_NAMES.items()})
+  else:
+    params['b_enc'] = weights['b_enc']
+  if not cfg.get('apply_b_dec_to_input', True):  # x W + b = (x - b_dec) W + (b + b_dec W)
     params['b_enc'] = params['b_enc'] + params['b_dec'] @ params['W_enc']
+    if cfg['architecture'] == 'gated':  # the magnitude path's W_mag = W_enc * exp(r_mag)
+      params['b_mag'] = params['b_mag'] + params['b_dec'] @ (params['W_enc'] * np.exp(params['r_mag'])[None])
   if cfg['architecture'] == 'jumprelu':
     params['log_threshold'] = np.log(np.maximum(weights['threshold'], TINY_THRESHOLD)).astype(np.float32)
   return params

@@ -192,6 +192,61 @@ def test_sae_lens_loads_the_export_and_encodes_and_decodes_the_same(trained, tmp
   np.testing.assert_allclose(x_hat, run.reconstruct(raw * np.float32(scale)) / scale, rtol=1e-4, atol=1e-5)
 
 
+def gated_folder(path, apply_b_dec_to_input: bool = True):
+  """A SAELens Gated SAE folder (d_in 6, d_sae 16) of random weights, named as sae_lens/saes/gated_sae.py's."""
+  rng = np.random.default_rng(1)
+  w = {'W_enc': rng.normal(size=(D_IN, 16)) / 3, 'b_gate': rng.normal(size=16), 'b_mag': rng.normal(size=16),
+       'r_mag': rng.normal(size=16) * 0.3, 'W_dec': rng.normal(size=(16, D_IN)) / 3, 'b_dec': rng.normal(size=D_IN)}
+  w = {k: v.astype(np.float32) for k, v in w.items()}
+  path.mkdir()
+  save_file(w, str(path / 'sae_weights.safetensors'))
+  (path / 'cfg.json').write_text(json.dumps({'architecture': 'gated', 'd_in': D_IN, 'd_sae': 16, 'dtype': 'float32',
+                                             'apply_b_dec_to_input': apply_b_dec_to_input}))
+  return w
+
+
+def saelens_gated(w: dict, x: np.ndarray, apply_b_dec_to_input: bool = True) -> tuple[np.ndarray, np.ndarray]:
+  """(z, x_hat) as SAELens's GatedSAE.encode / decode compute them, in numpy."""
+  x_in = x - w['b_dec'] if apply_b_dec_to_input else x
+  gate = (x_in @ w['W_enc'] + w['b_gate']) > 0
+  z = gate * np.maximum(x_in @ (w['W_enc'] * np.exp(w['r_mag'])) + w['b_mag'], 0)
+  return z, z @ w['W_dec'] + w['b_dec']
+
+
+@pytest.mark.parametrize('apply_b_dec_to_input', [True, False])
+def test_a_gated_sae_maps_to_saelens_b_gate_b_mag_r_mag_both_ways(tmp_path, apply_b_dec_to_input):
+  w = gated_folder(tmp_path / 'in', apply_b_dec_to_input)
+  export.import_saelens(str(tmp_path / 'in'), str(tmp_path / 'run'))
+  run, x = aelab.load(str(tmp_path / 'run')), tokens(50)
+  z, x_hat = saelens_gated(w, x, apply_b_dec_to_input)
+  assert 0 < (z > 0).mean() < 1 and run.config.sae.activation == 'gated'
+  np.testing.assert_allclose(run.encode(x), z, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(run.reconstruct(x), x_hat, rtol=1e-5, atol=1e-5)
+  cfg, out = export.saelens_weights(run.params, run.config, scale=2.0)  # a run on activations scaled by 2
+  assert cfg['architecture'] == 'gated' and sorted(out) == ['W_dec', 'W_enc', 'b_dec', 'b_gate', 'b_mag', 'r_mag']
+  z2, x_hat2 = saelens_gated(out, x)
+  np.testing.assert_allclose(z2, run.encode(2 * x), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(x_hat2, run.reconstruct(2 * x) / 2, rtol=1e-5, atol=1e-5)
+  if apply_b_dec_to_input:  # the round trip gives back the weights as they were
+    assert all(np.array_equal(export.saelens_weights(run.params, run.config)[1][k], w[k]) for k in w)
+
+
+def test_sae_lens_loads_an_exported_gated_sae_and_encodes_and_decodes_the_same(tmp_path):
+  sae_lens = pytest.importorskip('sae_lens')
+  torch = pytest.importorskip('torch')
+  gated_folder(tmp_path / 'in', apply_b_dec_to_input=False)
+  export.import_saelens(str(tmp_path / 'in'), str(tmp_path / 'run'))
+  export.export_saelens(str(tmp_path / 'run'), str(tmp_path / 'out'))
+  run, x = aelab.load(str(tmp_path / 'run')), tokens(50)
+  sae = sae_lens.SAE.load_from_disk(str(tmp_path / 'out'), device='cpu')
+  assert type(sae).__name__ == 'GatedSAE'
+  with torch.no_grad():
+    z = sae.encode(torch.from_numpy(x))
+    x_hat = sae.decode(z).numpy()
+  np.testing.assert_allclose(z.numpy(), run.encode(x), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(x_hat, run.reconstruct(x), rtol=1e-4, atol=1e-5)
+
+
 # ---- many SAEs on one stream ----
 
 def test_shared_batches_hand_every_reader_every_chunk_read_once():

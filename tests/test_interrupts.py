@@ -19,7 +19,8 @@ COMMAND = ['--config=configs/vae.py', '--config.train.num_epochs=2', '--config.t
            f'--config.train.compilation_cache_dir={CACHE_DIR}']
 
 # Runs aelab.main with sys.argv[3:], after patching module sys.argv[1]'s function sys.argv[2] to send the
-# signals in AELAB_TEST_SIGNALS (names, with AELAB_TEST_GAP_S seconds between them) to this process first.
+# signals in AELAB_TEST_SIGNALS (names, with AELAB_TEST_GAP_S seconds between them) to this process first
+# (with AELAB_TEST_ONCE, on the first call only).
 DRIVER = """
 import importlib, os, runpy, signal, sys, time
 from aelab import interrupts
@@ -30,7 +31,11 @@ target = importlib.import_module(module)
 for part in filter(None, owner.split('.')):
   target = getattr(target, part)
 original = getattr(target, attr)
+sent = []
 def signalled(*args, **kwargs):
+  if sent and os.environ.get('AELAB_TEST_ONCE'):  # the first call only (e.g. one of several threads)
+    return original(*args, **kwargs)
+  sent.append(True)
   for i, sig in enumerate(os.environ['AELAB_TEST_SIGNALS'].split(',')):
     if i:
       time.sleep(float(os.environ.get('AELAB_TEST_GAP_S', '0.05')))
@@ -118,3 +123,46 @@ def test_a_signal_in_a_library_run_leaves_no_state_behind(monkeypatch):
     assert received == [signal.SIGTERM]
   with interrupts.phase('compiling'):  # would raise Stopped if the signal were still pending
     pass
+
+
+SAE_SWEEP = {'train.num_epochs': 2, 'train.batch_size': 32, 'train.figures_every': 0, 'eval.final_metrics': False,
+             'train.compilation_cache_dir': str(CACHE_DIR), 'data.stream': True, 'data.stream_chunk': 2,
+             'data.activations.test_fraction': 0.2, 'model.latent_dim': 8, 'sae.k': 2, 'sae.aux_k': 4}
+
+
+def test_sigterm_in_a_sweep_of_groups_on_one_stream_checkpoints_each_group_and_resumes(tmp_path):
+  """The groups of a shared-stream sweep train in threads (aelab.train.sweep._train_together): one SIGTERM,
+  sent as the first group starts building its state, stops each group after checkpointing its first epoch;
+  the rerun finishes with the numbers of an uninterrupted sweep."""
+  from aelab import config as config_lib
+  from aelab.train import checkpoints, sweep
+  import numpy as np
+  np.save(tmp_path / 'acts.npy', np.random.default_rng(0).normal(size=(200, 6)).astype(np.float32))
+  (tmp_path / 'acts').mkdir()
+  os.replace(tmp_path / 'acts.npy', tmp_path / 'acts' / 'a.npy')
+  (tmp_path / 'widths.py').write_text("def get_sweep(arg=None):\n  return [{'model.latent_dim': 8}, "
+                                      "{'model.latent_dim': 16}]\n")
+  command = [f'--config=configs/sae_topk.py:activations={tmp_path / "acts"}', f'--sweep={tmp_path / "widths.py"}',
+             *[f'--config.{k}={v}' for k, v in SAE_SWEEP.items()]]
+  run = lambda *prefix, env=None: subprocess.run(  # noqa: E731
+      [sys.executable, *prefix, *command, f'--workdir={tmp_path / "sweep"}'], capture_output=True, text=True,
+      cwd=ROOT, env={**os.environ, **(env or {})}, timeout=600)
+  result = run('-c', DRIVER, 'aelab.train.loop', 'initial_state',
+               env={'AELAB_TEST_SIGNALS': 'SIGTERM', 'AELAB_TEST_ONCE': '1'})
+  assert result.returncode == 128 + signal.SIGTERM, result.stderr[-3000:]
+  _one_line(result, 'Stopped by SIGTERM after epoch 1, checkpointed')
+  runs = ['model.latent_dim=8', 'model.latent_dim=16']
+  for name in runs:
+    assert checkpoints.latest(str(tmp_path / 'sweep' / name))[2] == 1, name
+    assert not (tmp_path / 'sweep' / name / 'summary.json').exists()
+  assert run('-m', 'aelab.main').returncode == 0
+  config_file = config_lib.load_module(os.path.join(ROOT, 'configs', 'sae_topk.py'), 'config')
+  config = config_file.get_config(f'activations={tmp_path / "acts"}')
+  reference = sweep.run_sweep(sweep.apply(config, SAE_SWEEP), [{'model.latent_dim': 8}, {'model.latent_dim': 16}],
+                              str(tmp_path / 'reference'), log=lambda line: None)
+  for name in runs:
+    resumed = json.loads((tmp_path / 'sweep' / name / 'summary.json').read_text())
+    metrics = [k for k in reference[name] if k.startswith(('train/', 'test/'))]
+    assert resumed['epochs'] == 2 and 'train/loss' in metrics and 'test/l0' in metrics, name
+    for key in metrics:
+      assert resumed[key] == pytest.approx(reference[name][key], rel=1e-6, abs=1e-7), (name, key)

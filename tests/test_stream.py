@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
@@ -277,3 +278,43 @@ def test_a_streamed_load_holds_no_float32_copy_of_the_test_split(tmp_path):
                          cwd=ROOT, check=True)
   test_bytes, grown = map(int, child.stdout.split())
   assert test_bytes == 40_000 * 784 and grown < 3 * test_bytes, (test_bytes, grown)
+
+
+def test_models_at_once_bounds_the_working_memory_to_that_many_models():
+  """over_models(..., at_once): a function whose B x M intermediates dominate needs about the memory of
+  ``at_once`` models' intermediates, not of all ``K``; the values are vmap's."""
+  from aelab.train import program  # noqa: PLC0415
+  w_KxDxM = jax.random.normal(jax.random.key(0), (8, 16, 512))
+  x_BxD = jax.random.normal(jax.random.key(1), (256, 16))
+  loss = lambda w, x: jnp.sum(jax.nn.relu(x @ w) ** 2) + jnp.sum(jnp.tanh(x @ w))  # noqa: E731
+  step = lambda w, x: (w - 1e-3 * jax.grad(loss)(w, x), loss(w, x))  # noqa: E731
+  temp, out = {}, {}
+  for at_once in (0, 1, 3):  # 3: two lax.map steps of 3 models and a remainder of 2
+    fn = jax.jit(program.over_models(step, 8, [0, None], at_once))
+    temp[at_once] = fn.lower(w_KxDxM, x_BxD).compile().memory_analysis().temp_size_in_bytes
+    out[at_once] = fn(w_KxDxM, x_BxD)
+  one_model_BxM = 256 * 512 * 4
+  assert temp[0] >= 8 * one_model_BxM and temp[1] < temp[3] < temp[0] and 4 * temp[1] < temp[0], temp
+  for at_once in (1, 3):
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), out[at_once], out[0])
+  mapped = program.over_models(loss, 8, [0, None], 3)(w_KxDxM, x_BxD)  # no state to update: jax.lax.map
+  np.testing.assert_allclose(mapped, out[0][1], rtol=1e-5)
+
+
+def test_a_group_trained_some_models_at_a_time_equals_all_at_once(npz):
+  config = _streamed_config(npz)
+  dataset = stream.load(config.data)
+  x_CxBxD = jnp.asarray(dataset.train.read(np.arange(32))).reshape(2, 16, -1)
+  engine.enable_compilation_cache(config)  # as train_runs does: the suite's cache
+  chunks = {}
+  for at_once in (0, 1):
+    config.train.models_at_once = at_once
+    runs = [engine.make_run(sweep.apply(config, {'vae.kl_weight': w}), dataset.shape) for w in (1.0, 2.0)]
+    p = engine.Program(runs, dataset)
+    state = p.init(jnp.stack([r.init_key for r in runs]), jnp.full(2, 1e-3))
+    hp, keys = p.shard(engine.stack([r.hp for r in runs])), jnp.stack([r.train_key for r in runs])
+    chunks[at_once] = jax.device_get(p.chunk(state, x_CxBxD, 1, keys, hp))
+    with pytest.raises(RuntimeError, match='deleted'):  # the chunk trains the state in place (donated)
+      np.asarray(jax.tree.leaves(state)[0])
+  assert chunks[0][1]['loss'].shape == (2, 2)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), chunks[1], chunks[0])

@@ -170,9 +170,15 @@ def on_stored_inputs(family: Family, to_float32: Callable[[jax.Array], jax.Array
           lambda params, x_BxD, key, k, hp=None: log_weights(params, to_float32(x_BxD), key, k, hp)))
 
 
-def over_models(fn: Callable, num_models: int, in_axes: Sequence[int | None]) -> Callable:
+def over_models(fn: Callable, num_models: int, in_axes: Sequence[int | None], at_once: int = 0) -> Callable:
   """``fn`` over a leading model axis: ``vmap`` for several models; for one, ``fn`` on the row itself
-  (the single-model program, unchanged) with the axis added back to its outputs."""
+  (the single-model program, unchanged) with the axis added back to its outputs. With ``0 < at_once <
+  num_models`` (``train.models_at_once``), ``at_once`` models vmapped at a time, one block of them after
+  the other (:func:`_mapped`), so that the working memory of ``fn`` (e.g. a step's ``B x M`` activations)
+  is that of ``at_once`` models, not of all of them; the numbers are vmap's to float rounding. The mapped
+  arguments (``in_axes`` 0) carry the model axis; the others (None) are shared."""
+  if num_models > 1 and 0 < at_once < num_models:
+    return _mapped(fn, in_axes, at_once)
   if num_models > 1:
     return jax.vmap(fn, in_axes=tuple(in_axes))
 
@@ -181,6 +187,59 @@ def over_models(fn: Callable, num_models: int, in_axes: Sequence[int | None]) ->
     return jax.tree.map(lambda x: x[None], fn(*rows))
 
   return one
+
+
+def _mapped(fn: Callable, in_axes: Sequence[int | None], at_once: int) -> Callable:
+  """:func:`over_models` ``at_once`` models at a time: ``jax.lax.map(..., batch_size=at_once)``, or, when
+  ``fn`` returns ``(new first argument, other outputs)`` (a training step or epoch: the state), a
+  ``fori_loop`` that writes each block of new states into the stacked states it reads them from, so that
+  the states are held once (in place when the caller donates them), not also as the loop's stacked output."""
+  if any(axis not in (0, None) for axis in in_axes):
+    raise ValueError(f'over_models maps the leading axis: in_axes {in_axes} must be 0 or None.')
+
+  def mapped(*args):
+    moving = tuple(a for a, axis in zip(args, in_axes) if axis is not None)
+
+    def rows_fn(rows):
+      found = iter(rows)
+      return fn(*[a if axis is None else next(found) for a, axis in zip(args, in_axes)])
+
+    if in_axes[0] != 0 or not _updates_first(rows_fn, moving):
+      return jax.lax.map(rows_fn, moving, batch_size=at_once)
+    return _in_place(jax.vmap(rows_fn), moving, at_once)
+
+  return mapped
+
+
+def _updates_first(rows_fn: Callable, moving: tuple) -> bool:
+  """Whether ``rows_fn`` of one model's rows returns a pair whose first item has the first argument's
+  structure, shapes and dtypes (a new state)."""
+  row = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), moving)
+  out = jax.eval_shape(rows_fn, row)
+  first = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), moving[0])
+  return isinstance(out, tuple) and len(out) == 2 and jax.tree.structure(out[0]) == jax.tree.structure(first) and all(
+      (a.shape, a.dtype) == (b.shape, b.dtype) for a, b in zip(jax.tree.leaves(out[0]), jax.tree.leaves(first)))
+
+
+def _in_place(block_fn: Callable, moving: tuple, at_once: int) -> tuple:
+  """``block_fn`` (vmapped) over blocks of ``at_once`` rows of ``moving`` (and a last, smaller block), each
+  block's new states written over its rows of ``moving[0]`` and its other outputs into zeros of their shape."""
+  k = jax.tree.leaves(moving)[0].shape[0]
+  count, rest = divmod(k, at_once)
+  take = lambda tree, start, size: jax.tree.map(  # noqa: E731
+      lambda x: jax.lax.dynamic_slice_in_dim(x, start, size), tree)
+  put = lambda tree, part, start: jax.tree.map(  # noqa: E731
+      lambda x, p: jax.lax.dynamic_update_slice_in_dim(x, p, start, 0), tree, part)
+  other = jax.eval_shape(block_fn, moving)[1]  # the other outputs of all k models (shapes only)
+  others = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), other)
+
+  def block(start, size, carry):
+    states, others = carry
+    new_states, new_others = block_fn((take(states, start, size), *take(moving[1:], start, size)))
+    return put(states, new_states, start), put(others, new_others, start)
+
+  carry = jax.lax.fori_loop(0, count, lambda i, c: block(i * at_once, at_once, c), (moving[0], others))
+  return block(count * at_once, rest, carry) if rest else carry
 
 
 def stack(trees: Sequence[Any]) -> Any:
@@ -215,6 +274,8 @@ class Program:
     init_state, train_step = make_train_step(rep, self.steps_per_epoch * cfg.train.num_epochs)
     k = self.num_models
     self.mesh = parallel.model_mesh(k, devices) if k > 1 else None
+    # models a step computes at once (train.models_at_once), on one device; several devices split the models
+    at_once = cfg.train.get('models_at_once', 0) if self.mesh is None or self.mesh.devices.size == 1 else 0
     batch_sharding = None if k > 1 else parallel.batch_sharding(parallel.data_mesh(cfg.train.batch_size, devices))
     train_epoch = make_train_epoch(train_step, cfg.train.batch_size, cfg.data.binarize == 'dynamic', batch_sharding,
                                    dataset.to_float32)
@@ -233,7 +294,7 @@ class Program:
       return state, {'train': step_metrics, **_test_outputs(evaluate, reconstruct, state, x_test, x_fig, hp)}
 
     def epoch(state, x_train, x_test, x_fig, epoch, train_keys, hp):
-      return over_models(one_epoch, k, [0, None, None, None, None, 0, 0])(
+      return over_models(one_epoch, k, [0, None, None, None, None, 0, 0], at_once)(
           state, x_train, x_test, x_fig, epoch, train_keys, hp)
 
     train_chunk = make_train_chunk(train_step, cfg.data.binarize, cfg.data.binarize_threshold, batch_sharding,
@@ -241,14 +302,16 @@ class Program:
 
     def chunk(state, x_CxBxD, epoch, train_keys, hp):  # streamed data: C batches of every model
       return over_models(lambda s, x, key, h: train_chunk(s, x, jax.random.fold_in(key, epoch), h), k,
-                         [0, None, 0, 0])(state, x_CxBxD, train_keys, hp)
+                         [0, None, 0, 0], at_once)(state, x_CxBxD, train_keys, hp)
 
     def test(state, x_test, x_fig, hp):  # streamed data: the end of one_epoch
-      return over_models(lambda s, h: _test_outputs(evaluate, reconstruct, s, x_test, x_fig, h), k, [0, 0])(state, hp)
+      return over_models(lambda s, h: _test_outputs(evaluate, reconstruct, s, x_test, x_fig, h), k, [0, 0],
+                         at_once)(state, hp)
 
     final_arrays = figures.make_final_arrays(self.family, cfg)
-    jit = (lambda f: jax.jit(f)) if self.sharding is None else (lambda f: jax.jit(f, out_shardings=self.sharding))
-    self.init, self.epoch, self.chunk, self.test = jit(init), jit(epoch), jit(chunk), jit(test)
+    jit = lambda f, **kw: jax.jit(f, **kw) if self.sharding is None else jax.jit(f, out_shardings=self.sharding, **kw)  # noqa: E731
+    self.init, self.epoch, self.test = jit(init), jit(epoch), jit(test)
+    self.chunk = jit(chunk, donate_argnums=0)  # the state in place: one copy of the models' states, not two
     self.final = jit(lambda params, x_test: over_models(final_arrays, k, [0, None])(params, x_test))
 
   def shard(self, tree: Any) -> Any:

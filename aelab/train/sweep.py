@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 import jax
 import ml_collections
 
-from aelab import config as config_lib, data
+from aelab import config as config_lib, data, interrupts
 from aelab.train import engine, parallel, writers
 from aelab import models
 from aelab.data import stream
@@ -305,8 +305,15 @@ def _train_together(groups: list[list[Member]], workdir: str, devices: Sequence[
                     log: Callable[[str], None], shared: stream.SharedBatches, datasets: dict[str, Any]
                     ) -> list[tuple[dict[str, dict], list[str]]]:
   """Every group in its own thread, all reading the chunks of ``shared``; the results in the groups' order.
-  Raises the first group's error after every group stopped. SIGTERM / SIGINT are not caught per epoch
-  here (the groups' loops run outside the main thread)."""
+  Raises the first group's error after every group stopped.
+
+  Signals (``aelab/interrupts.py``): the main thread waits inside ``interrupts.deferred`` for as long as the
+  groups train, so that a first SIGTERM / SIGINT is only recorded, whatever each group is doing (compiling,
+  in an epoch, writing a checkpoint): each group's epoch loop checkpoints the epoch it is in and stops
+  (a group not yet in its loop trains its first epoch and checkpoints it), like a single run, and
+  Interrupted is raised once all have stopped. A second signal raises ``interrupts.Stopped`` at once,
+  without waiting for the groups' threads (``aelab.main`` then ends the process; the checkpoints written
+  are kept)."""
 
   def one(i: int, group: list[Member]):
     slot = shared.slot()
@@ -316,9 +323,15 @@ def _train_together(groups: list[list[Member]], workdir: str, devices: Sequence[
     finally:
       slot.leave()
 
-  with concurrent.futures.ThreadPoolExecutor(len(groups), thread_name_prefix='group') as pool:
-    futures = [pool.submit(one, i, g) for i, g in enumerate(groups)]
-    concurrent.futures.wait(futures)
+  pool = concurrent.futures.ThreadPoolExecutor(len(groups), thread_name_prefix='group')
+  try:
+    with interrupts.deferred('training'):
+      futures = [pool.submit(one, i, g) for i, g in enumerate(groups)]
+      concurrent.futures.wait(futures)
+  except BaseException:  # a second signal: the groups' threads are left to the process's end
+    pool.shutdown(wait=False, cancel_futures=True)
+    raise
+  pool.shutdown()
   return [f.result() for f in futures]
 
 
