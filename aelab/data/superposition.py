@@ -29,11 +29,11 @@ Config fields (``config.data.superposition``): ``num_features`` (n), ``dim`` (d)
 ``hierarchy`` (h), ``child_probability``.
 """
 import dataclasses
+import statistics
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.special
 
 
 class SuperpositionError(ValueError):
@@ -112,7 +112,7 @@ def active(s: Spec, num: int, rng: np.random.Generator) -> np.ndarray:
     return rng.random((num, s.num_features)) < s.probability
   shared = rng.standard_normal((num, 1))
   g = np.sqrt(s.correlation) * shared + np.sqrt(1 - s.correlation) * rng.standard_normal((num, s.num_features))
-  on = g < scipy.special.ndtri(s.probability)
+  on = g < statistics.NormalDist().inv_cdf(s.probability)  # the Gaussian quantile of the firing probability
   if s.hierarchy:
     kids = children(s)
     on[:, kids.reshape(-1)] = False

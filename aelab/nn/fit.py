@@ -1,6 +1,7 @@
 """Minibatch Adam on arrays, for the small networks aelab trains beside its autoencoders (the
 ``fd_classifier`` feature net, a PixelCNN prior over VQ-VAE codes): one jitted ``lax.scan`` per epoch over
 a permutation of the examples, as the engine's epoch does, without its workdir and hooks."""
+import functools
 from typing import Any, Callable, Sequence
 
 import jax
@@ -11,6 +12,10 @@ import optax
 Params = Any
 # loss(params, batch, key) -> scalar; batch: a tuple of B x ... arrays, one per array given to fit_arrays.
 Loss = Callable[[Params, tuple[jax.Array, ...], jax.Array], jax.Array]
+# These nets run thousands of steps in one program, so their run time, not their compilation, counts: on the CPU
+# they compile at XLA's default optimization level (2) even where XLA_FLAGS lowers it for a process of many
+# small programs (aelab's test suite sets 0, at which the fd_classifier trained 8x slower).
+CPU_COMPILER_OPTIONS = {'xla_backend_optimization_level': 2}
 
 
 def fit_arrays(loss: Loss, params: Params, arrays: Sequence[np.ndarray], key: jax.Array, num_epochs: int,
@@ -32,7 +37,7 @@ def fit_arrays(loss: Loss, params: Params, arrays: Sequence[np.ndarray], key: ja
     updates, opt_state = tx.update(grads, opt_state, params)
     return (optax.apply_updates(params, updates), opt_state), value
 
-  @jax.jit
+  @functools.partial(jax.jit, compiler_options=CPU_COMPILER_OPTIONS if jax.default_backend() == 'cpu' else None)
   def epoch(params, opt_state, epoch_key):
     perm_key, step_key = jax.random.split(epoch_key)
     index = jax.random.permutation(perm_key, n)[:steps * batch_size].reshape(steps, batch_size)

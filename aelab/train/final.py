@@ -8,15 +8,16 @@ import jax
 from aelab import data
 from aelab.eval import evaluators
 from aelab.train import hooks
-from aelab.train.program import Program, Run
+from aelab.train.program import Ahead, Program, Run
 
 Log = Callable[[str], None]
 
 
-def final_arrays(program: Program, state: Any, x_test: jax.Array, timer: hooks.Timer) -> dict:
-  """The group's end-of-training arrays (``figures.make_final_arrays``, stacked over models) on the host."""
+def final_arrays(ahead: Ahead, state: Any, x_test: jax.Array, timer: hooks.Timer) -> dict:
+  """The group's end-of-training arrays (``figures.make_final_arrays``, stacked over models) on the host, by
+  the final program that ``ahead`` compiled with the others."""
   with timer('compile'):
-    final_fn = program.final.lower(state['params'], x_test).compile()
+    final_fn = ahead.get('final', state['params'], x_test)
   with timer('final_eval'):
     return jax.device_get(final_fn(state['params'], x_test))
 

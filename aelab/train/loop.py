@@ -28,7 +28,7 @@ from aelab import data, interrupts
 from aelab.data import stream
 from aelab.train import checkpoints, final, history, hooks, optimizers, writers
 from aelab.train.groups import Group
-from aelab.train.program import Program, Run, row, stack
+from aelab.train.program import Ahead, Program, Run, row, stack
 from aelab.train.workdir import flatten
 
 Log = Callable[[str], None]
@@ -77,13 +77,13 @@ def make_inputs(program: Program, runs: list[Run], dataset: data.Dataset, figure
 
 class MemoryEpoch:
   """An epoch of in-memory data: one call of ``Program.epoch``, compiled ahead of time (timed as
-  ``compile``). ``epoch(state, epoch) -> (state, outputs)``."""
+  ``compile``, started with the others by :class:`Ahead`). ``epoch(state, epoch) -> (state, outputs)``."""
   iterator_state = None
 
-  def __init__(self, program: Program, inputs: Inputs, state: Any, first: int, timer: hooks.Timer):
+  def __init__(self, inputs: Inputs, state: Any, first: int, timer: hooks.Timer, ahead: Ahead):
     self.inputs = inputs
     with timer('compile'), interrupts.phase('compiling'):
-      self.fn = program.epoch.lower(state, *self._args(first)).compile()
+      self.fn = ahead.get('epoch', state, *self._args(first))
 
   def _args(self, epoch: int) -> tuple:
     i = self.inputs
@@ -144,19 +144,39 @@ def stream_seed(group: Group) -> int:
   return int(group.runs[0].config.seed)
 
 
-def initial_state(program: Program, group: Group, timer: hooks.Timer) -> Any:
+def init_args(group: Group) -> tuple[jax.Array, jax.Array]:
+  """``Program.init``'s arguments for ``group``: the runs' init keys and learning rates."""
+  return (jnp.stack([r.init_key for r in group.runs]),
+          jnp.asarray([r.config.optimizer.learning_rate for r in group.runs], jnp.float32))
+
+
+def wants_final(group: Group, periodic: 'Periodic') -> bool:
+  """Whether the end of training runs the final program: for the final metrics or the figures."""
+  return bool(group.outs is not None and (group.runs[0].config.eval.final_metrics or
+                                          (periodic.figures is not None and periodic.figures.images)))
+
+
+def compile_ahead(program: Program, group: Group, inputs: Inputs, final_wanted: bool, timer: hooks.Timer) -> Ahead:
+  """Starts compiling the group's init, epoch (in-memory data, epochs left) and final programs together."""
+  first = group.start_epoch + 1
+  epoch_args = (None if inputs.x_train is None or first > group.runs[0].config.train.num_epochs else
+                (inputs.x_train, inputs.x_test, inputs.x_fig, first, inputs.train_keys, inputs.hp))
+  with timer('compile'), interrupts.phase('compiling'):
+    return Ahead(program, init_args(group), epoch_args, inputs.x_test if final_wanted else None)
+
+
+def initial_state(group: Group, timer: hooks.Timer, ahead: Ahead) -> Any:
   """The group's stacked state on the devices: fresh (``Program.init``) with each restored run's row in
   place, its learning rate the config's (not the stored one)."""
-  rates = jnp.asarray([r.config.optimizer.learning_rate for r in group.runs], jnp.float32)
-  init_keys = jnp.stack([r.init_key for r in group.runs])
+  init_keys, rates = init_args(group)
   with timer('compile'), interrupts.phase('compiling'):
-    init = program.init.lower(init_keys, rates).compile()
+    init = ahead.get('init', init_keys, rates)
   state = init(init_keys, rates)
   if any(s is not None for s in group.states):
     fresh = jax.device_get(state)
     state = stack([s if s is not None else row(fresh, m) for m, s in enumerate(group.states)])
     state['opt_state'] = optimizers.set_learning_rates(state['opt_state'], rates)
-  return program.shard(state)
+  return ahead.program.shard(state)
 
 
 def record(out: dict, seconds: float, examples_per_epoch: int) -> dict[str, float]:
@@ -227,12 +247,13 @@ def make_periodic(group: Group, program: Program, dataset: data.Dataset, log: Lo
 @dataclasses.dataclass
 class Trained:
   """A group after its epochs: the stacked state (on the devices), which models are alive, each one's
-  last record of metrics, the inputs, and whether the loop stopped early so that the live models go on
-  without the diverged ones (``groups.survivors``)."""
+  last record of metrics, the inputs, the programs compiled ahead (the final one), and whether the loop
+  stopped early so that the live models go on without the diverged ones (``groups.survivors``)."""
   state: Any
   alive: np.ndarray
   records: list[dict]
   inputs: Inputs
+  ahead: Ahead
   regroup: bool = False
 
 
@@ -242,17 +263,18 @@ def run_epochs(group: Group, dataset: data.Dataset, program: Program, periodic: 
   writers, then the hooks. Raises Interrupted on SIGTERM / SIGINT (after checkpointing), FloatingPointError
   when a single run diverges."""
   train, k = group.runs[0].config.train, len(group.runs)
-  state = initial_state(program, group, timer)
   inputs = make_inputs(program, group.runs, dataset, periodic.figures is not None and periodic.figures.images)
+  ahead = compile_ahead(program, group, inputs, wants_final(group, periodic), timer)
+  state = initial_state(group, timer, ahead)
   if periodic.figures is not None:
     periodic.figures.redraw_lost(group.start_epoch, lambda m: hooks.eval_reconstruct(
         program.family, state['params'], inputs.x_fig, inputs.hp, m))
   alive, records = np.ones(k, bool), [{} for _ in range(k)]
   first = group.start_epoch + 1
   if first > train.num_epochs:
-    return Trained(state, alive, records, inputs)
+    return Trained(state, alive, records, inputs, ahead)
   epoch_fn = (StreamedEpoch(program, inputs, dataset, group.runs[0].config, stream_seed(group), group.shared)
-              if inputs.x_train is None else MemoryEpoch(program, inputs, state, first, timer))
+              if inputs.x_train is None else MemoryEpoch(inputs, state, first, timer, ahead))
   start_outputs(group, periodic.writers)
   examples = program.steps_per_epoch * train.batch_size
   with stop_on_signals() as received:
@@ -276,8 +298,8 @@ def run_epochs(group: Group, dataset: data.Dataset, program: Program, periodic: 
       if received and end.stop:  # a signal during the hooks stops after the next epoch, which saves first
         raise Interrupted(received[0], epoch, periodic.checkpoint.ckpt.directory if periodic.checkpoint else 'memory')
       if regroup or not alive.any():
-        return Trained(state, alive, records, inputs, regroup)
-  return Trained(state, alive, records, inputs)
+        return Trained(state, alive, records, inputs, ahead, regroup)
+  return Trained(state, alive, records, inputs, ahead)
 
 
 def start_outputs(group: Group, metric_writers: list[writers.MetricWriter]) -> None:
@@ -332,8 +354,8 @@ def finish(group: Group, dataset: data.Dataset, program: Program, periodic: Peri
   histories = [history.read(o.path) for o in group.outs]
   for m in np.flatnonzero(alive) if periodic.figures else ():  # drawn while the final arrays are computed
     periodic.figures.draw_curves(m, histories[m])
-  wanted = config.eval.final_metrics or (periodic.figures is not None and periodic.figures.images)
-  arrays = final.final_arrays(program, state, x_test, timer) if wanted and alive.any() else None
+  arrays = (final.final_arrays(trained.ahead, state, x_test, timer) if wants_final(group, periodic) and alive.any()
+            else None)
   num_params = sum(int(np.prod(x.shape[1:])) for x in jax.tree.leaves(state['params']))
   summaries: list[dict | None] = [None] * len(group.runs)
   shared: dict = {}  # the evaluators' compiled functions, for every model of the group

@@ -4,6 +4,7 @@
 epoch of every model, their test metrics and figure reconstructions, in one jitted call) and ``final``
 (the end-of-training arrays). ``aelab/engine.py`` runs them; it re-exports the names here.
 """
+import concurrent.futures
 import dataclasses
 from typing import Any, Callable, Sequence
 
@@ -321,6 +322,46 @@ class Program:
   def replicate(self, tree: Any) -> Any:
     """Puts data shared by the models on every device of the group."""
     return parallel.replicate(tree, self.mesh) if self.mesh is not None else jax.device_put(tree)
+
+
+def signature(tree: Any) -> Any:
+  """The shapes, dtypes, weak types and shardings of ``tree``'s leaves (arrays or ``ShapeDtypeStruct``s):
+  what a compiled program must have been lowered for to take ``tree``."""
+  def leaf(x):
+    aval = jax.typeof(x)
+    sharding = getattr(x, 'sharding', None)  # a mesh's; a single device's is the default either way
+    mesh_sharding = sharding if isinstance(sharding, jax.sharding.NamedSharding) else None
+    return aval.shape, aval.dtype, aval.weak_type, mesh_sharding
+  return jax.tree.map(leaf, tree)
+
+
+class Ahead:
+  """A group's ``init``, in-memory ``epoch`` and ``final`` programs, lowered in the calling thread and
+  compiled together on a small pool: XLA compiles one program on about one core, so on a machine with two
+  the three overlap (the compilation is most of a cold start). The epoch and final programs are lowered
+  for the state ``init`` will give (``jax.eval_shape``); :meth:`get` hands one out when its arguments have
+  the shapes, dtypes and shardings it was lowered for, else compiles it for them (a restored state)."""
+
+  def __init__(self, program: 'Program', init_args: tuple, epoch_args: tuple | None, x_test: jax.Array | None):
+    abstract = jax.eval_shape(program.init, *init_args)
+    if program.sharding is not None:
+      abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=program.sharding), abstract)
+    self.program = program
+    lowered = {'init': (program.init.lower(*init_args), init_args)}
+    if epoch_args is not None:
+      lowered['epoch'] = (program.epoch.lower(abstract, *epoch_args), (abstract, *epoch_args))
+    if x_test is not None:
+      lowered['final'] = (program.final.lower(abstract['params'], x_test), (abstract['params'], x_test))
+    self._pool = concurrent.futures.ThreadPoolExecutor(len(lowered), thread_name_prefix='compile')
+    self._compiled = {name: (self._pool.submit(low.compile), signature(args)) for name, (low, args) in lowered.items()}
+    self._pool.shutdown(wait=False)
+
+  def get(self, name: str, *args: Any) -> Callable:
+    """The compiled ``name`` program (``init``, ``epoch`` or ``final``) for ``args`` (waits for it)."""
+    future, lowered_for = self._compiled.pop(name, (None, None))
+    if future is not None and signature(args) == lowered_for:
+      return future.result()
+    return getattr(self.program, name).lower(*args).compile()
 
 
 def _test_outputs(evaluate: Callable, reconstruct: Callable, state: Any, x_test: jax.Array, x_fig: jax.Array | None,
