@@ -39,6 +39,20 @@ def load_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
   return config_lib.load(f'{path}:{arg}' if arg else str(path))
 
 
+def train_family(name: str, data_arg: str, out: str, epochs: int | None, k: int) -> tuple[dict, float]:
+  """Trains ``configs/<name>.py`` on ``data_arg`` (``digits`` or a config arg such as ``idx=DIR``) into
+  ``out/<name>`` without figures, its NLL with ``k`` importance samples, for ``epochs`` epochs when given
+  (else the config's); returns its summary and the seconds it took."""
+  config = load_config(name, None if data_arg == 'digits' else data_arg)
+  config.eval.nll_samples = k
+  config.train.figures_every = 0
+  if epochs:
+    config.train.num_epochs = epochs
+  start = time.time()
+  summary = engine.train_and_evaluate(config, os.path.join(out, name), log=lambda line: None)
+  return summary, time.time() - start
+
+
 def train_or_restore(config: ml_collections.ConfigDict, workdir: str) -> tuple[api.Trained, dict]:
   """Trains ``config`` with ``engine.train_and_evaluate`` (resuming, or only reporting, when ``workdir``
   already holds its checkpoints), without figures, and returns ``(aelab.load(workdir), summary)``: the

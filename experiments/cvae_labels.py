@@ -22,18 +22,6 @@ import common  # experiments/common.py, beside this file
 
 from aelab import data, samplers
 from aelab.eval import classifier
-from aelab.train import engine
-
-
-def train(name: str, data_arg: str, out: str, epochs: int | None, k: int) -> tuple[dict, float]:
-  config = common.load_config(name, None if data_arg == 'digits' else data_arg)
-  config.eval.nll_samples = k
-  config.train.figures_every = 0
-  if epochs:
-    config.train.num_epochs = epochs
-  start = time.time()
-  summary = engine.train_and_evaluate(config, os.path.join(out, name), log=lambda line: None)
-  return summary, time.time() - start
 
 
 def label_accuracy(features, x_NxD: np.ndarray, y_N: np.ndarray, dataset: data.Dataset) -> float:
@@ -55,7 +43,7 @@ def main():
   print('| family | test/nll | test/neg_elbo | test/recon_bce | label_acc | fd_classifier | wall s |\n'
         '| --- | --- | --- | --- | --- | --- | --- |', flush=True)
   for name in ('vae', 'cvae'):
-    summary, seconds = train(name, args.data, args.out, args.epochs, args.k)
+    summary, seconds = common.train_family(name, args.data, args.out, args.epochs, args.k)
     workdir = os.path.join(args.out, name)
     dataset = data.load(common.api.read_config(workdir).data)
     trained = common.aelab.load(workdir, dataset)

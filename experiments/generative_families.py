@@ -10,25 +10,11 @@ into ``OUT/<name>`` (a finished run is only re-read) and prints a markdown table
 example, one posterior sample), ``test/recon_bce`` (nats per example, decoding the posterior mean or the code) and
 the wall time of the run (training, compilation and evaluation, seconds, on whatever machine runs it).
 """
-import os
-import time
 
 import common  # experiments/common.py, beside this file
 
-from aelab.train import engine
 
 FAMILIES = ('vae', 'vamp', 'info_vae', 'miwae', 'piwae', 'ciwae', 'iwae', 'wae', 'rae')
-
-
-def run(name: str, data: str, out: str, epochs: int | None, k: int) -> dict:
-  config = common.load_config(name, None if data == 'digits' else data)
-  config.eval.nll_samples = k
-  config.train.figures_every = 0
-  if epochs:
-    config.train.num_epochs = epochs
-  start = time.time()
-  summary = engine.train_and_evaluate(config, os.path.join(out, name), log=lambda line: None)
-  return {**summary, 'wall_s': time.time() - start}
 
 
 def cell(summary: dict, key: str) -> str:
@@ -43,7 +29,8 @@ def main():
   args = parser.parse_args()
   print('| family | test/nll | test/neg_elbo | test/recon_bce | wall s |\n| --- | --- | --- | --- | --- |', flush=True)
   for name in args.families.split(','):
-    s = run(name, args.data, args.out, args.epochs, args.k)
+    summary, seconds = common.train_family(name, args.data, args.out, args.epochs, args.k)
+    s = {**summary, 'wall_s': seconds}
     print(f"| {name} | {cell(s, 'test/nll')} | {cell(s, 'test/neg_elbo')} | {cell(s, 'test/recon_bce')} | "
           f"{s['wall_s']:.0f} |", flush=True)
 
