@@ -8,7 +8,8 @@
 
 Reconstruction phase: Bernoulli cross-entropy (``model.likelihood``) with ``config.optimizer``;
 regularization phase: discriminator (``aae.disc_hidden``) and encoder, each with its own Adam.
-figures/latent_scatter.png shows the test codes over prior samples.
+figures/latent_scatter.png shows the test codes over prior samples. Where the data source sets another
+latent size (shapes2d and dsprites: 10, as Locatello et al. 2019), the prior is N(0, I).
 """
 from aelab import config as aelab_config
 
@@ -22,4 +23,7 @@ def get_config(arg=None):
                     gen_learning_rate=1e-3, adversarial_weight=1.0, mixture_components=10, mixture_radius=4.0,
                     mixture_std=0.5)
   config.train.update(num_epochs=40 if small else 20, batch_size=64 if small else 100)
-  return aelab_config.adapt_to_data(config)
+  config = aelab_config.adapt_to_data(config)
+  if config.model.latent_dim != 2:  # a source's setting (shapes2d, dsprites: 10 latents): the circle is 2-D
+    config.aae.prior = 'gaussian'
+  return config

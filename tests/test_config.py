@@ -81,6 +81,14 @@ def test_new_configs_validate_for_every_data_arg(name):
     assert config.data.name == (arg or 'digits').split('=')[0]
 
 
+def test_aae_on_a_source_with_ten_latents_takes_a_gaussian_prior():
+  """shapes2d sets Locatello et al.'s 10 latents; the AAE's circle of Gaussians is 2-D (it failed validation)."""
+  config = load_config('aae', 'shapes2d')
+  aelab_config.validate(config)
+  assert (config.model.latent_dim, config.aae.prior) == (10, 'gaussian')
+  assert load_config('aae').aae.prior == 'mixture'
+
+
 def test_vae_needs_a_normalized_likelihood():
   config = load_config('vae')
   config.model.likelihood = 'mse'
