@@ -7,23 +7,33 @@ Recomputes the ``test/*`` metrics that training wrote, from the one registry tra
 ``test/active_units``, for a VAE ``test/nll`` (the importance-sampled ``-log p(x)`` in nats per example with
 ``test/nll_k`` samples, Burda et al. 2016; ``--k`` overrides ``eval.nll_samples``), on shapes2d the
 disentanglement scores (``test/mig``, ``test/dci_*``, ...), and what the family or data source declares.
-``--final_metrics`` adds those to a run trained with ``eval.final_metrics=False``.
+``--final_metrics`` adds those to a run trained with ``eval.final_metrics=False``. A SIGINT / SIGTERM ends
+in one line (``Stopped by SIGTERM during the evaluation; ...``) and exit status ``128 + signal``, with
+summary.json as it was and the workdir's lock released.
 """
-import argparse
-import os
-from typing import Any
+from aelab import interrupts
 
-import jax
+if __name__ == '__main__':
+  interrupts.install()  # a signal from now on ends in one line (aelab/interrupts.py), even during the imports
 
-from aelab import api, cli, data
-from aelab.data import stream
-from aelab.errors import ConfigError
+# pylint: disable=wrong-import-position
+import argparse  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+from typing import Any  # noqa: E402
 
-from aelab.train import engine
+import jax  # noqa: E402
 
-from aelab.eval import evaluators
-from aelab.train.program import on_stored_inputs
-from aelab.train.workdir import Workdir
+from aelab import api, cli, data  # noqa: E402
+from aelab.data import stream  # noqa: E402
+from aelab.errors import ConfigError  # noqa: E402
+
+from aelab.train import engine  # noqa: E402
+
+from aelab.eval import evaluators  # noqa: E402
+from aelab.train.program import on_stored_inputs  # noqa: E402
+from aelab.train.workdir import Workdir  # noqa: E402
 
 
 def evaluate_workdir(workdir: str, num_samples: int | None = None, final_metrics: bool | None = None
@@ -85,12 +95,22 @@ def main(argv: list[str] | None = None) -> None:
                       help='add the end-of-training metrics to a run trained with eval.final_metrics=False')
   parser.add_argument('--debug', action='store_true', help='show the traceback of an error instead of one line')
   args = parser.parse_args(argv)
+  interrupts.started()
   if args.k is not None and args.k < 1:
     raise SystemExit(f'error: --k={args.k}: the importance-sampled NLL needs k >= 1 samples; give --k=1 or more '
                      '(or leave it out for eval.nll_samples).')
   with cli.reporting(args.debug, args.workdir, exiting=__name__ == '__main__'):
     try:
-      summary = evaluate_workdir(args.workdir, args.k, True if args.final_metrics else None)
+      with interrupts.phase('the evaluation'):
+        summary = evaluate_workdir(args.workdir, args.k, True if args.final_metrics else None)
+    except interrupts.Stopped as e:  # the lock is released and summary.json untouched (written last, atomically)
+      if __name__ != '__main__':
+        raise
+      print(f'Stopped by {signal.Signals(e.signum).name} during {e.during}; '
+            f'{os.path.normpath(args.workdir)}/summary.json is as it was: rerun the same command to evaluate.',
+            file=sys.stderr, flush=True)
+      sys.stdout.flush()
+      os._exit(128 + e.signum)  # no teardown: as aelab.main does after a signal
     except data.DataError as e:
       raise data.DataError(f'{e} (config.json names the data the run trained on; a relative path, written by an '
                            'older aelab, is read from the current directory)') from e

@@ -18,9 +18,9 @@ COMMAND = ['--config=configs/vae.py', '--config.train.num_epochs=2', '--config.t
            '--config.eval.nll_samples=20', '--config.model.hidden=(32,)', '--config.model.latent_dim=4',
            f'--config.train.compilation_cache_dir={CACHE_DIR}']
 
-# Runs aelab.main with sys.argv[3:], after patching module sys.argv[1]'s function sys.argv[2] to send the
-# signals in AELAB_TEST_SIGNALS (names, with AELAB_TEST_GAP_S seconds between them) to this process first
-# (with AELAB_TEST_ONCE, on the first call only).
+# Runs aelab.main (or the module AELAB_TEST_RUN names) with sys.argv[3:], after patching module sys.argv[1]'s
+# function sys.argv[2] to send the signals in AELAB_TEST_SIGNALS (names, with AELAB_TEST_GAP_S seconds between
+# them) to this process first (with AELAB_TEST_ONCE, on the first call only).
 DRIVER = """
 import importlib, os, runpy, signal, sys, time
 from aelab import interrupts
@@ -42,8 +42,9 @@ def signalled(*args, **kwargs):
     os.kill(os.getpid(), getattr(signal, sig))
   return original(*args, **kwargs)
 setattr(target, attr, signalled)
-sys.argv = ['aelab.main'] + sys.argv[3:]
-runpy.run_module('aelab.main', run_name='__main__')
+run = os.environ.get('AELAB_TEST_RUN', 'aelab.main')
+sys.argv = [run] + sys.argv[3:]
+runpy.run_module(run, run_name='__main__')
 """
 
 
@@ -77,6 +78,24 @@ def test_sigint_during_the_end_of_training_metrics(tmp_path):
   _one_line(result, 'Stopped by SIGINT during the end-of-training metrics')
   assert not (tmp_path / 'summary.json').exists()
   assert 'test/nll' in _resumes(tmp_path)  # the rerun computes them from the last checkpoint
+
+
+@pytest.mark.parametrize('sig', ['SIGINT', 'SIGTERM'])
+def test_a_signal_during_python_m_aelab_evaluate_leaves_the_summary_and_the_lock(tmp_path, sig):
+  """One line and 128 + signal (aelab.evaluate installed no handlers before: under this driver's it went on
+  and exited 0); summary.json as it was; the rerun evaluates."""
+  assert _run(tmp_path, '-m', 'aelab.main').returncode == 0
+  before = (tmp_path / 'summary.json').read_bytes()
+  evaluate = [sys.executable, '-c', DRIVER, 'aelab.eval.evaluators', 'final_metrics', f'--workdir={tmp_path}']
+  env = {**os.environ, 'AELAB_TEST_SIGNALS': sig, 'AELAB_TEST_RUN': 'aelab.evaluate'}
+  result = subprocess.run(evaluate, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+  assert result.returncode == 128 + getattr(signal, sig)
+  _one_line(result, f'Stopped by {sig} during the evaluation; {tmp_path}/summary.json is as it was')
+  assert (tmp_path / 'summary.json').read_bytes() == before
+  rerun = subprocess.run([sys.executable, '-m', 'aelab.evaluate', f'--workdir={tmp_path}'], capture_output=True,
+                         text=True, cwd=ROOT, timeout=600)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]  # the lock was released
+  assert json.loads((tmp_path / 'summary.json').read_text())['test/nll'] > 0
 
 
 def test_sigterm_during_the_first_compilation(tmp_path):
