@@ -112,6 +112,26 @@ def test_mlflow_run_holds_one_value_per_epoch_equal_to_metrics_jsonl_and_the_con
   assert len(logged) == 3
 
 
+def test_mlflow_after_a_kill_before_the_checkpoint_holds_one_value_per_step(tmp_path, monkeypatch):
+  """A run killed after logging epochs it had not checkpointed trains them again on resume; MLflow, which
+  cannot delete a value, got each of them twice (get_metric_history: steps 1, 2, 3, 2, 3)."""
+  pytest.importorskip('mlflow')
+  from mlflow.tracking import MlflowClient
+  monkeypatch.delenv('MLFLOW_TRACKING_URI', raising=False)
+  first = writers.MlflowWriter(str(tmp_path), 'run')
+  for step in (1, 2, 3):
+    first.write_scalars(step, {'epoch': step, 'train/loss': 10.0 - step})
+  # killed here (no close); the last checkpoint is of step 1, so the rerun logs steps 2, 3 again, then 4
+  resumed = writers.MlflowWriter(str(tmp_path), 'run')
+  for step in (2, 3, 4):
+    resumed.write_scalars(step, {'epoch': step, 'train/loss': 10.0 - step})
+  resumed.close()
+  client = MlflowClient(tracking_uri=resumed.uri)
+  logged = client.get_metric_history(resumed.run_id, 'train/loss')
+  assert resumed.run_id == first.run_id
+  assert sorted((m.step, m.value) for m in logged) == [(1, 9.0), (2, 8.0), (3, 7.0), (4, 6.0)]
+
+
 def _wandb_records(path: str) -> list[bytes]:
   """The records of a ``.wandb`` transaction log (LevelDB's log format: 32 KiB blocks of chunks, each a
   4-byte checksum, 2-byte length, 1-byte type: 1 full, 2 first, 3 middle, 4 last) after its 7-byte header."""

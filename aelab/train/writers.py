@@ -12,7 +12,9 @@
   ``mlruns/artifacts/``, unless ``MLFLOW_TRACKING_URI`` names another store or server; params = the
   flattened config, one value per epoch of each metric, the reconstruction images
   (``mlflow ui --backend-store-uri sqlite:///<run dir>/mlruns/mlflow.db``). A resumed run continues the
-  same MLflow run (its id is kept in ``mlflow_run.json``).
+  same MLflow run (its id is kept in ``mlflow_run.json``); epochs it logged before a kill that the resumed
+  run trains again (those after the last checkpoint) are not logged twice: MLflow keeps their first values,
+  the same numbers for the metrics (a resume reproduces them), the first try's for the timings.
 - ``wandb`` (``pip install -e ".[wandb]"``): a W&B run in ``wandb/`` under the run's directory, offline
   (``wandb sync`` uploads it later) unless ``WANDB_MODE`` is set or the user logged in (``wandb login``).
 
@@ -170,7 +172,7 @@ class MlflowWriter(MetricWriter):
     if self.artifacts:
       os.makedirs(store, exist_ok=True)
     self._client = self.run_id = None
-    self._new = False
+    self._new, self._logged_up_to = False, 0
 
   @property
   def client(self):
@@ -188,6 +190,9 @@ class MlflowWriter(MetricWriter):
         stored = json.load(f)
       if stored.get('tracking_uri') == self.uri:
         self._client.update_run(stored['run_id'], status='RUNNING')
+        logged = self._client.get_run(stored['run_id']).data.metrics  # every key is logged at every step
+        if logged:
+          self._logged_up_to = max(m.step for m in self._client.get_metric_history(stored['run_id'], min(logged)))
         return stored['run_id'], False
     experiment = self._client.get_experiment_by_name('aelab')
     experiment_id = (experiment.experiment_id if experiment else
@@ -208,6 +213,8 @@ class MlflowWriter(MetricWriter):
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
     from mlflow.entities import Metric  # noqa: PLC0415
     client, now = self.client, int(time.time() * 1000)
+    if step <= self._logged_up_to:
+      return  # logged before a kill, trained again from the last checkpoint: one value per step
     client.log_batch(self.run_id, metrics=[Metric(k, v, now, step) for k, v in measured(scalars).items()])
 
   def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
