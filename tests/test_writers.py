@@ -5,6 +5,7 @@ import glob
 import importlib.util
 import json
 import os
+import time
 
 import pytest
 
@@ -172,3 +173,13 @@ def test_wandb_offline_run_folder_holds_the_metrics(tmp_path, monkeypatch):
   for row, r in zip(rows, records):
     assert row['_step'] == r['step'] and row['epoch'] == r['epoch']
     assert all(row[k] == pytest.approx(r[k], rel=1e-12) for k in r if '/' in k), (row, r)
+  # Resumed with more epochs: the same W&B run id (it was a new run per resume), the new epoch only.
+  time.sleep(1.1)  # W&B names an offline run's folder by the second it started (and the run id)
+  engine.train_and_evaluate(_tiny('jsonl,wandb', epochs=3), str(workdir), log=lambda line: None)
+  logs = sorted(glob.glob(str(workdir / 'wandb' / 'offline-run-*' / 'run-*.wandb')))
+  assert len(logs) == 2 and {os.path.basename(f) for f in logs} == {os.path.basename(log_file)}
+  second = [f for f in logs if f != log_file][0]
+  steps = [json.loads(item.value_json) for raw in _wandb_records(second)
+           for record in [wandb_internal_pb2.Record.FromString(raw)] if record.WhichOneof('record_type') == 'history'
+           for item in record.history.item if (item.key or '/'.join(item.nested_key)) == 'epoch']
+  assert steps == [3]

@@ -17,6 +17,7 @@
   the same numbers for the metrics (a resume reproduces them), the first try's for the timings.
 - ``wandb`` (``pip install -e ".[wandb]"``): a W&B run in ``wandb/`` under the run's directory, offline
   (``wandb sync`` uploads it later) unless ``WANDB_MODE`` is set or the user logged in (``wandb login``).
+  A resumed run continues the same W&B run (its id is kept in ``wandb_run.json``; ``resume='allow'``).
 
 Scalars carry the ``epoch`` (written to metrics.jsonl; the other writers index by ``step``). Every writer
 opens its library on first use, so an unchosen one costs nothing and a chosen one imports on the writers'
@@ -248,8 +249,13 @@ class WandbWriter(MetricWriter):
     if self._run is None:
       import wandb  # noqa: PLC0415  (an optional extra, slow to import)
       mode = os.environ.get('WANDB_MODE') or ('online' if _wandb_logged_in() else 'offline')
+      path = os.path.join(self.run_dir, 'wandb_run.json')
+      stored = json.load(open(path)) if os.path.exists(path) else {}
       self._run = wandb.init(project=os.environ.get('WANDB_PROJECT', 'aelab'), name=self.name, dir=self.run_dir,
-                             mode=mode, config=self._hparams, reinit='create_new')
+                             mode=mode, config=self._hparams, reinit='create_new', id=stored.get('run_id'),
+                             resume='allow' if stored else None)
+      if not stored:
+        files.write_json(path, {'run_id': self._run.id})
     return self._run
 
   def write_hparams(self, hparams: Mapping[str, Any]) -> None:
