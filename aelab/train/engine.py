@@ -126,6 +126,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, log: Log
   writers.validate(config.log)
   config = config.copy_and_resolve_references()
   data.resolve_paths(config.data)  # config.json names the data whatever the current directory
+  enable_compilation_cache(config)  # before the data: its seeded split compiles a permutation
   dataset = stream.load(config.data)
   check_compatible(config, dataset)
   out = Workdir(workdir, config, data.fingerprint(config.data))

@@ -276,6 +276,7 @@ def load_data(groups: list[list[Member]]) -> dict[str, Any]:
   for members_of_group in groups:
     key = data_key(members_of_group[0].config)
     if key not in datasets:
+      engine.enable_compilation_cache(members_of_group[0].config)  # the seeded split compiles a permutation
       datasets[key] = stream.load(members_of_group[0].config.data)
     for member in members_of_group:
       engine.check_compatible(member.config, datasets[key])
