@@ -231,13 +231,16 @@ def checks(results: dict[str, dict], refs: dict[str, dict]) -> list[str]:
   full = next(iter(whole.values()), real)  # the sets the issue names: the whole training split, the test split
 
   def pr(m: dict) -> str:
-    k5 = f'; with k = 5: {m["precision_k5"]:.3f}, {m["recall_k5"]:.3f}' if 'precision_k5' in m else ''
-    num = f'{m["num"]:,} ' if 'num' in m else ''
-    return f'{num}training images: precision {m["precision"]:.3f}, recall {m["recall"]:.3f}{k5}'
+    k5 = f'; at k = 5: {m["precision_k5"]:.3f}, {m["recall_k5"]:.3f}' if 'precision_k5' in m else ''
+    return f'precision {m["precision"]:.3f}, recall {m["recall"]:.3f} at k = 3{k5}'
 
-  subset = f' ({pr(real)})' if full is not real else ''
-  check(min(full['precision'], full['recall']) >= 0.9, f'the training split against the test split (the test '
-        f'split the real set): {pr(full)} (>= 0.9 at k = 3 nearest neighbours){subset}')
+  def images(m: dict) -> str:
+    return f'{m["num"]:,} images' if 'num' in m else 'images'
+
+  subset = f'; a subset of {images(real)} of the training split: {pr(real)}' if full is not real else ''
+  check(min(full['precision'], full['recall']) >= 0.9, f'the {"whole " if full is not real else ""}training '
+        f'split ({images(full)}) against the test split (the real set): {pr(full)} (the check: both >= 0.9 at '
+        f'k = 3 nearest neighbours){subset}')
   num = f'{real["num"]:,} ' if 'num' in real else ''
   check(real['fd_classifier'] < 0.05 * noise['fd_classifier'], f'the {num}training images\' fd_classifier '
         f'{real["fd_classifier"]:.2f} '

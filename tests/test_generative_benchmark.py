@@ -46,7 +46,7 @@ def test_checks_fail_where_a_number_breaks_them(bench):
   refs = {**REFS, 'whole training split (8,000)': _metrics(6.0, 0.88, 0.93)}
   lines = bench.checks(_results(vamp_nll=(99.0, 102.0), iaf_elbo=100.0, rae_gmm=400.0), refs)
   failed = [line.split('**: ')[1].split(' ')[:2] for line in lines if '**FAIL**' in line]
-  assert failed == [['vamp', 'test'], ['every', 'test'], ['rae', 'fd_classifier'], ['the', 'training']], lines
+  assert failed == [['vamp', 'test'], ['every', 'test'], ['rae', 'fd_classifier'], ['the', 'whole']], lines
   assert 'lower for 1 of 2 seeds' in lines[0]  # 99 < 100 but 102 > 101
   assert 'largest NLL - negative ELBO is 0.50 nats (vae_iaf)' in lines[2]
 
@@ -63,8 +63,9 @@ def test_precision_recall_check_is_on_the_whole_training_split(bench):
   refs = {**REFS, 'training split (2,000)': {**_metrics(7.0, 0.88, 0.89), 'num': 2000},
           'whole training split (8,000)': {**_metrics(6.0, 0.93, 0.91), 'num': 8000}}
   line = [x for x in bench.checks(_results(), refs) if 'against the test split' in x][0]
-  assert '**PASS**' in line and '8,000 training images: precision 0.930, recall 0.910' in line, line
-  assert '2,000 training images: precision 0.880' in line, line
+  assert '**PASS**' in line and 'whole training split (8,000 images) against the test split' in line, line
+  assert 'precision 0.930, recall 0.910 at k = 3' in line, line
+  assert 'a subset of 2,000 images of the training split: precision 0.880, recall 0.890 at k = 3' in line, line
   refs['whole training split (8,000)'] = {**_metrics(6.0, 0.93, 0.89), 'num': 8000}
   refs['training split (2,000)'] = {**_metrics(7.0, 0.95, 0.95), 'num': 2000}
   line = [x for x in bench.checks(_results(), refs) if 'against the test split' in x][0]
