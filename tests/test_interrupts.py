@@ -20,9 +20,10 @@ COMMAND = ['--config=configs/vae.py', '--config.train.num_epochs=2', '--config.t
 
 # Runs aelab.main (or the module AELAB_TEST_RUN names) with sys.argv[3:], after patching module sys.argv[1]'s
 # function sys.argv[2] to send the signals in AELAB_TEST_SIGNALS (names, with AELAB_TEST_GAP_S seconds between
-# them) to this process first (with AELAB_TEST_ONCE, on the first call only).
+# them) to this process first (with AELAB_TEST_ONCE, on the first call only; with AELAB_TEST_THIS_THREAD, to the
+# calling thread).
 DRIVER = """
-import importlib, os, runpy, signal, sys, time
+import importlib, os, runpy, signal, sys, threading, time
 from aelab import interrupts
 interrupts.install()
 module, name = sys.argv[1], sys.argv[2]
@@ -39,7 +40,10 @@ def signalled(*args, **kwargs):
   for i, sig in enumerate(os.environ['AELAB_TEST_SIGNALS'].split(',')):
     if i:
       time.sleep(float(os.environ.get('AELAB_TEST_GAP_S', '0.05')))
-    os.kill(os.getpid(), getattr(signal, sig))
+    if os.environ.get('AELAB_TEST_THIS_THREAD'):  # the kernel may deliver a process's signal to any thread
+      signal.pthread_kill(threading.get_ident(), getattr(signal, sig))
+    else:
+      os.kill(os.getpid(), getattr(signal, sig))
   return original(*args, **kwargs)
 setattr(target, attr, signalled)
 run = os.environ.get('AELAB_TEST_RUN', 'aelab.main')
@@ -166,8 +170,9 @@ def test_sigterm_in_a_sweep_of_groups_on_one_stream_checkpoints_each_group_and_r
   run = lambda *prefix, env=None: subprocess.run(  # noqa: E731
       [sys.executable, *prefix, *command, f'--workdir={tmp_path / "sweep"}'], capture_output=True, text=True,
       cwd=ROOT, env={**os.environ, **(env or {})}, timeout=600)
+  # to the group's thread, where the kernel may deliver it (its handler runs when the main thread runs bytecode)
   result = run('-c', DRIVER, 'aelab.train.loop', 'initial_state',
-               env={'AELAB_TEST_SIGNALS': 'SIGTERM', 'AELAB_TEST_ONCE': '1'})
+               env={'AELAB_TEST_SIGNALS': 'SIGTERM', 'AELAB_TEST_ONCE': '1', 'AELAB_TEST_THIS_THREAD': '1'})
   assert result.returncode == 128 + signal.SIGTERM, result.stderr[-3000:]
   _one_line(result, 'Stopped by SIGTERM after epoch 1, checkpointed')
   runs = ['model.latent_dim=8', 'model.latent_dim=16']

@@ -328,7 +328,11 @@ def _train_together(groups: list[list[Member]], workdir: str, devices: Sequence[
   try:
     with interrupts.deferred('training'):
       futures = [pool.submit(one, i, g) for i, g in enumerate(groups)]
-      concurrent.futures.wait(futures)
+      # A signal the kernel delivers to a group's thread runs its Python handler in the main thread only when
+      # that thread runs bytecode: waiting in short slices records it while the groups train (one wait until
+      # they finished recorded it after the last epoch, and the sweep ended as if never signalled).
+      while concurrent.futures.wait(futures, timeout=0.05).not_done:
+        pass
   except BaseException:  # a second signal: the groups' threads are left to the process's end
     pool.shutdown(wait=False, cancel_futures=True)
     raise
