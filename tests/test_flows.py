@@ -48,6 +48,28 @@ def test_made_output_i_depends_only_on_inputs_before_i():
   np.testing.assert_array_equal(reach_IxO, np.triu(np.ones((4, 4)), k=1) > 0)
 
 
+def test_iaf_context_conditions_the_step_and_keeps_it_triangular_in_z():
+  """With the encoder's context h (Kingma et al. 2016), the log-determinant is still that of dz'/dz (jacfwd at
+  a fixed h), the Jacobian in z stays lower triangular, and another h gives another z'."""
+  flow = flows.Flow('iaf', 2, (12,))
+  z_BxZ = jax.random.normal(jax.random.key(0), (3, 5))
+  h_BxC = jax.random.normal(jax.random.key(1), (3, 4))
+  params = flow.init(jax.random.key(2), z_BxZ, h_BxC)
+  params = jax.tree.map(lambda p: p + 0.5 * jax.random.normal(jax.random.key(3), p.shape), params)
+  assert 'made_context' in params['params']['iaf_0']
+  z_k, log_det_B = flow.apply(params, z_BxZ, h_BxC)
+  for b in range(3):
+    one = lambda z_Z: flow.apply(params, z_Z[None], h_BxC[b:b + 1])[0][0]  # noqa: E731
+    np.testing.assert_allclose(log_det_B[b], jnp.linalg.slogdet(jax.jacfwd(one)(z_BxZ[b]))[1], rtol=1e-4, atol=1e-4)
+  step = flows.IAFStep((12,))
+  step_params = step.init(jax.random.key(4), z_BxZ, h_BxC)
+  step_params = jax.tree.map(lambda p: p + 0.3 * jax.random.normal(jax.random.key(5), p.shape), step_params)
+  jac_ZxZ = jax.jacfwd(lambda z: step.apply(step_params, z[None], h_BxC[:1])[0][0])(z_BxZ[0])
+  np.testing.assert_array_equal(np.triu(np.asarray(jac_ZxZ), k=1), 0.0)
+  other, _ = flow.apply(params, z_BxZ, h_BxC + 1.0)
+  assert np.abs(np.asarray(other - z_k)).max() > 1e-3
+
+
 def test_planar_u_hat_keeps_the_map_invertible():
   w_Z, u_Z = jnp.array([1.0, 0.0]), jnp.array([-3.0, 1.0])  # w.u = -3 < -1: not invertible as it is
   u_hat = flows.planar_u_hat(u_Z, w_Z)
@@ -55,9 +77,11 @@ def test_planar_u_hat_keeps_the_map_invertible():
   np.testing.assert_allclose(u_hat[1], 1.0)  # only the component along w changes
 
 
-def _family_params_x(name, **vae_fields):
+def _family_params_x(name, context_dim=0, **vae_fields):
   config = load_config(name)
   config.vae.update(vae_fields)
+  if context_dim:
+    config.vae_iaf.context_dim = context_dim
   family = models.get(config, 64)
   params = jax.jit(family.init)(jax.random.key(0), jnp.zeros((1, 64)))
   hp = {k: jnp.float32(v) for k, v in models.hyperparams(config).items()}
@@ -65,16 +89,19 @@ def _family_params_x(name, **vae_fields):
   return config, family, params, hp, x
 
 
-@pytest.mark.parametrize('name', ['vae_iaf', 'vae_planar'])
-def test_flow_elbo_equals_its_terms_by_hand(name):
-  config, family, params, hp, x = _family_params_x(name)
+@pytest.mark.parametrize('name,context_dim', [('vae_iaf', 0), ('vae_iaf', 6), ('vae_planar', 0)])
+def test_flow_elbo_equals_its_terms_by_hand(name, context_dim):
+  config, family, params, hp, x = _family_params_x(name, context_dim=context_dim)
   key = jax.random.key(3)
   model = family.model
   _, metrics = jax.jit(family.objective)(params, x, key, hp)
   # By hand: the same z_0 (the key's second half, as the objective draws it), then the flow and the decoder.
-  mean, log_var = model.apply(params, x, method=models.vae.Model.encode)
+  out = model.apply(params, x, method=lambda m, x: m.encoder(x))  # the encoder's units: mean, log_var, h
+  assert out.shape == (8, 2 * config.model.latent_dim + context_dim)
+  mean, log_var = jnp.split(out[:, :2 * config.model.latent_dim], 2, axis=-1)
+  h = out[:, 2 * config.model.latent_dim:] if context_dim else None
   z0 = mean + jnp.exp(0.5 * log_var) * jax.random.normal(jax.random.split(key)[1], (1, *mean.shape))[0]
-  z_k, log_det = model.apply(params, z0, method=vae_iaf.Model.transform)
+  z_k, log_det = model.apply(params, z0, h, method=vae_iaf.Model.transform)
   log_q0 = jnp.sum(-0.5 * (np.log(2 * np.pi) + log_var + (z0 - mean) ** 2 / jnp.exp(log_var)), -1)
   log_pz = jnp.sum(-0.5 * (np.log(2 * np.pi) + z_k ** 2), -1)
   logits = model.apply(params, z_k, method=models.vae.Model.decode)

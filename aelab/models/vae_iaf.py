@@ -7,7 +7,9 @@ decoder reads. With ``log q_K(z_K|x) = log q_0(z_0|x) - sum_k log|det df_k/dz_{k
 2015, Eq. 7) the negative ELBO per example is ``-log p(x|z_K) + KL``, with the single-sample estimate
 ``KL = log q_0(z_0|x) - sum_k log det_k - log p(z_K)`` (nats; ``p(z) = N(0, I)``); ``hp['kl_weight']`` (beta)
 and its warm-up act on it as in the VAE. ``vae.num_samples = k > 1`` trains on the IWAE bound of the same
-log-weights. The flows' parameters are shared across examples (not amortized), as in pythae's ``VAE_IAF``.
+log-weights. The flows' parameters are shared across examples, as in pythae's ``VAE_IAF``; with
+``vae_iaf.context_dim = C > 0`` the encoder also outputs a context ``h(x)`` of ``C`` units that every IAF step
+takes (Kingma et al. 2016, Sec. 4 and Algorithm 1: the MADE reads ``[z, h]``), so the flow adapts to ``x``.
 
 This module also holds the flow-posterior VAE that ``vae_planar`` reuses (:func:`flow_family`).
 Parameters: ``{'params': {'encoder', 'decoder', 'flow'}}``.
@@ -22,12 +24,13 @@ import ml_collections
 from aelab.errors import check
 from aelab.models import common, vae
 from aelab.models.family import COMMON_HYPERPARAMS, Family
-from aelab.nn import flows, losses
+from aelab.nn import flows, losses, nets
 
 SECTION = 'vae_iaf'
 CONFIG = {
     'num_flows': (2, 'IAF steps T applied to the Gaussian posterior sample'),
     'made_hidden': ((64,), 'widths of the hidden layers of the MADE of each IAF step'),
+    'context_dim': (0, 'units of the context h(x) the encoder gives every IAF step (Kingma et al. 2016); 0: none'),
 }
 BUILDS_ON = ('vae',)
 PENALTIES = ('none',)
@@ -50,35 +53,58 @@ def validate(config: ml_collections.ConfigDict) -> None:
   hidden = config.vae_iaf.made_hidden
   check(len(hidden) >= 1 and all(isinstance(w, int) and w >= 1 for w in hidden),
         f'vae_iaf.made_hidden={hidden} must be a non-empty tuple of positive integers.')
+  c = config.vae_iaf.context_dim
+  check(isinstance(c, int) and c >= 0, f'vae_iaf.context_dim={c} must be an integer >= 0 (0: no context).')
 
 
 class Model(vae.Model):
-  """The VAE's encoder and decoder (``vae.Model``) and ``flow``: ``z_0_BxZ -> (z_K_BxZ, log_det_B)``."""
+  """The VAE's encoder and decoder (``vae.Model``) and ``flow``: ``(z_0_BxZ, h_BxC) -> (z_K_BxZ, log_det_B)``;
+  with ``context_dim = C > 0`` the encoder's last layer also gives the context ``h`` (its last ``C`` units)."""
   flow: Any = None
+  context_dim: int = 0
 
-  def transform(self, z0_BxZ: jax.Array) -> tuple[jax.Array, jax.Array]:
-    return self.flow(z0_BxZ)
+  def setup(self):
+    self.encoder = nets.make_encoder(self.net, self.data_shape, self.hidden, 2 * self.latent_dim + self.context_dim,
+                                     self.activation, 'identity', self.conv_channels, self.dtype)
+    self.decoder = nets.make_decoder(self.net, self.data_shape, self.hidden[::-1], self.activation,
+                                     self.output_activation, self.conv_channels, self.dtype)
+
+  def encode(self, x_BxD: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return self.encode_with_context(x_BxD)[:2]
+
+  def encode_with_context(self, x_BxD: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    """``(mean_BxZ, log_var_BxZ, h_BxC)``; ``h`` is None without a context."""
+    out = self.encoder(x_BxD)
+    z = self.latent_dim
+    return out[:, :z], out[:, z:2 * z], (out[:, 2 * z:] if self.context_dim else None)
+
+  def transform(self, z0_BxZ: jax.Array, context_BxC: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    return self.flow(z0_BxZ, context_BxC)
 
   def __call__(self, x_BxD: jax.Array, key: jax.Array):
-    mean, log_var = self.encode(x_BxD)
-    z_k, log_det = self.transform(vae.reparameterize(key, mean, log_var))
+    mean, log_var, context = self.encode_with_context(x_BxD)
+    z_k, log_det = self.transform(vae.reparameterize(key, mean, log_var), context)
     return mean, log_var, z_k, log_det, self.decode(z_k)
 
 
-def build(config: ml_collections.ConfigDict, data_shape: int | Sequence[int], flow: nn.Module) -> Model:
-  """The VAE of ``config.model`` with ``flow`` on its posterior samples."""
+def build(config: ml_collections.ConfigDict, data_shape: int | Sequence[int], flow: nn.Module,
+          context_dim: int = 0) -> Model:
+  """The VAE of ``config.model`` with ``flow`` on its posterior samples (and a context of ``context_dim``)."""
   m = config.model
   return Model(tuple(m.hidden), m.latent_dim, common.as_shape(m, data_shape), m.activation,
-               common.output_activation(m), m.net, tuple(m.conv_channels), common.compute_dtype(m), flow=flow)
+               common.output_activation(m), m.net, tuple(m.conv_channels), common.compute_dtype(m), flow=flow,
+               context_dim=context_dim)
 
 
 def posterior_terms(model: Model, params, x_BxD: jax.Array, key: jax.Array, k: int):
   """``(z_K_KxBxZ, log_q0_KxB, log_det_KxB)``: ``k`` samples ``z_0 ~ q_0(z|x)`` pushed through the flow,
   ``log q_0(z_0|x)`` and ``sum log |det df/dz|`` (nats)."""
-  mean, log_var = model.apply(params, x_BxD, method=vae.Model.encode)
+  mean, log_var, context = model.apply(params, x_BxD, method=Model.encode_with_context)
   z0_KxBxZ = vae.reparameterize(key, mean, log_var, k)
   log_q0_KxB = -losses.gaussian_nll(mean[None], z0_KxBxZ, log_var[None])
-  z_k, log_det = model.apply(params, z0_KxBxZ.reshape(-1, mean.shape[-1]), method=Model.transform)
+  context_KBxC = None if context is None else jnp.broadcast_to(context[None], (k, *context.shape)).reshape(
+      -1, context.shape[-1])  # row k * B + b: the context of example b, as z0's rows
+  z_k, log_det = model.apply(params, z0_KxBxZ.reshape(-1, mean.shape[-1]), context_KBxC, method=Model.transform)
   return z_k.reshape(z0_KxBxZ.shape), log_q0_KxB, log_det.reshape(log_q0_KxB.shape)
 
 
@@ -127,8 +153,8 @@ def make_objective(model: Model, config: ml_collections.ConfigDict) -> Callable:
 def make_encode(model: Model, config: ml_collections.ConfigDict) -> Callable:
   """``encode(params, x_BxD) -> z_BxZ``: the flow applied to the posterior mean of ``q_0`` (the code)."""
   def encode(params, x_BxD):
-    mean, _ = model.apply(params, x_BxD, method=vae.Model.encode)
-    return model.apply(params, mean, method=Model.transform)[0]
+    mean, _, context = model.apply(params, x_BxD, method=Model.encode_with_context)
+    return model.apply(params, mean, context, method=Model.transform)[0]
 
   return encode
 
@@ -157,10 +183,12 @@ def make_eval(model: Model, config: ml_collections.ConfigDict) -> Callable:
   return eval_fn
 
 
-def flow_family(config: ml_collections.ConfigDict, data_shape: int | Sequence[int], flow: nn.Module) -> Family:
-  """The ``Family`` of a VAE whose posterior samples go through ``flow`` (``vae_iaf``, ``vae_planar``):
-  the VAE's prior samples and decoder, these log-weights (``test/nll``) and objective."""
-  model = build(config, data_shape, flow)
+def flow_family(config: ml_collections.ConfigDict, data_shape: int | Sequence[int], flow: nn.Module,
+                context_dim: int = 0) -> Family:
+  """The ``Family`` of a VAE whose posterior samples go through ``flow`` (``vae_iaf``, ``vae_planar``), given
+  the encoder's context of ``context_dim`` units: the VAE's prior samples and decoder, these log-weights
+  (``test/nll``) and objective."""
+  model = build(config, data_shape, flow, context_dim)
   return Family(model=model, init=lambda key, x_BxD: model.init(key, x_BxD, key), eval=make_eval(model, config),
                 reconstruct=make_reconstruct(model, config), encode=make_encode(model, config),
                 decode=vae.make_decode(model, config), objective=make_objective(model, config),
@@ -171,4 +199,4 @@ def flow_family(config: ml_collections.ConfigDict, data_shape: int | Sequence[in
 def family(config: ml_collections.ConfigDict, data_shape: int | Sequence[int]) -> Family:
   """The IAF VAE's ``Family`` (see ``aelab/models/family.py``)."""
   c = config.vae_iaf
-  return flow_family(config, data_shape, flows.Flow('iaf', c.num_flows, tuple(c.made_hidden)))
+  return flow_family(config, data_shape, flows.Flow('iaf', c.num_flows, tuple(c.made_hidden)), c.context_dim)

@@ -2,8 +2,9 @@
 
 Every flow maps ``z_BxZ -> (z_BxZ, log_det_B)``: the transformed codes and ``log |det df/dz|`` per example
 (nats). A posterior refined by a flow has ``log q_K(z_K|x) = log q_0(z_0|x) - sum_k log |det df_k/dz_{k-1}|``
-(Rezende & Mohamed 2015, Eq. 7). The flows' parameters are shared by all examples (not amortized by the
-encoder), as in pythae's ``VAE_LinNF`` and ``VAE_IAF``.
+(Rezende & Mohamed 2015, Eq. 7). The flows' parameters are shared by all examples, as in pythae's
+``VAE_LinNF`` and ``VAE_IAF``; an IAF may also take a context ``h_BxC`` from the encoder (Kingma et al. 2016,
+Sec. 4), which conditions each step on ``x`` without changing its autoregressive structure in ``z``.
 """
 from typing import Sequence
 
@@ -58,11 +59,16 @@ class IAFStep(nn.Module):
   forget_bias: float = 1.0
 
   @nn.compact
-  def __call__(self, z_BxZ: jax.Array) -> tuple[jax.Array, jax.Array]:
+  def __call__(self, z_BxZ: jax.Array, context_BxC: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """``context_BxC`` (optional: the encoder's ``h``) enters the first MADE layer through an unmasked dense
+    layer (Kingma et al. 2016, Algorithm 1): every output may depend on it, so ``dz'/dz`` stays triangular."""
     masks = made_masks(z_BxZ.shape[-1], self.hidden)
     h = z_BxZ
     for i, mask in enumerate(masks[:-1]):
-      h = nn.elu(MaskedDense(mask, name=f'made_{i}')(h))
+      h = MaskedDense(mask, name=f'made_{i}')(h)
+      if i == 0 and context_BxC is not None:
+        h = h + nn.Dense(mask.shape[1], use_bias=False, name='made_context')(context_BxC)
+      h = nn.elu(h)
     m = MaskedDense(masks[-1], name='made_m')(h)
     s = MaskedDense(masks[-1], bias_init=self.forget_bias, name='made_s')(h)
     sigma = jax.nn.sigmoid(s)
@@ -101,7 +107,8 @@ class Flow(nn.Module):
   hidden: tuple[int, ...] = (64,)
 
   @nn.compact
-  def __call__(self, z_BxZ: jax.Array) -> tuple[jax.Array, jax.Array]:
+  def __call__(self, z_BxZ: jax.Array, context_BxC: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """``context_BxC``: the encoder's ``h`` for each IAF step (planar steps take none)."""
     if self.kind not in FLOWS:
       raise ValueError(f'Unknown flow {self.kind!r}; choose one of {FLOWS}.')
     log_det_B = jnp.zeros(z_BxZ.shape[:1], z_BxZ.dtype)
@@ -109,6 +116,6 @@ class Flow(nn.Module):
       if self.kind == 'planar':
         z_BxZ, step_log_det = PlanarFlow(name=f'planar_{k}')(z_BxZ)
       else:
-        z_BxZ, step_log_det = IAFStep(self.hidden, name=f'iaf_{k}')(z_BxZ if k == 0 else z_BxZ[:, ::-1])
+        z_BxZ, step_log_det = IAFStep(self.hidden, name=f'iaf_{k}')(z_BxZ if k == 0 else z_BxZ[:, ::-1], context_BxC)
       log_det_B = log_det_B + step_log_det
     return z_BxZ, log_det_B
