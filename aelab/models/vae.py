@@ -78,10 +78,14 @@ class Model(nn.Module):
   dtype: Any = jnp.float32  # of the computation (model.dtype); parameters and outputs are float32
 
   def setup(self):
-    self.encoder = nets.make_encoder(self.net, self.data_shape, self.hidden, 2 * self.latent_dim, self.activation,
+    self.encoder = nets.make_encoder(self.net, self.data_shape, self.hidden, self.encoder_units(), self.activation,
                                      'identity', self.conv_channels, self.dtype)
     self.decoder = nets.make_decoder(self.net, self.data_shape, self.hidden[::-1], self.activation,
                                      self.output_activation, self.conv_channels, self.dtype)
+
+  def encoder_units(self) -> int:
+    """The encoder's output units: ``mean`` and ``log_var`` (a subclass may add its own after them)."""
+    return 2 * self.latent_dim
 
   def encode(self, x_BxD: jax.Array) -> tuple[jax.Array, jax.Array]:
     mean, log_var = jnp.split(self.encoder(x_BxD), 2, axis=-1)

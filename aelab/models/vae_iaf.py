@@ -24,7 +24,7 @@ import ml_collections
 from aelab.errors import check
 from aelab.models import common, vae
 from aelab.models.family import COMMON_HYPERPARAMS, Family
-from aelab.nn import flows, losses, nets
+from aelab.nn import flows, losses
 
 SECTION = 'vae_iaf'
 CONFIG = {
@@ -63,11 +63,8 @@ class Model(vae.Model):
   flow: Any = None
   context_dim: int = 0
 
-  def setup(self):
-    self.encoder = nets.make_encoder(self.net, self.data_shape, self.hidden, 2 * self.latent_dim + self.context_dim,
-                                     self.activation, 'identity', self.conv_channels, self.dtype)
-    self.decoder = nets.make_decoder(self.net, self.data_shape, self.hidden[::-1], self.activation,
-                                     self.output_activation, self.conv_channels, self.dtype)
+  def encoder_units(self) -> int:
+    return 2 * self.latent_dim + self.context_dim
 
   def encode(self, x_BxD: jax.Array) -> tuple[jax.Array, jax.Array]:
     return self.encode_with_context(x_BxD)[:2]

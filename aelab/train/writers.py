@@ -191,9 +191,9 @@ class MlflowWriter(MetricWriter):
         stored = json.load(f)
       if stored.get('tracking_uri') == self.uri:
         self._client.update_run(stored['run_id'], status='RUNNING')
-        logged = self._client.get_run(stored['run_id']).data.metrics  # every key is logged at every step
-        if logged:
-          self._logged_up_to = max(m.step for m in self._client.get_metric_history(stored['run_id'], min(logged)))
+        logged = self._client.get_run(stored['run_id']).data.metrics
+        self._logged_up_to = max((m.step for key in logged for m in self._client.get_metric_history(
+            stored['run_id'], key)), default=0)
         return stored['run_id'], False
     experiment = self._client.get_experiment_by_name('aelab')
     experiment_id = (experiment.experiment_id if experiment else
@@ -250,7 +250,10 @@ class WandbWriter(MetricWriter):
       import wandb  # noqa: PLC0415  (an optional extra, slow to import)
       mode = os.environ.get('WANDB_MODE') or ('online' if _wandb_logged_in() else 'offline')
       path = os.path.join(self.run_dir, 'wandb_run.json')
-      stored = json.load(open(path)) if os.path.exists(path) else {}
+      stored = {}
+      if os.path.exists(path):
+        with open(path) as f:
+          stored = json.load(f)
       self._run = wandb.init(project=os.environ.get('WANDB_PROJECT', 'aelab'), name=self.name, dir=self.run_dir,
                              mode=mode, config=self._hparams, reinit='create_new', id=stored.get('run_id'),
                              resume='allow' if stored else None)
