@@ -312,3 +312,21 @@ def test_the_progress_line_of_a_group_shows_the_range_over_live_models():
   line = hooks.progress_line('g ', 3, 10, records, np.array([True, True, False]), 1234.5, 2.0)
   assert line == ('g epoch 3/10 | 2/3 models | train/loss 0.25..0.5 | test/recon 1..2 | 1,234 model-examples/s | '
                   'ETA 00:00:14')
+
+
+def test_the_programs_compiled_ahead_are_the_ones_used(tmp_path, monkeypatch):
+  """The init, epoch and final programs compile together (program.Ahead) for the state init will give; each
+  one handed out must be that compilation, not a second one for arguments it was not lowered for."""
+  from aelab.train import program as program_lib
+  used, original = [], program_lib.Ahead.get
+
+  def get(self, name, *args):
+    pending = self._compiled.get(name)
+    used.append((name, pending is not None and program_lib.signature(args) == pending[1]))
+    return original(self, name, *args)
+
+  monkeypatch.setattr(program_lib.Ahead, 'get', get)
+  config = small(load_config('vae'), epochs=2)
+  config.eval.final_metrics = True
+  engine.train_and_evaluate(config, str(tmp_path / 'fresh'), log=lambda line: None)
+  assert used == [('init', True), ('epoch', True), ('final', True)]
