@@ -277,7 +277,7 @@ def draw(trained: api.Trained, dataset: data.Dataset, name: str, num: int, seed:
 def score(x_NxD: np.ndarray, dataset: data.Dataset, log: Log = print) -> dict[str, float]:
   """``{'test/fd_classifier', 'test/precision', 'test/recall', 'test/density', 'test/coverage'}`` of samples
   against the test split in the features of the dataset's cached classifier (``aelab.eval.classifier``;
-  k = 3 for precision and recall, 5 for density and coverage). Raises DataError for unlabelled data."""
+  k = 5 nearest neighbours for all four, as ``samples.sample_metrics``). Raises DataError for unlabelled data."""
   if len(x_NxD) < 6:
     raise DataError(f'{len(x_NxD)} samples are too few to score (k=5 nearest neighbours): draw more (--num).')
   net = classifier.load_or_train(dataset, log)

@@ -9,9 +9,13 @@ its own set, the point itself excluded; a point lies in a ball when its distance
 - Frechet distance between Gaussians fitted to the two sets (Frechet 1957; Dowson & Landau 1982;
   Heusel et al. 2017, Eq. 6, where it is FID on Inception features).
 - Precision and recall: Kynkaanniemi, Karras, Laine, Lehtinen & Aila (2019), Improved Precision and Recall
-  Metric for Assessing Generative Models, Eq. 1-3 (k = 3).
+  Metric for Assessing Generative Models, Eq. 1-3 (the paper's k = 3 is :func:`precision_recall`'s default).
 - Density and coverage: Naeem, Oh, Uh, Choi & Yoo (2020), Reliable Fidelity and Diversity Metrics for
   Generative Models, Eq. 3-4 (k = 5).
+
+:func:`sample_metrics` computes all four with one k, 5 by default: Naeem et al.'s recommendation and their
+reference implementation's convention (``prdc.compute_prdc(real, fake, nearest_k)``), which scores
+precision and recall with the same k.
 """
 import numpy as np
 
@@ -102,9 +106,11 @@ def density_coverage(real_NxF: np.ndarray, fake_MxF: np.ndarray, k: int = 5) -> 
   return {'density': float(inside_MxN.sum() / (k * len(fake))), 'coverage': float(inside_MxN.any(axis=0).mean())}
 
 
-def sample_metrics(real_NxF: np.ndarray, fake_MxF: np.ndarray, k_pr: int = 3, k_dc: int = 5) -> dict[str, float]:
+def sample_metrics(real_NxF: np.ndarray, fake_MxF: np.ndarray, k: int = 5) -> dict[str, float]:
   """``{'fd_classifier', 'precision', 'recall', 'density', 'coverage'}`` of fake features against real
-  ones (each above); ``fd_classifier`` is :func:`frechet_distance` (named for the classifier's feature
-  space it is computed in, not FID)."""
-  return {'fd_classifier': frechet_distance(real_NxF, fake_MxF), **precision_recall(real_NxF, fake_MxF, k_pr),
-          **density_coverage(real_NxF, fake_MxF, k_dc)}
+  ones (each above), the last four with ``k`` nearest neighbours (Naeem et al. 2020 recommend 5 and score
+  precision and recall with the same k; Kynkaanniemi et al. 2019 used 3); ``fd_classifier`` is
+  :func:`frechet_distance` (named for the classifier's feature space it is computed in, not FID). Raises
+  DataError as :func:`precision_recall`."""
+  return {'fd_classifier': frechet_distance(real_NxF, fake_MxF), **precision_recall(real_NxF, fake_MxF, k),
+          **density_coverage(real_NxF, fake_MxF, k)}
