@@ -84,8 +84,12 @@ def reporting(debug: bool, workdir: str | None = None, exiting: bool = False) ->
   Meanwhile log records about a full disk are dropped, and unraisable exceptions (those Python can only
   print, e.g. TensorStore's callbacks into an asyncio loop closed by a failed write) are held back:
   dropped after a user's mistake, printed at the end otherwise. ``exiting`` (a process about to end, not
-  a test calling main): after the error, teardown failures (threads, atexit) stay quiet too.
+  a test calling main): after the error, teardown failures (threads, atexit) stay quiet too; and standard
+  output is line-buffered, so that each progress line reaches a pipe or a log file when it is printed, before
+  a later error on standard error (block-buffered, a pipe got them at exit, after the error).
   """
+  if exiting and hasattr(sys.stdout, 'reconfigure'):
+    sys.stdout.reconfigure(line_buffering=True)
   if debug:
     yield
     return
