@@ -73,26 +73,31 @@ def label_rows(x_NxD: np.ndarray, labels_N: np.ndarray, shape: Sequence[int], pa
 
 
 def learning_curves(history: list[dict], path: str) -> None:
-  """Plots every ``train/*`` and ``test/*`` scalar of ``metrics.jsonl`` records against the epoch."""
+  """Plots every ``train/*`` and ``test/*`` scalar of ``metrics.jsonl`` records against the epoch: one panel per
+  metric, the epoch axis shared by the panels of a column (labelled on the bottom row), one legend."""
   names = sorted({k.split('/', 1)[1] for r in history for k in r if '/' in k})
   num_cols = min(4, len(names))
   num_rows = -(-len(names) // num_cols)
-  fig = _figure(figsize=(3.2 * num_cols, 2.6 * num_rows))
-  axes = fig.subplots(num_rows, num_cols, squeeze=False)
+  fig = _figure(figsize=(3.2 * num_cols, 2.4 * num_rows))
+  axes = fig.subplots(num_rows, num_cols, squeeze=False, sharex='col')
   for ax in axes.flat[len(names):]:
     ax.axis('off')
-  for ax, name in zip(axes.flat, names):
-    for split in ('train', 'test'):
+  lines = {}
+  for i, (ax, name) in enumerate(zip(axes.flat, names)):
+    for split, colour in (('train', 'C0'), ('test', 'C1')):
       points = [(r['epoch'], r[f'{split}/{name}']) for r in history if f'{split}/{name}' in r]
       if points:
-        ax.plot(*zip(*points), label=split, marker='.')
+        lines[split] = ax.plot(*zip(*points), colour, marker='.')[0]
     ax.set_title(name, y=1.0)  # a fixed place: matplotlib measures the tick labels to place an unset one
-    ax.set_xlabel('epoch')
-    ax.locator_params(nbins=5)
-    ax.legend()
+    ax.locator_params(nbins=4)
+    if i + num_cols >= len(names):  # the lowest panel of its column
+      ax.set_xlabel('epoch')
+      ax.xaxis.set_tick_params(labelbottom=True)
+  splits = [split for split in ('train', 'test') if split in lines]
+  fig.legend([lines[split] for split in splits], splits, loc='upper center', ncols=len(splits), frameon=False)
   # Fixed margins: tight_layout took 40% of this figure's time, which a run waits for at its end.
   fig.subplots_adjust(left=0.8 / fig.get_figwidth(), right=0.98, bottom=0.45 / fig.get_figheight(),
-                      top=1 - 0.35 / fig.get_figheight(), hspace=0.55, wspace=0.3)
+                      top=1 - 0.6 / fig.get_figheight(), hspace=0.45, wspace=0.3)
   fig.savefig(path, dpi=80)
 
 
