@@ -353,27 +353,32 @@ def init_compiler_options() -> dict | None:
 
 class Ahead:
   """A group's ``init``, in-memory ``epoch`` and ``final`` programs, lowered in the calling thread and
-  compiled together on a small pool: XLA compiles one program on about one core, so on a machine with two
-  the three overlap (the compilation is most of a cold start). ``init`` is compiled with
+  compiled together on a small pool, each as soon as it is lowered: XLA compiles one program on about one
+  core, so on a machine with two the three overlap (the compilation is most of a cold start). ``init`` is compiled with
   :func:`init_compiler_options`. The epoch and final programs are lowered
   for the state ``init`` will give (``jax.eval_shape``); :meth:`get` hands one out when its arguments have
   the shapes, dtypes and shardings it was lowered for, else compiles it for them (a restored state)."""
 
   def __init__(self, program: 'Program', init_args: tuple, epoch_args: tuple | None, x_test: jax.Array | None):
-    abstract = jax.eval_shape(program.init, *init_args)
-    if program.sharding is not None:
-      abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=program.sharding), abstract)
     self.program = program
-    lowered = {'init': (program.init.lower(*init_args), init_args)}
-    if epoch_args is not None:
-      lowered['epoch'] = (program.epoch.lower(abstract, *epoch_args), (abstract, *epoch_args))
-    if x_test is not None:
-      lowered['final'] = (program.final.lower(abstract['params'], x_test), (abstract['params'], x_test))
-    self._pool = concurrent.futures.ThreadPoolExecutor(len(lowered), thread_name_prefix='compile')
-    options = {'init': init_compiler_options()}
-    self._compiled = {name: (self._pool.submit(low.compile, options.get(name)), signature(args))
-                      for name, (low, args) in lowered.items()}
-    self._pool.shutdown(wait=False)
+    self._compiled: dict[str, tuple[concurrent.futures.Future, Any]] = {}
+    self._pool = concurrent.futures.ThreadPoolExecutor(3, thread_name_prefix='compile')
+    try:  # each program compiles while the next is lowered (lowering holds the GIL, XLA's compilation does not)
+      self._submit('init', program.init, init_args, init_compiler_options())
+      abstract = jax.eval_shape(program.init, *init_args)
+      if program.sharding is not None:
+        abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=program.sharding),
+                                abstract)
+      if epoch_args is not None:
+        self._submit('epoch', program.epoch, (abstract, *epoch_args))
+      if x_test is not None:
+        self._submit('final', program.final, (abstract['params'], x_test))
+    finally:
+      self._pool.shutdown(wait=False)
+
+  def _submit(self, name: str, fn: Any, args: tuple, options: dict | None = None) -> None:
+    """Lowers the jitted ``fn`` for ``args`` here and compiles it on the pool."""
+    self._compiled[name] = (self._pool.submit(fn.lower(*args).compile, options), signature(args))
 
   def get(self, name: str, *args: Any) -> Callable:
     """The compiled ``name`` program (``init``, ``epoch`` or ``final``) for ``args`` (waits for it)."""
