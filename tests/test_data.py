@@ -391,3 +391,23 @@ def test_digits_read_without_scikit_learn_equal_load_digits():
   reference = datasets.load_digits()
   np.testing.assert_array_equal(images_Nx8x8, reference.images)
   np.testing.assert_array_equal(labels_N, reference.target)
+
+
+@pytest.mark.parametrize('seed', [0, 7, -3, 2**31 - 1, 2**31, 2**40])
+def test_seeded_permutation_and_run_keys_equal_the_eager_jax_random_ones(seed):
+  """The split's permutation and a run's keys come from one program compiled at XLA's lowest level
+  (data.integer_program_options): they must be jax.random's at XLA's default level (2; conftest sets 0 for
+  the tests' own programs), bit for bit, for any seed: every documented number depends on them. Seeds beyond
+  int32 take the eager path."""
+  from aelab.train import program  # noqa: PLC0415
+  default = {'xla_backend_optimization_level': 2}
+
+  def at_default_level(fn):
+    return jax.jit(fn).lower().compile(default)()
+
+  for n in (10, 1797):
+    want = at_default_level(lambda: jax.random.permutation(jax.random.key(seed), n))
+    np.testing.assert_array_equal(data.seeded_permutation(seed, n), np.asarray(want))
+  want = at_default_level(lambda: jax.random.key_data(jax.random.split(jax.random.key(seed))))
+  got = np.stack([np.asarray(jax.random.key_data(k)) for k in program.run_keys(seed)])
+  np.testing.assert_array_equal(got, np.asarray(want))

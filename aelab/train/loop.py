@@ -147,7 +147,7 @@ def stream_seed(group: Group) -> int:
 def init_args(group: Group) -> tuple[jax.Array, jax.Array]:
   """``Program.init``'s arguments for ``group``: the runs' init keys and learning rates."""
   return (jnp.stack([r.init_key for r in group.runs]),
-          jnp.asarray([r.config.optimizer.learning_rate for r in group.runs], jnp.float32))
+          jax.device_put(np.asarray([r.config.optimizer.learning_rate for r in group.runs], np.float32)))
 
 
 def wants_final(group: Group, periodic: 'Periodic') -> bool:

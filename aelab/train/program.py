@@ -6,6 +6,7 @@ epoch of every model, their test metrics and figure reconstructions, in one jitt
 """
 import concurrent.futures
 import dataclasses
+import functools
 import os
 from typing import Any, Callable, Sequence
 
@@ -136,9 +137,25 @@ class Run:
 def make_run(config: ml_collections.ConfigDict, data_shape: Sequence[int], name: str = '') -> Run:
   """The ``Run`` of ``config`` for examples of ``data_shape``. Raises ValueError for a model that cannot
   take that shape."""
-  init_key, train_key = jax.random.split(jax.random.key(config.seed))
-  hp = {k: jnp.asarray(v, jnp.float32) for k, v in models.hyperparams(config).items()}
+  init_key, train_key = run_keys(config.seed)
+  hp = {k: jax.device_put(np.float32(v)) for k, v in models.hyperparams(config).items()}  # a copy, no program
   return Run(config, models.get(config, data_shape), hp, init_key, train_key, name)
+
+
+@functools.lru_cache(maxsize=1)
+def _keys_program() -> Callable:
+  return jax.jit(lambda seed: tuple(jax.random.split(jax.random.key(seed))),
+                 compiler_options=data.integer_program_options())
+
+
+def run_keys(seed: int) -> tuple[jax.Array, jax.Array]:
+  """``(init_key, train_key)``: ``jax.random.split(jax.random.key(seed))``, as one program compiled with
+  ``data.integer_program_options`` (the same keys; eagerly, a cold start compiled three); a seed outside the
+  int32 range takes the eager path."""
+  if -2**31 <= seed < 2**31:
+    return _keys_program()(np.int32(seed))
+  init_key, train_key = jax.random.split(jax.random.key(seed))
+  return init_key, train_key
 
 
 def make_train_step(run: Run, total_steps: int) -> tuple[Callable, Callable]:
