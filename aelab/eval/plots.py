@@ -15,6 +15,12 @@ def _figure(**kwargs):
   return Figure(**kwargs)
 
 
+def prepare() -> None:
+  """Imports what drawing needs (matplotlib's ``Figure`` and its Agg canvas), so that a later figure does not."""
+  from matplotlib.backends import backend_agg  # noqa: F401, PLC0415
+  _figure()
+
+
 def _as_images(x_NxD: np.ndarray, shape: Sequence[int]) -> np.ndarray:
   """``N x H x W x C`` images in [0, 1] (``C`` is 1 for grey) from flattened rows."""
   images = np.clip(np.asarray(x_NxD, np.float32).reshape(len(x_NxD), *shape), 0.0, 1.0)

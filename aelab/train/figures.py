@@ -114,6 +114,11 @@ class Painter:
           self.seconds += time.perf_counter() - t0
     self._futures.append(self._pool.submit(timed))
 
+  def prepare(self) -> None:
+    """Imports matplotlib on the figure thread now (0.4 s of Python), to be called while the main thread only
+    waits (on compilation): drawn later, the first figure's import competed with the epochs for the GIL."""
+    self.submit(plots.prepare)
+
   def wait(self) -> None:
     futures, self._futures = self._futures, []
     for future in futures:

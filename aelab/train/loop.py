@@ -265,6 +265,8 @@ def run_epochs(group: Group, dataset: data.Dataset, program: Program, periodic: 
   train, k = group.runs[0].config.train, len(group.runs)
   inputs = make_inputs(program, group.runs, dataset, periodic.figures is not None and periodic.figures.images)
   ahead = compile_ahead(program, group, inputs, wants_final(group, periodic), timer)
+  if periodic.figures is not None:
+    periodic.figures.painter.prepare()  # matplotlib's import while this thread waits for the compilation
   state = initial_state(group, timer, ahead)
   if periodic.figures is not None:
     periodic.figures.redraw_lost(group.start_epoch, lambda m: hooks.eval_reconstruct(
