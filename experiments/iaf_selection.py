@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, 'experiments'))
 
-from aelab import config as config_lib, data  # noqa: E402
+from aelab import config as config_lib, data, models  # noqa: E402
 from aelab.train import sweep  # noqa: E402
 import generative_benchmark as gb  # noqa: E402
 
@@ -49,6 +49,8 @@ def validation_nll(name: str, settings: dict, npz: str, args: argparse.Namespace
   config = gb.family_config(name, args)
   config = config_lib.set_data(config, f'npz={npz}')
   config.data.update(test_fraction=0.25, split_seed=0, binarize='dynamic')
+  if name == 'vae_iaf':  # the candidate on the family's defaults, not on the benchmark's SETTINGS['vae_iaf']
+    config.vae_iaf.update({key: default for key, (default, _) in models.module(name).CONFIG.items()})
   for key, value in settings.items():
     config[name][key] = value
   config = config_lib.adapt_to_data(config)

@@ -94,27 +94,33 @@ def build(config: ml_collections.ConfigDict, data_shape: int | Sequence[int], fl
 
 
 def posterior_terms(model: Model, params, x_BxD: jax.Array, key: jax.Array, k: int):
-  """``(z_K_KxBxZ, log_q0_KxB, log_det_KxB)``: ``k`` samples ``z_0 ~ q_0(z|x)`` pushed through the flow,
-  ``log q_0(z_0|x)`` and ``sum log |det df/dz|`` (nats)."""
+  """``(z_K_KxBxZ, log_q0_KxB, log_det_KxB, z_0_KxBxZ, kl_q0_B)``: ``k`` samples ``z_0 ~ q_0(z|x)`` pushed
+  through the flow, ``log q_0(z_0|x)``, ``sum log |det df/dz|``, the samples ``z_0`` themselves and the
+  closed-form ``KL(q_0(z|x) || N(0, I))`` (nats)."""
   mean, log_var, context = model.apply(params, x_BxD, method=Model.encode_with_context)
   z0_KxBxZ = vae.reparameterize(key, mean, log_var, k)
   log_q0_KxB = -losses.gaussian_nll(mean[None], z0_KxBxZ, log_var[None])
   context_KBxC = None if context is None else jnp.broadcast_to(context[None], (k, *context.shape)).reshape(
       -1, context.shape[-1])  # row k * B + b: the context of example b, as z0's rows
   z_k, log_det = model.apply(params, z0_KxBxZ.reshape(-1, mean.shape[-1]), context_KBxC, method=Model.transform)
-  return z_k.reshape(z0_KxBxZ.shape), log_q0_KxB, log_det.reshape(log_q0_KxB.shape)
+  return (z_k.reshape(z0_KxBxZ.shape), log_q0_KxB, log_det.reshape(log_q0_KxB.shape), z0_KxBxZ,
+          losses.kl_standard_normal(mean, log_var))
 
 
 def sample_terms(model: Model, config: ml_collections.ConfigDict, params, x_BxD, key, k: int, hp=None) -> dict:
   """Per-sample terms, each ``K x B`` (nats): ``log_px`` (``log p(x|z_K)``), ``kl`` (``log q_0 - log det - log
-  p(z_K)``) and ``log_det``. The input is corrupted (``hp`` given) with the key's first half."""
+  p(z_K)``: the exact single-sample KL, for importance weights), ``kl_estimate`` (the same KL in expectation,
+  with its Gaussian part in closed form: ``KL(q_0 || N(0, I)) + log p(z_0) - log p(z_K) - log det``, a lower
+  variance estimate for training) and ``log_det``. The input is corrupted (``hp`` given) with the key's first
+  half."""
   corrupt_key, sample_key = jax.random.split(key)
   x_tilde = x_BxD if hp is None else common.corrupt_fn(config)(corrupt_key, x_BxD, hp)
-  z_k, log_q0, log_det = posterior_terms(model, params, x_tilde, sample_key, k)
+  z_k, log_q0, log_det, z0, kl_q0 = posterior_terms(model, params, x_tilde, sample_key, k)
   out = model.apply(params, z_k.reshape(-1, z_k.shape[-1]), method=vae.Model.decode)
   log_px = -common.reconstruction_loss(config.model)(out.reshape(k, *x_BxD.shape), x_BxD[None])
   log_pz = -losses.gaussian_nll(0.0, z_k)
-  return {'log_px': log_px, 'kl': log_q0 - log_det - log_pz, 'log_det': log_det}
+  kl_estimate = kl_q0[None] - losses.gaussian_nll(0.0, z0) - log_pz - log_det
+  return {'log_px': log_px, 'kl': log_q0 - log_det - log_pz, 'kl_estimate': kl_estimate, 'log_det': log_det}
 
 
 def make_log_weights(model: Model, config: ml_collections.ConfigDict) -> Callable:
@@ -131,12 +137,19 @@ def make_log_weights(model: Model, config: ml_collections.ConfigDict) -> Callabl
 def make_objective(model: Model, config: ml_collections.ConfigDict) -> Callable:
   """``objective(params, x_BxD, key, hp) -> (loss, metrics)``, nats per example: ``mean(-log p(x|z_K) +
   hp['kl_weight'] * KL)``, or the negative IWAE bound with ``vae.num_samples > 1``. Metrics: ``loss``, ``recon``,
-  ``kl`` (single-sample estimate), ``neg_elbo``, ``log_det`` and, for ``k > 1``, ``neg_iwae``."""
+  ``kl``, ``neg_elbo``, ``log_det`` and, for ``k > 1``, ``neg_iwae``.
+
+  The KL is :func:`sample_terms`' ``kl_estimate``: ``KL(q_0 || p)`` in closed form plus the flow's single-sample
+  correction ``log p(z_0) - log p(z_K) - log det``, unbiased for the flow posterior's KL (Rezende & Mohamed
+  2015, Eq. 7) and of lower variance than ``log q_K(z_K) - log p(z_K)`` of one sample (a control variate: the
+  correction is 0 for an identity flow). On 2,000 MNIST images held out of training (8 epochs, 3 seeds) it
+  lowered the IAF VAE's NLL by 1.2 to 2.0 nats (``experiments/iaf_selection.py``). The IWAE bound (``k > 1``)
+  and the importance weights use the exact per-sample ``kl``."""
   k = config.vae.num_samples
 
   def objective(params, x_BxD, key, hp):
     terms = sample_terms(model, config, params, x_BxD, key, k, hp)
-    recon, kl = -jnp.mean(terms['log_px']), jnp.mean(terms['kl'])
+    recon, kl = -jnp.mean(terms['log_px']), jnp.mean(terms['kl_estimate'])
     metrics = {'recon': recon, 'kl': kl, 'neg_elbo': recon + kl, 'log_det': jnp.mean(terms['log_det'])}
     if k == 1:
       loss = recon + hp['kl_weight'] * kl
