@@ -53,7 +53,7 @@ SETTINGS = {'miwae': {'miwae.num_estimates': 2, 'vae.num_samples': 2},  # MIWAE(
             'vamp': {'vamp.num_components': 200},  # 200 pseudo-inputs (the paper's 500 cost 2.5 times a VAE step)
             'rae': {'rae.regularizer': 'l2'},  # RAE-L2 (a gradient penalty's double backward costs more)
             # chosen by validation NLL on 2,000 images held out of the training split (experiments/iaf_selection.py)
-            'vae_iaf': {'vae_iaf.made_hidden': (320,), 'vae_iaf.context_dim': 16}}
+            'vae_iaf': {'vae_iaf.made_hidden': (320,)}}
 VQVAE_SAMPLERS = ('pixelcnn', 'uniform_codes')
 FIGURE_SAMPLES = 10  # per sampler, in the family's figure
 COLUMNS = ('family', 'sampler', 'test/nll', 'test/neg_elbo', 'test/recon_mse', 'fd_classifier', 'precision',
