@@ -20,7 +20,6 @@ if __name__ == '__main__':
 import argparse  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
-import sys  # noqa: E402
 from typing import Any  # noqa: E402
 
 import jax  # noqa: E402
@@ -106,11 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     except interrupts.Stopped as e:  # the lock is released and summary.json untouched (written last, atomically)
       if __name__ != '__main__':
         raise
-      print(f'Stopped by {signal.Signals(e.signum).name} during {e.during}; '
-            f'{os.path.normpath(args.workdir)}/summary.json is as it was: rerun the same command to evaluate.',
-            file=sys.stderr, flush=True)
-      sys.stdout.flush()
-      os._exit(128 + e.signum)  # no teardown: as aelab.main does after a signal
+      interrupts.exit_stopped(e, f'Stopped by {signal.Signals(e.signum).name} during {e.during}; '
+                              f'{os.path.normpath(args.workdir)}/summary.json is as it was: rerun the same '
+                              'command to evaluate.')
     except data.DataError as e:
       raise data.DataError(f'{e} (config.json names the data the run trained on; a relative path, written by an '
                            'older aelab, is read from the current directory)') from e

@@ -66,10 +66,11 @@ def install() -> None:
   sys.excepthook, sys.unraisablehook = excepthook, unraisablehook
 
 
-def exit_stopped(stopped: Stopped) -> None:
-  """Prints ``stopped``'s one line on stderr and ends the process with status ``128 + signal`` (for an
-  uncaught Stopped, where raising SystemExit is too late)."""
-  print(stopped, file=sys.stderr, flush=True)
+def exit_stopped(stopped: Stopped, line: str | None = None) -> None:
+  """Prints ``stopped``'s one line (or ``line``, a command's own) on stderr and ends the process with status
+  ``128 + signal``, without teardown (for an uncaught Stopped, where raising SystemExit is too late; a
+  module whose import the signal cut short can crash the teardown)."""
+  print(line or stopped, file=sys.stderr, flush=True)
   sys.stdout.flush()
   os._exit(128 + stopped.signum)
 

@@ -396,7 +396,7 @@ def test_digits_read_without_scikit_learn_equal_load_digits():
 @pytest.mark.parametrize('seed', [0, 7, -3, 2**31 - 1, 2**31, 2**40])
 def test_seeded_permutation_and_run_keys_equal_the_eager_jax_random_ones(seed):
   """The split's permutation and a run's keys come from one program compiled at XLA's lowest level
-  (data.integer_program_options): they must be jax.random's at XLA's default level (2; conftest sets 0 for
+  (aelab.nn.compiler.INTEGER): they must be jax.random's at XLA's default level (2; conftest sets 0 for
   the tests' own programs), bit for bit, for any seed: every documented number depends on them. Seeds beyond
   int32 take the eager path."""
   from aelab.train import program  # noqa: PLC0415

@@ -334,9 +334,10 @@ def test_the_programs_compiled_ahead_are_the_ones_used(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize('name', ['dae', 'vae', 'conv_vae', 'vqvae'])
 def test_init_compiled_for_speed_gives_the_same_parameters_bit_for_bit(name):
-  """program.INIT_COMPILER_OPTIONS (a lower LLVM level, for a faster cold start) must not change a single bit
+  """compiler.INIT (a lower LLVM level for the init program, for a faster cold start) must not change a single bit
   of the initial state: every documented number starts from it."""
   import jax.numpy as jnp  # noqa: PLC0415
+  from aelab.nn import compiler  # noqa: PLC0415
   from aelab.train import program as program_lib  # noqa: PLC0415
   config = load_config(name)
   dataset = data.load(config.data)
@@ -345,6 +346,6 @@ def test_init_compiled_for_speed_gives_the_same_parameters_bit_for_bit(name):
   x_1xD = jnp.zeros((1, dataset.train.shape[1]))
   lowered = jax.jit(lambda key: init_state(key, x_1xD)).lower(run.init_key)
   default = lowered.compile({'xla_backend_optimization_level': 2})(run.init_key)  # XLA's default (conftest sets 0)
-  fast = lowered.compile(program_lib.INIT_COMPILER_OPTIONS)(run.init_key)
+  fast = lowered.compile(compiler.INIT)(run.init_key)
   for a, b in zip(jax.tree.leaves(default), jax.tree.leaves(fast), strict=True):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

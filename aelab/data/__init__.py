@@ -31,6 +31,7 @@ import numpy as np
 from aelab.data import arrays, fingerprints, sources
 from aelab.data.arrays import DataNotFoundError, DatasetUnavailableError  # noqa: F401  (data.*, as before)
 from aelab.errors import ConfigError, DataError  # data.DataError, as before
+from aelab.nn import compiler
 
 _BINARIZE = ('none', 'static', 'dynamic')
 
@@ -332,22 +333,15 @@ def holdout_indices(n: int, fraction: float, seed: int, where: str) -> tuple[np.
   return perm[:n - n_test], perm[n - n_test:]
 
 
-def integer_program_options() -> dict | None:
-  """XLA's lowest backend optimization level, on the CPU (None elsewhere): for small programs of integer
-  hashing and sorting only (PRNG keys, permutations), whose results no optimization level changes and whose
-  compilation is on the path of a cold start."""
-  return {'xla_backend_optimization_level': 0} if jax.default_backend() == 'cpu' else None
-
-
 @functools.lru_cache(maxsize=None)
 def _permutation_program(n: int) -> Any:
   return jax.jit(lambda seed: jax.random.permutation(jax.random.key(seed), n),
-                 compiler_options=integer_program_options())
+                 compiler_options=compiler.on_cpu(compiler.INTEGER))
 
 
 def seeded_permutation(seed: int, n: int) -> np.ndarray:
   """``jax.random.permutation(jax.random.key(seed), n)`` as numpy, compiled as one program (a cold start
-  compiled its four parts one by one, 0.3 s of it) with :func:`integer_program_options`; a seed outside the
+  compiled its four parts one by one, 0.3 s of it) at ``aelab.nn.compiler.INTEGER``; a seed outside the
   int32 range takes the eager path."""
   if -2**31 <= seed < 2**31:
     return np.asarray(_permutation_program(n)(np.int32(seed)))

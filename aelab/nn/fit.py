@@ -9,13 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from aelab.nn import compiler
+
 Params = Any
 # loss(params, batch, key) -> scalar; batch: a tuple of B x ... arrays, one per array given to fit_arrays.
 Loss = Callable[[Params, tuple[jax.Array, ...], jax.Array], jax.Array]
-# These nets run thousands of steps in one program, so their run time, not their compilation, counts: on the CPU
-# they compile at XLA's default optimization level (2) even where XLA_FLAGS lowers it for a process of many
-# small programs (aelab's test suite sets 0, at which the fd_classifier trained 8x slower).
-CPU_COMPILER_OPTIONS = {'xla_backend_optimization_level': 2}
 
 
 def fit_arrays(loss: Loss, params: Params, arrays: Sequence[np.ndarray], key: jax.Array, num_epochs: int,
@@ -37,7 +35,7 @@ def fit_arrays(loss: Loss, params: Params, arrays: Sequence[np.ndarray], key: ja
     updates, opt_state = tx.update(grads, opt_state, params)
     return (optax.apply_updates(params, updates), opt_state), value
 
-  @functools.partial(jax.jit, compiler_options=CPU_COMPILER_OPTIONS if jax.default_backend() == 'cpu' else None)
+  @functools.partial(jax.jit, compiler_options=compiler.on_cpu(compiler.LONG_RUNNING))  # thousands of steps
   def epoch(params, opt_state, epoch_key):
     perm_key, step_key = jax.random.split(epoch_key)
     index = jax.random.permutation(perm_key, n)[:steps * batch_size].reshape(steps, batch_size)

@@ -168,7 +168,7 @@ def compile_ahead(program: Program, group: Group, inputs: Inputs, final_wanted: 
 def initial_state(group: Group, timer: hooks.Timer, ahead: Ahead) -> Any:
   """The group's stacked state on the devices: fresh (``Program.init``) with each restored run's row in
   place, its learning rate the config's (not the stored one)."""
-  init_keys, rates = init_args(group)
+  init_keys, rates = ahead.init_args
   with timer('compile'), interrupts.phase('compiling'):
     init = ahead.get('init', init_keys, rates)
   state = init(init_keys, rates)

@@ -7,7 +7,6 @@ epoch of every model, their test metrics and figure reconstructions, in one jitt
 import concurrent.futures
 import dataclasses
 import functools
-import os
 from typing import Any, Callable, Sequence
 
 import jax
@@ -21,7 +20,7 @@ from aelab.train import figures, optimizers, parallel
 
 from aelab.eval import metrics
 
-from aelab.nn import nets
+from aelab.nn import compiler, nets
 from aelab.models import Family
 
 
@@ -145,12 +144,12 @@ def make_run(config: ml_collections.ConfigDict, data_shape: Sequence[int], name:
 @functools.lru_cache(maxsize=1)
 def _keys_program() -> Callable:
   return jax.jit(lambda seed: tuple(jax.random.split(jax.random.key(seed))),
-                 compiler_options=data.integer_program_options())
+                 compiler_options=compiler.on_cpu(compiler.INTEGER))
 
 
 def run_keys(seed: int) -> tuple[jax.Array, jax.Array]:
   """``(init_key, train_key)``: ``jax.random.split(jax.random.key(seed))``, as one program compiled with
-  ``data.integer_program_options`` (the same keys; eagerly, a cold start compiled three); a seed outside the
+  ``aelab.nn.compiler.INTEGER`` (the same keys; eagerly, a cold start compiled three); a seed outside the
   int32 range takes the eager path."""
   if -2**31 <= seed < 2**31:
     return _keys_program()(np.int32(seed))
@@ -353,31 +352,22 @@ def signature(tree: Any) -> Any:
   return jax.tree.map(leaf, tree)
 
 
-# The init program runs once, for microseconds, but its parameter initializers (a threefry and a truncated normal
-# per weight: about 90 fusions for a small MLP) took 1.4-1.9 s to compile beside the epoch program on 2 CPU
-# cores; at LLVM level 1 about 0.4 s less, and a cold main job 0.25 s sooner. Level 1 gives the same parameters
-# bit for bit (checked for the dae, vae, conv_vae, vqvae, aae and vae_iaf configs; level 0 changed 4% of them
-# by one ulp, so it is not used).
-INIT_COMPILER_OPTIONS = {'xla_backend_optimization_level': 1}
-
-
 def init_compiler_options() -> dict | None:
-  """``INIT_COMPILER_OPTIONS`` on the CPU unless ``XLA_FLAGS`` sets the level itself (the user's choice wins)."""
-  if jax.default_backend() != 'cpu' or 'xla_backend_optimization_level' in os.environ.get('XLA_FLAGS', ''):
-    return None
-  return INIT_COMPILER_OPTIONS
+  """The init program's: ``aelab.nn.compiler.INIT`` on the CPU unless ``XLA_FLAGS`` sets the level."""
+  return compiler.on_cpu(compiler.INIT, unless_xla_flags=True)
 
 
 class Ahead:
   """A group's ``init``, in-memory ``epoch`` and ``final`` programs, lowered in the calling thread and
   compiled together on a small pool, each as soon as it is lowered: XLA compiles one program on about one
-  core, so on a machine with two the three overlap (the compilation is most of a cold start). ``init`` is compiled with
-  :func:`init_compiler_options`. The epoch and final programs are lowered
-  for the state ``init`` will give (``jax.eval_shape``); :meth:`get` hands one out when its arguments have
-  the shapes, dtypes and shardings it was lowered for, else compiles it for them (a restored state)."""
+  core, so on a machine with two the three overlap (the compilation is most of a cold start). ``init`` is
+  compiled with :func:`init_compiler_options`. The epoch and final programs are lowered for the state
+  ``init`` will give (``jax.eval_shape``); :meth:`get` hands one out when its arguments have the shapes,
+  dtypes and shardings it was lowered for, else compiles it for them (a restored state). ``init_args`` are
+  the arguments the init program was lowered for (:func:`aelab.train.loop.init_args`)."""
 
   def __init__(self, program: 'Program', init_args: tuple, epoch_args: tuple | None, x_test: jax.Array | None):
-    self.program = program
+    self.program, self.init_args = program, init_args
     self._compiled: dict[str, tuple[concurrent.futures.Future, Any]] = {}
     self._pool = concurrent.futures.ThreadPoolExecutor(3, thread_name_prefix='compile')
     try:  # each program compiles while the next is lowered (lowering holds the GIL, XLA's compilation does not)
