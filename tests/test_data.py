@@ -396,11 +396,12 @@ def test_digits_read_without_scikit_learn_equal_load_digits():
 @pytest.mark.parametrize('seed', [0, 7, -3, 2**31 - 1, 2**31, 2**40])
 def test_seeded_permutation_and_run_keys_equal_the_eager_jax_random_ones(seed):
   """The split's permutation and a run's keys come from one program compiled at XLA's lowest level
-  (aelab.nn.compiler.INTEGER): they must be jax.random's at XLA's default level (2; conftest sets 0 for
-  the tests' own programs), bit for bit, for any seed: every documented number depends on them. Seeds beyond
+  (aelab.nn.compiler.INTEGER): they must be jax.random's at XLA's defaults (compiler.DEFAULT; conftest sets
+  others for the tests' own programs), bit for bit, for any seed: every documented number depends on them. Seeds beyond
   int32 take the eager path."""
   from aelab.train import program  # noqa: PLC0415
-  default = {'xla_backend_optimization_level': 2}
+  from aelab.nn import compiler  # noqa: PLC0415
+  default = compiler.DEFAULT
 
   def at_default_level(fn):
     return jax.jit(fn).lower().compile(default)()

@@ -345,7 +345,30 @@ def test_init_compiled_for_speed_gives_the_same_parameters_bit_for_bit(name):
   init_state, _ = program_lib.make_train_step(run, 10)
   x_1xD = jnp.zeros((1, dataset.train.shape[1]))
   lowered = jax.jit(lambda key: init_state(key, x_1xD)).lower(run.init_key)
-  default = lowered.compile({'xla_backend_optimization_level': 2})(run.init_key)  # XLA's default (conftest sets 0)
+  default = lowered.compile(compiler.DEFAULT)(run.init_key)  # XLA's defaults (conftest sets others)
   fast = lowered.compile(compiler.INIT)(run.init_key)
+  for a, b in zip(jax.tree.leaves(default), jax.tree.leaves(fast), strict=True):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize('name', ['dae', 'vae', 'conv_vae', 'vqvae'])
+def test_final_program_compiled_for_speed_gives_the_same_outputs_bit_for_bit(name):
+  """compiler.ONCE (XLA's older fusion emitters for the end-of-training program, for a faster cold start) must
+  not change a single bit of what it computes (the final figures' arrays and metrics), on trained-like
+  parameters (the init's, moved by a random step so that no weight is at its initial value)."""
+  from aelab.nn import compiler  # noqa: PLC0415
+  from aelab.train import program as program_lib  # noqa: PLC0415
+  config = load_config(name)
+  dataset = data.load(config.data)
+  run = program_lib.make_run(config, dataset.shape, name)
+  p = program_lib.Program([run], dataset)
+  state = p.init(run.init_key[None], jax.numpy.ones(1))
+  leaves, treedef = jax.tree.flatten(state['params'])
+  keys = jax.random.split(jax.random.key(1), len(leaves))
+  params = jax.tree.unflatten(treedef, [x + 0.01 * jax.random.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys)])
+  lowered = p.final.lower(params, dataset.test)
+  default = lowered.compile(compiler.DEFAULT)(params, dataset.test)
+  fast = lowered.compile(compiler.ONCE)(params, dataset.test)
+  assert jax.tree.leaves(default)
   for a, b in zip(jax.tree.leaves(default), jax.tree.leaves(fast), strict=True):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -352,16 +352,18 @@ def signature(tree: Any) -> Any:
   return jax.tree.map(leaf, tree)
 
 
-def init_compiler_options() -> dict | None:
-  """The init program's: ``aelab.nn.compiler.INIT`` on the CPU unless ``XLA_FLAGS`` sets the level."""
-  return compiler.on_cpu(compiler.INIT, unless_xla_flags=True)
+def compiler_options(name: str) -> dict | None:
+  """The ``init`` program's options (``aelab.nn.compiler.INIT``) or the ``final`` program's
+  (``aelab.nn.compiler.ONCE``) on the CPU, less those ``XLA_FLAGS`` sets; None for the others."""
+  options = {'init': compiler.INIT, 'final': compiler.ONCE}.get(name)
+  return compiler.on_cpu(options, unless_xla_flags=True) if options else None
 
 
 class Ahead:
   """A group's ``init``, in-memory ``epoch`` and ``final`` programs, lowered in the calling thread and
   compiled together on a small pool, each as soon as it is lowered: XLA compiles one program on about one
-  core, so on a machine with two the three overlap (the compilation is most of a cold start). ``init`` is
-  compiled with :func:`init_compiler_options`. The epoch and final programs are lowered for the state
+  core, so on a machine with two the three overlap (the compilation is most of a cold start). Each is
+  compiled with its :func:`compiler_options`. The epoch and final programs are lowered for the state
   ``init`` will give (``jax.eval_shape``); :meth:`get` hands one out when its arguments have the shapes,
   dtypes and shardings it was lowered for, else compiles it for them (a restored state). ``init_args`` are
   the arguments the init program was lowered for (:func:`aelab.train.loop.init_args`)."""
@@ -371,7 +373,7 @@ class Ahead:
     self._compiled: dict[str, tuple[concurrent.futures.Future, Any]] = {}
     self._pool = concurrent.futures.ThreadPoolExecutor(3, thread_name_prefix='compile')
     try:  # each program compiles while the next is lowered (lowering holds the GIL, XLA's compilation does not)
-      self._submit('init', program.init, init_args, init_compiler_options())
+      self._submit('init', program.init, init_args)
       abstract = jax.eval_shape(program.init, *init_args)
       if program.sharding is not None:
         abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=program.sharding),
@@ -383,16 +385,16 @@ class Ahead:
     finally:
       self._pool.shutdown(wait=False)
 
-  def _submit(self, name: str, fn: Any, args: tuple, options: dict | None = None) -> None:
+  def _submit(self, name: str, fn: Any, args: tuple) -> None:
     """Lowers the jitted ``fn`` for ``args`` here and compiles it on the pool."""
-    self._compiled[name] = (self._pool.submit(fn.lower(*args).compile, options), signature(args))
+    self._compiled[name] = (self._pool.submit(fn.lower(*args).compile, compiler_options(name)), signature(args))
 
   def get(self, name: str, *args: Any) -> Callable:
     """The compiled ``name`` program (``init``, ``epoch`` or ``final``) for ``args`` (waits for it)."""
     future, lowered_for = self._compiled.pop(name, (None, None))
     if future is not None and signature(args) == lowered_for:
       return future.result()
-    return getattr(self.program, name).lower(*args).compile(init_compiler_options() if name == 'init' else None)
+    return getattr(self.program, name).lower(*args).compile(compiler_options(name))
 
 
 def _test_outputs(evaluate: Callable, reconstruct: Callable, state: Any, x_test: jax.Array, x_fig: jax.Array | None,
