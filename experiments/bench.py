@@ -192,10 +192,13 @@ def _compiled_epoch(config, overrides: list[dict], dataset: data.Dataset) -> tup
   return p.epoch.lower(*args).compile(), args
 
 
-def model_axis_benchmark(num_models: int, rounds: int, dtypes: list[str]) -> dict:
-  """Median epoch seconds and model-examples/s of 1 and ``num_models`` VAEs on the model axis (docstring)."""
+def model_axis_benchmark(num_models: int, rounds: int, dtypes: list[str], max_train_examples: int | None = None
+                         ) -> dict:
+  """Median epoch seconds and model-examples/s of 1 and ``num_models`` VAEs on the model axis (docstring), on
+  at most ``max_train_examples`` training examples (None: all)."""
   config = _sweep_config(1)
   config.train.batch_size = BATCH
+  config.data.max_train_examples = max_train_examples or 0
   dataset = data.load(config.data)
   examples = len(dataset.train) // BATCH * BATCH
   result = {'axis_models': num_models, 'axis_data': f'{config.data.name} ({examples} training examples per epoch)',

@@ -16,7 +16,8 @@ Steps (each timed; one that fails is reported with its error and the others stil
    aelab's vectorized sweep (``experiments/bench.py --whole_process``); needs the MNIST folder beside the
    repository (``../shared/data/mnist``) and PyTorch (skipped where either is missing).
 
-``--small``: a one-epoch main job, 2 models on the axis, one round, and no step 3 unless ``--torch``.
+``--small``: a one-epoch main job, 2 models on the axis on 1,024 training examples, one round, and no step 3
+unless ``--torch``.
 """
 import argparse
 import json
@@ -47,9 +48,9 @@ def main_job(tmp: str, small: bool) -> dict:
   return {**walls, 'test/recon_mse': summary.get('test/recon_mse')}
 
 
-def model_axis(models: int, rounds: int) -> dict:
+def model_axis(models: int, rounds: int, max_train_examples: int | None) -> dict:
   import bench  # noqa: PLC0415  (experiments/bench.py)
-  return bench.model_axis_benchmark(models, rounds, ['float32', 'bfloat16'])
+  return bench.model_axis_benchmark(models, rounds, ['float32', 'bfloat16'], max_train_examples)
 
 
 def torch_comparison(rounds: int) -> dict:
@@ -85,7 +86,7 @@ def main() -> None:
             'devices': jax.device_count(), 'jax': jax.__version__, 'small': args.small}
   with tempfile.TemporaryDirectory(prefix='aelab_device_check_') as tmp:
     result['main_job'] = step('main_job', main_job, tmp, args.small)
-  result['model_axis'] = step('model_axis', model_axis, 2 if args.small else 64, 1 if args.small else 3)
+  result['model_axis'] = step('model_axis', model_axis, *((2, 1, 1024) if args.small else (64, 3, None)))
   if not args.small or args.torch:
     result['torch'] = step('torch', torch_comparison, 1)
   result['total_s'] = round(time.perf_counter() - t0, 1)
