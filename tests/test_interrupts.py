@@ -5,6 +5,7 @@ to its own process on entry (the handler then runs as for a signal from outside)
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -84,11 +85,19 @@ def test_sigint_during_the_end_of_training_metrics(tmp_path):
   assert 'test/nll' in _resumes(tmp_path)  # the rerun computes them from the last checkpoint
 
 
+@pytest.fixture(scope='module')
+def finished(tmp_path_factory):
+  """A workdir that ``python -m aelab.main`` finished (copied by each test that changes it)."""
+  workdir = tmp_path_factory.mktemp('finished')
+  assert _run(workdir, '-m', 'aelab.main').returncode == 0
+  return workdir
+
+
 @pytest.mark.parametrize('sig', ['SIGINT', 'SIGTERM'])
-def test_a_signal_during_python_m_aelab_evaluate_leaves_the_summary_and_the_lock(tmp_path, sig):
+def test_a_signal_during_python_m_aelab_evaluate_leaves_the_summary_and_the_lock(tmp_path, sig, finished):
   """One line and 128 + signal (aelab.evaluate installed no handlers before: under this driver's it went on
   and exited 0); summary.json as it was; the rerun evaluates."""
-  assert _run(tmp_path, '-m', 'aelab.main').returncode == 0
+  shutil.copytree(finished, tmp_path, dirs_exist_ok=True)
   before = (tmp_path / 'summary.json').read_bytes()
   evaluate = [sys.executable, '-c', DRIVER, 'aelab.eval.evaluators', 'final_metrics', f'--workdir={tmp_path}']
   env = {**os.environ, 'AELAB_TEST_SIGNALS': sig, 'AELAB_TEST_RUN': 'aelab.evaluate'}
