@@ -208,14 +208,14 @@ def test_tfds_source_trains_under_mock_data(tmp_path):
 
 
 def test_real_mnist_vae_and_dae(tmp_path, mnist_dir):
-  vae = small(load_config('vae', f'idx={mnist_dir}'), epochs=2)
+  vae = small(load_config('vae', f'idx={mnist_dir}'), epochs=1)
   vae.eval.final_metrics = False
   summary = engine.train_and_evaluate(vae, str(tmp_path / 'vae'))
-  assert summary['test/neg_elbo'] < 145  # 137.4 seen after 2 epochs; ~550 nats at initialization
-  dae = small(load_config('dae', f'idx={mnist_dir}'), epochs=2)
+  assert summary['test/neg_elbo'] < 170  # 158.3 seen after 1 epoch (137.4 after 2); ~550 nats at initialization
+  dae = small(load_config('dae', f'idx={mnist_dir}'), epochs=1)
   dae.eval.final_metrics = False
   summary = engine.train_and_evaluate(dae, str(tmp_path / 'dae'))
-  assert summary['test/recon_mse'] < 0.05  # 0.0435 seen after 2 epochs; 0.23 at initialization
+  assert summary['test/recon_mse'] < 0.07  # 0.0595 seen after 1 epoch (0.0435 after 2); 0.23 at initialization
 
 
 def test_one_epoch_is_one_compiled_program():
