@@ -9,9 +9,9 @@ these options override where a program needs its own.
 - :data:`ONCE` (level 1 and the older, non-MLIR fusion emitters, ``xla_cpu_use_fusion_emitters=False``):
   programs that run once per training, whose compilation is nearly all of their cost: the init program (its
   parameter initializers, a threefry and a truncated normal per weight, took 1.4-1.9 s to compile beside the
-  epoch program on 2 cores) and the end-of-training ``final`` program. The main job's cold start: 6.3 s ->
-  5.8 s. Their outputs are bit for bit those of XLA's defaults (``tests/test_engine.py``; the older emitters
-  at level 2 changed 7% of the final figures' pixels by one ulp, level 0 4% of the initial weights).
+  epoch program on 2 cores) and the end-of-training ``final`` program. The main job's cold start: 6.1 s ->
+  5.7 s (paired). Their outputs are bit for bit those of XLA's defaults (``tests/test_engine.py``; the older emitters
+  at level 2 changed up to 7% of a final figure's pixels by one ulp, level 0 4% of the initial weights).
   ``XLA_FLAGS`` setting either option itself wins. The epoch program keeps XLA's defaults: with the older
   emitters it compiled 0.4 s faster but ran 10% slower, and its numbers are not guaranteed to stay the same.
 - :data:`INTEGER` (level 0 and the older emitters): small programs of integer hashing and sorting only
