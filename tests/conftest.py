@@ -18,9 +18,10 @@ import tempfile
 # before any backend starts, they reach the tests' subprocesses too (they inherit os.environ).
 if 'xla_backend_optimization_level' not in os.environ.get('XLA_FLAGS', ''):
   os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
-for flag in ('xla_cpu_use_fusion_emitters=false', 'xla_cpu_parallel_codegen_split_count=1'):
-  if flag.split('=')[0] not in os.environ['XLA_FLAGS']:
-    os.environ['XLA_FLAGS'] = f"{os.environ['XLA_FLAGS']} --{flag}"
+if 'xla_cpu_use_fusion_emitters' not in os.environ['XLA_FLAGS']:
+  os.environ['XLA_FLAGS'] += ' --xla_cpu_use_fusion_emitters=false'
+if 'xla_cpu_parallel_codegen_split_count' not in os.environ['XLA_FLAGS']:
+  os.environ['XLA_FLAGS'] += ' --xla_cpu_parallel_codegen_split_count=1'
 
 import jax  # noqa: E402
 import pytest
