@@ -334,7 +334,7 @@ def test_the_programs_compiled_ahead_are_the_ones_used(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize('name', ['dae', 'vae', 'conv_vae', 'vqvae'])
 def test_init_compiled_for_speed_gives_the_same_parameters_bit_for_bit(name):
-  """compiler.INIT (a lower LLVM level for the init program, for a faster cold start) must not change a single bit
+  """compiler.ONCE (the init program's options, for a faster cold start) must not change a single bit
   of the initial state: every documented number starts from it."""
   import jax.numpy as jnp  # noqa: PLC0415
   from aelab.nn import compiler  # noqa: PLC0415
@@ -346,7 +346,7 @@ def test_init_compiled_for_speed_gives_the_same_parameters_bit_for_bit(name):
   x_1xD = jnp.zeros((1, dataset.train.shape[1]))
   lowered = jax.jit(lambda key: init_state(key, x_1xD)).lower(run.init_key)
   default = lowered.compile(compiler.DEFAULT)(run.init_key)  # XLA's defaults (conftest sets others)
-  fast = lowered.compile(compiler.INIT)(run.init_key)
+  fast = lowered.compile(compiler.ONCE)(run.init_key)
   for a, b in zip(jax.tree.leaves(default), jax.tree.leaves(fast), strict=True):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 

@@ -24,7 +24,6 @@ import jax
 EMITTERS = 'xla_cpu_use_fusion_emitters'
 LONG_RUNNING = {'xla_backend_optimization_level': 2}
 ONCE = {'xla_backend_optimization_level': 1, EMITTERS: False}
-INIT = ONCE  # the init program's (see ONCE)
 INTEGER = {'xla_backend_optimization_level': 0, EMITTERS: False}
 # XLA's own defaults, what every documented number was computed with (the tests compare against them).
 DEFAULT = {'xla_backend_optimization_level': 2, EMITTERS: True}

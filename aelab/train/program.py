@@ -353,10 +353,9 @@ def signature(tree: Any) -> Any:
 
 
 def compiler_options(name: str) -> dict | None:
-  """The ``init`` program's options (``aelab.nn.compiler.INIT``) or the ``final`` program's
-  (``aelab.nn.compiler.ONCE``) on the CPU, less those ``XLA_FLAGS`` sets; None for the others."""
-  options = {'init': compiler.INIT, 'final': compiler.ONCE}.get(name)
-  return compiler.on_cpu(options, unless_xla_flags=True) if options else None
+  """``aelab.nn.compiler.ONCE`` on the CPU, less what ``XLA_FLAGS`` sets, for the programs that run once per
+  training (``init`` and ``final``); None (XLA's defaults) for the epoch."""
+  return compiler.on_cpu(compiler.ONCE, unless_xla_flags=True) if name in ('init', 'final') else None
 
 
 class Ahead:
