@@ -15,6 +15,7 @@ own compilations are in their CPU time, not in the events.
 import collections
 import json
 import os
+import pathlib
 import resource
 import sys
 import time
@@ -39,11 +40,11 @@ def _cpu(who: int) -> float:
 def _listen(event: str, duration: float, **_) -> None:
   if event in EVENTS:
     _current[EVENTS[event]] += duration
-    _current[EVENTS[event].replace('_s', '_n')] += 1
+    _current[EVENTS[event][:-2] + '_n'] += 1  # compile_n, ...: how many
 
 
 def pytest_configure(config) -> None:
-  from jax import monitoring  # noqa: PLC0415 (the plugin loads before the tests' conftest sets XLA_FLAGS)
+  from jax import monitoring  # noqa: PLC0415 (the report needs no JAX; importing it starts no backend)
   monitoring.register_event_duration_secs_listener(_listen)
 
 
@@ -55,7 +56,6 @@ def pytest_runtest_protocol(item, nextitem):  # noqa: ARG001 (pytest's hook sign
   yield
   _tests.append({'test': item.nodeid, 'wall_s': time.time() - wall, 'cpu_s': _cpu(resource.RUSAGE_SELF) - own,
                  'children_cpu_s': _cpu(resource.RUSAGE_CHILDREN) - children, **_current})
-
 
 
 def pytest_sessionfinish(session) -> None:
@@ -70,8 +70,7 @@ def pytest_sessionfinish(session) -> None:
 
 def report(directory: str, top: int = 15) -> None:
   """Prints the totals, the test files and the tests that took the most CPU."""
-  runs = [json.load(open(os.path.join(directory, name))) for name in sorted(os.listdir(directory))
-          if name.endswith('.json')]
+  runs = [json.loads(path.read_text()) for path in sorted(pathlib.Path(directory).glob('*.json'))]
   if not runs:
     sys.exit(f'error: no records in {directory}: run the suite with -p suite_profile first')
   tests = [t for r in runs for t in r['tests']]
